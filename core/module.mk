@@ -1,0 +1,22 @@
+# core/: shared plumbing (errors, logging, timing, params) and the agents
+# (server round loop, client loop, the petal command).
+CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c))
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+CORE_LIB  := $(BUILD)/libpetal-core.a
+LIBS_ALL  += $(CORE_LIB)
+
+$(CORE_LIB): $(CORE_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# The petal command links every module; each module.mk appends its archive
+# to PETAL_ARCHIVES (highest layer first) and its system libs to PETAL_LDLIBS.
+PETAL_BIN := $(BUILD)/petal
+BINS_ALL  += $(PETAL_BIN)
+$(PETAL_BIN): $(BUILD)/core/main.o $(CORE_LIB) $$(PETAL_ARCHIVES)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/core/main.o $(PETAL_ARCHIVES) $(CORE_LIB) $(PETAL_LDLIBS) -lm
+
+core_TESTS := $(BUILD)/tests/test_core
+core_TEST_PREREQS := $(CORE_LIB)
+test_core_LIBS := $(CORE_LIB)
+$(BUILD)/tests/test_core: $(CORE_LIB)

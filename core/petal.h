@@ -1,0 +1,144 @@
+/*
+ * petal.h - Petal core: error codes, logging, monotonic timing.
+ *
+ * Shared by every Petal module except nn/ (which stands alone). Prefix: pt_.
+ *
+ * Error convention: functions return 0 (PT_OK) on success or a negative
+ * pt_err code. Where a detailed message helps, the caller passes a buffer
+ * `char err[PT_ERRLEN]` that the callee fills with a human-readable reason.
+ * Codes are never renumbered; retired codes stay reserved.
+ */
+#ifndef PETAL_CORE_H
+#define PETAL_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PT_ERRLEN 256
+
+/* ---- errors ---------------------------------------------------------- */
+typedef enum pt_err {
+    PT_OK = 0,
+    PT_ERR_NOMEM = -1,      /* allocation failed */
+    PT_ERR_INVAL = -2,      /* invalid argument or option */
+    PT_ERR_IO = -3,         /* read/write/open failed (see errno) */
+    PT_ERR_FORMAT = -4,     /* malformed input data */
+    PT_ERR_RANGE = -5,      /* value out of range / over a limit */
+    PT_ERR_NOTFOUND = -6,   /* file, key or resource not found */
+    PT_ERR_TIMEOUT = -7,    /* deadline passed */
+    PT_ERR_PROTO = -8,      /* protocol violation by a peer */
+    PT_ERR_NET = -9,        /* socket / connection failure */
+    PT_ERR_TLS = -10,       /* TLS failure */
+    PT_ERR_CLOSED = -11,    /* peer closed / stream ended */
+    PT_ERR_UNSUPPORTED = -12, /* feature or format not supported */
+    PT_ERR_STATE = -13,     /* call not valid in the current state */
+    PT_ERR_AUTH = -14,      /* authentication / credentials failure */
+    PT_ERR_AWS = -15,       /* AWS service returned an error */
+    PT_ERR_INTERRUPTED = -16, /* interrupted by a signal / cancel */
+    PT_ERR_NN = -17,        /* error reported by the nn library */
+    PT_ERR_MISMATCH = -18,  /* shapes / counts do not match */
+    PT_ERR_DIVERGED = -19,  /* non-finite values (NaN/Inf) */
+    PT_ERR_BUSY = -20,      /* resource in use (e.g. port) */
+    PT_ERR__LAST = -21
+} pt_err;
+
+/* Static description of an error code; never NULL. */
+const char *pt_strerror(int code);
+
+/* True when retrying the failed operation may succeed (net, timeout, busy). */
+int pt_err_is_retryable(int code);
+
+/* Format into a caller error buffer (may be NULL); returns code. */
+int pt_seterr(char *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- logging ---------------------------------------------------------- */
+typedef enum pt_log_level {
+    PT_LOG_DEBUG = 0,
+    PT_LOG_INFO = 1,
+    PT_LOG_WARN = 2,
+    PT_LOG_ERROR = 3,
+    PT_LOG_OFF = 4
+} pt_log_level;
+
+/* Log line format (Flower-like):
+ *   LEVEL name YYYY-MM-DDTHH:MM:SS.mmmZ | file:line | message
+ * Defaults: level INFO, destination stderr, name "petal". Thread-safe. */
+void pt_log_set_level(pt_log_level lvl);
+pt_log_level pt_log_get_level(void);
+/* Parse "debug", "info", "warn"/"warning", "error", "off"; -1 if unknown. */
+int pt_log_level_parse(const char *s);
+void pt_log_set_name(const char *name);
+/* Also append to a file (NULL closes it). Returns PT_OK or PT_ERR_IO. */
+int pt_log_set_file(const char *path);
+/* Send log lines to stderr (default 1) */
+void pt_log_set_stderr(int on);
+void pt_log_write(pt_log_level lvl, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void pt_log_vwrite(pt_log_level lvl, const char *file, int line, const char *fmt, va_list ap);
+
+#define PT_DEBUG(...) pt_log_write(PT_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
+#define PT_INFO(...) pt_log_write(PT_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define PT_WARN(...) pt_log_write(PT_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define PT_ERROR(...) pt_log_write(PT_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+
+/* ISO-8601 UTC timestamp with milliseconds into buf (>= 32 bytes). */
+void pt_iso8601_now(char *buf, size_t len);
+
+/* ---- timing ------------------------------------------------------------ */
+/* Monotonic clock in seconds / nanoseconds. */
+double pt_now(void);
+uint64_t pt_now_ns(void);
+/* Wall clock (UNIX epoch) in seconds. */
+double pt_wall(void);
+/* Sleep, restarting on EINTR unless *stop becomes nonzero (stop may be NULL). */
+void pt_sleep(double seconds, volatile int *stop);
+
+
+/* ---- parameter lists --------------------------------------------------- */
+/* An ordered list of float32 tensors (a model's weights in Keras order: each
+ * layer's kernel, then its bias). All tensors live in one contiguous buffer
+ * `buf` of `total` floats owned by the list, so aggregation can treat the
+ * whole model as one flat array; t[i].data points into buf. */
+#define PT_MAX_DIMS 8
+typedef struct pt_tensor {
+    int ndim;
+    int64_t shape[PT_MAX_DIMS];
+    size_t numel;
+    float *data; /* borrowed: points into the owning pt_params' buf */
+} pt_tensor;
+
+typedef struct pt_params {
+    size_t n;      /* number of tensors */
+    pt_tensor *t;  /* n tensors */
+    size_t total;  /* total floats */
+    float *buf;    /* total floats, owned */
+} pt_params;
+
+/* Allocate n tensors with the given ranks and shapes (shapes[i] has ndims[i]
+ * entries), zero-filled. The list must be empty (zeroed). Returns PT_OK,
+ * PT_ERR_INVAL (bad rank/negative dim) or PT_ERR_NOMEM. */
+int pt_params_init(pt_params *p, size_t n, const int *ndims, const int64_t *const *shapes);
+/* Allocate a zero-filled list with the same shapes as src. */
+int pt_params_init_like(pt_params *p, const pt_params *src);
+/* Deep copy (allocates dst; dst must be empty). */
+int pt_params_copy(pt_params *dst, const pt_params *src);
+/* Copy values from src into dst, which must have the same shapes. */
+int pt_params_assign(pt_params *dst, const pt_params *src);
+/* 1 if both have the same tensor count and shapes. */
+int pt_params_same_shape(const pt_params *a, const pt_params *b);
+/* 1 if every value is finite. */
+int pt_params_all_finite(const pt_params *p);
+/* Free storage and zero the struct (NULL-safe, idempotent). */
+void pt_params_free(pt_params *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PETAL_CORE_H */

@@ -1,0 +1,122 @@
+/*
+ * test.h - minimal test harness for Petal's C tests (in the style of libuv's
+ * test/task.h). Each test binary defines test functions and runs them with
+ * TEST_MAIN(). Every test case prints "PASS: name" or "FAIL: name"; the
+ * runner (tests/run.sh) adds them up.
+ *
+ *   static void t_adds(void) { ASSERT_EQ_INT(1 + 1, 2); }
+ *   TEST_MAIN(TEST(t_adds))
+ *
+ * Assertions print both values and return from the test function on
+ * failure (the rest of the binary still runs).
+ */
+#ifndef PETAL_TEST_H
+#define PETAL_TEST_H
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_failed_;
+static int test_pass_count_, test_fail_count_;
+
+#define TEST_FAIL_(...)                                                                    \
+    do {                                                                                   \
+        fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                                  \
+        fprintf(stderr, __VA_ARGS__);                                                      \
+        fprintf(stderr, "\n");                                                             \
+        test_failed_ = 1;                                                                  \
+        return;                                                                            \
+    } while (0)
+
+#define ASSERT(c)                                                                          \
+    do {                                                                                   \
+        if (!(c)) TEST_FAIL_("assertion failed: %s", #c);                                  \
+    } while (0)
+#define ASSERT_MSG(c, ...)                                                                 \
+    do {                                                                                   \
+        if (!(c)) TEST_FAIL_(__VA_ARGS__);                                                 \
+    } while (0)
+#define ASSERT_EQ_INT(a, b)                                                                \
+    do {                                                                                   \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                \
+        if (a_ != b_) TEST_FAIL_("%s == %s: %lld != %lld", #a, #b, a_, b_);                \
+    } while (0)
+#define ASSERT_NE_INT(a, b)                                                                \
+    do {                                                                                   \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                \
+        if (a_ == b_) TEST_FAIL_("%s != %s: both %lld", #a, #b, a_);                      \
+    } while (0)
+#define ASSERT_OK(e)                                                                       \
+    do {                                                                                   \
+        long long r_ = (long long)(e);                                                     \
+        if (r_ != 0) TEST_FAIL_("%s returned %lld, expected 0", #e, r_);                   \
+    } while (0)
+#define ASSERT_STR_EQ(a, b)                                                                \
+    do {                                                                                   \
+        const char *a_ = (a), *b_ = (b);                                                   \
+        if (!a_ || !b_ || strcmp(a_, b_))                                                  \
+            TEST_FAIL_("%s == %s: \"%s\" != \"%s\"", #a, #b, a_ ? a_ : "(null)",           \
+                       b_ ? b_ : "(null)");                                                \
+    } while (0)
+#define ASSERT_CONTAINS(hay, needle)                                                       \
+    do {                                                                                   \
+        const char *h_ = (hay), *n_ = (needle);                                            \
+        if (!h_ || !strstr(h_, n_))                                                        \
+            TEST_FAIL_("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);          \
+    } while (0)
+/* |a-b| <= tol */
+#define ASSERT_NEAR(a, b, tol)                                                             \
+    do {                                                                                   \
+        double a_ = (double)(a), b_ = (double)(b), t_ = (double)(tol);                     \
+        if (!(fabs(a_ - b_) <= t_))                                                        \
+            TEST_FAIL_("%s ~= %s: %.9g vs %.9g (tol %g)", #a, #b, a_, b_, t_);             \
+    } while (0)
+/* relative: |a-b| <= tol * max(|a|,|b|,1e-12) */
+#define ASSERT_REL(a, b, tol)                                                              \
+    do {                                                                                   \
+        double a_ = (double)(a), b_ = (double)(b), t_ = (double)(tol);                     \
+        double m_ = fmax(fmax(fabs(a_), fabs(b_)), 1e-12);                                 \
+        if (!(fabs(a_ - b_) <= t_ * m_))                                                   \
+            TEST_FAIL_("%s ~= %s: %.9g vs %.9g (rel tol %g)", #a, #b, a_, b_, t_);         \
+    } while (0)
+
+typedef struct test_case_ {
+    const char *name;
+    void (*fn)(void);
+} test_case_;
+
+#define TEST(fn) {#fn, fn}
+
+static inline int test_run_all_(const char *prog, const test_case_ *cases, int n, int argc,
+                                char **argv)
+{
+    for (int i = 0; i < n; i++) {
+        if (argc > 1) { /* run only the named tests */
+            int want = 0;
+            for (int j = 1; j < argc; j++)
+                if (strstr(cases[i].name, argv[j])) want = 1;
+            if (!want) continue;
+        }
+        test_failed_ = 0;
+        cases[i].fn();
+        if (test_failed_) test_fail_count_++;
+        else test_pass_count_++;
+        printf("%s: %s/%s\n", test_failed_ ? "FAIL" : "PASS", prog, cases[i].name);
+        fflush(stdout);
+    }
+    return test_fail_count_ ? 1 : 0;
+}
+
+#define TEST_MAIN(...)                                                                     \
+    int main(int argc, char **argv)                                                        \
+    {                                                                                      \
+        static const test_case_ cases_[] = {__VA_ARGS__};                                  \
+        const char *p_ = strrchr(argv[0], '/');                                            \
+        return test_run_all_(p_ ? p_ + 1 : argv[0], cases_,                                \
+                             (int)(sizeof cases_ / sizeof cases_[0]), argc, argv);         \
+    }
+
+#endif /* PETAL_TEST_H */
