@@ -138,6 +138,64 @@ int pt_params_all_finite(const pt_params *p);
 /* Free storage and zero the struct (NULL-safe, idempotent). */
 void pt_params_free(pt_params *p);
 
+/* ---- config / metrics maps ---------------------------------------------- */
+/* Flower's map<string, Scalar> (fit/evaluate config, metrics, properties).
+ * Keys are unique (set replaces); insertion order is kept. Strings and bytes
+ * are copied and owned by the map. */
+typedef enum pt_scalar_type {
+    PT_SCALAR_DOUBLE = 1,
+    PT_SCALAR_SINT64 = 2,
+    PT_SCALAR_BOOL = 3,
+    PT_SCALAR_STRING = 4,
+    PT_SCALAR_BYTES = 5,
+    PT_SCALAR_UINT64 = 6 /* Flower >= 1.12 for ints above INT64_MAX */
+} pt_scalar_type;
+
+typedef struct pt_scalar {
+    pt_scalar_type type;
+    union {
+        double d;
+        int64_t i;
+        uint64_t u;
+        int b;
+        struct {
+            char *ptr; /* NUL-terminated for strings (bytes also get a NUL) */
+            size_t len;
+        } s;
+    } v;
+} pt_scalar;
+
+typedef struct pt_config_entry {
+    char *key;
+    pt_scalar val;
+} pt_config_entry;
+
+typedef struct pt_config {
+    size_t n, cap;
+    pt_config_entry *e;
+} pt_config;
+
+/* A zeroed pt_config is a valid empty map. All setters return PT_OK or PT_ERR_NOMEM. */
+int pt_config_set_double(pt_config *c, const char *key, double v);
+int pt_config_set_int(pt_config *c, const char *key, int64_t v);
+int pt_config_set_uint(pt_config *c, const char *key, uint64_t v);
+int pt_config_set_bool(pt_config *c, const char *key, int v);
+int pt_config_set_string(pt_config *c, const char *key, const char *v);
+int pt_config_set_bytes(pt_config *c, const char *key, const void *v, size_t len);
+/* Set a copy of a scalar. */
+int pt_config_set(pt_config *c, const char *key, const pt_scalar *v);
+/* Borrowed pointer (valid until the map changes) or NULL. */
+const pt_scalar *pt_config_get(const pt_config *c, const char *key);
+/* Numeric lookup: double, sint64, uint64 and bool convert; returns PT_OK,
+ * PT_ERR_NOTFOUND (key absent) or PT_ERR_FORMAT (not numeric). */
+int pt_config_get_number(const pt_config *c, const char *key, double *out);
+/* Convenience: the number, or def when absent or not numeric. */
+double pt_config_number_or(const pt_config *c, const char *key, double def);
+int pt_config_copy(pt_config *dst, const pt_config *src);
+void pt_config_free(pt_config *c);
+/* Render as a Python-dict-like string, e.g. {'lr': 0.001, 'epochs': 1} (as Flower logs). */
+int pt_config_format(const pt_config *c, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

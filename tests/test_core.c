@@ -107,4 +107,35 @@ static void t_params(void)
     pt_params_free(&q); /* idempotent */
 }
 
-TEST_MAIN(TEST(t_strerror), TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))
+static void t_config(void)
+{
+    pt_config c = {0}, d;
+    char buf[256];
+    double x;
+    ASSERT_OK(pt_config_set_double(&c, "lr", 0.001));
+    ASSERT_OK(pt_config_set_int(&c, "epochs", 2));
+    ASSERT_OK(pt_config_set_bool(&c, "flag", 1));
+    ASSERT_OK(pt_config_set_string(&c, "name", "fedavg"));
+    ASSERT_OK(pt_config_set_bytes(&c, "raw", "\0\1\2", 3));
+    ASSERT_OK(pt_config_set_int(&c, "epochs", 3)); /* replaces */
+    ASSERT_EQ_INT(c.n, 5);
+    ASSERT_EQ_INT(pt_config_get(&c, "epochs")->v.i, 3);
+    ASSERT_EQ_INT(pt_config_get(&c, "raw")->v.s.len, 3);
+    ASSERT(pt_config_get(&c, "missing") == NULL);
+    ASSERT_OK(pt_config_get_number(&c, "epochs", &x));
+    ASSERT(x == 3.0);
+    ASSERT_EQ_INT(pt_config_get_number(&c, "name", &x), PT_ERR_FORMAT);
+    ASSERT_EQ_INT(pt_config_get_number(&c, "nope", &x), PT_ERR_NOTFOUND);
+    ASSERT(pt_config_number_or(&c, "nope", 7.5) == 7.5);
+    ASSERT_OK(pt_config_copy(&d, &c));
+    ASSERT_STR_EQ(pt_config_get(&d, "name")->v.s.ptr, "fedavg");
+    ASSERT(pt_config_get(&d, "name")->v.s.ptr != pt_config_get(&c, "name")->v.s.ptr);
+    ASSERT_OK(pt_config_format(&d, buf, sizeof buf));
+    ASSERT_STR_EQ(buf, "{'lr': 0.001, 'epochs': 3, 'flag': True, 'name': 'fedavg', 'raw': b'<3 bytes>'}");
+    ASSERT_EQ_INT(pt_config_format(&d, buf, 10), PT_ERR_RANGE);
+    pt_config_free(&c);
+    pt_config_free(&d);
+    pt_config_free(&d);
+}
+
+TEST_MAIN(TEST(t_config), TEST(t_strerror), TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))
