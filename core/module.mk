@@ -10,11 +10,12 @@ $(CORE_LIB): $(CORE_OBJS)
 	$(AR) rcs $@ $^
 
 # The petal command links every module; each module.mk appends its archive
-# to PETAL_ARCHIVES (highest layer first) and its system libs to PETAL_LDLIBS.
+# to PETAL_ARCHIVES and its system libs to PETAL_LDLIBS (archives are linked
+# as one group, so order does not matter).
 PETAL_BIN := $(BUILD)/petal
 BINS_ALL  += $(PETAL_BIN)
 $(PETAL_BIN): $(BUILD)/core/main.o $(CORE_LIB) $$(PETAL_ARCHIVES)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/core/main.o $(PETAL_ARCHIVES) $(CORE_LIB) $(PETAL_LDLIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/core/main.o -Wl,--start-group $(PETAL_ARCHIVES) $(CORE_LIB) -Wl,--end-group $(PETAL_LDLIBS) -lm
 
 core_TESTS := $(BUILD)/tests/test_core
 core_TEST_PREREQS := $(CORE_LIB)
