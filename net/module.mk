@@ -16,5 +16,30 @@ net_TESTS :=
 net_TEST_PREREQS := $(NET_LIB)
 
 # ---- codec section -------------------------------------------------------
+# net/proto/transport.proto -> protoc-c C sources in $(BUILD)/gen/net/ (compiled
+# into libpetal-net.a) and Python stubs in $(BUILD)/gen/py/ for the tests.
+NET_PROTO       := net/proto/transport.proto
+NET_PB_C        := $(BUILD)/gen/net/transport.pb-c.c
+NET_PB_H        := $(BUILD)/gen/net/transport.pb-c.h
+NET_PB_O        := $(BUILD)/gen/net/transport.pb-c.o
+NET_PY_STUBS    := $(BUILD)/gen/py/transport_pb2.py $(BUILD)/gen/py/transport_pb2_grpc.py
+NET_CODEC_SRCS  := net/npy.c net/msg.c net/scalar.c
+NET_CODEC_OBJS  := $(NET_CODEC_SRCS:%.c=$(BUILD)/%.o)
+
+$(NET_PB_C) $(NET_PB_H) &: $(NET_PROTO)
+	@mkdir -p $(BUILD)/gen/net
+	protoc-c --proto_path=net/proto --c_out=$(BUILD)/gen/net $(NET_PROTO)
+$(NET_PB_O): $(NET_PB_C) $(NET_PB_H)
+	$(CC) $(CPPFLAGS) -I$(BUILD)/gen/net $(CFLAGS) -MMD -MP -c $< -o $@
+$(NET_PY_STUBS) &: $(NET_PROTO)
+	@mkdir -p $(BUILD)/gen/py
+	/usr/bin/python3 -m grpc_tools.protoc -Inet/proto --python_out=$(BUILD)/gen/py \
+	    --grpc_python_out=$(BUILD)/gen/py $(NET_PROTO)
+
+$(NET_LIB): $(NET_PB_O)
+$(NET_CODEC_OBJS) $(BUILD)/tests/test_net_codec.o $(BUILD)/tests/test_net_codec_peer.o: $(NET_PB_H)
+
+# (codec tests are added with their sources)
+
 
 # ---- transport section ---------------------------------------------------
