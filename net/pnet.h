@@ -213,7 +213,211 @@ const char *pnet_cmsg_name(pnet_cmsg_type t);
 /* ======================================================================
  * Part 2: transport - gRPC over HTTP/2, h2c and TLS, server and client.
  * (owned by the transport work; see net/h2*.c, net/grpc*.c)
+ *
+ * Moves opaque gRPC message bytes on the one Flower RPC,
+ * POST /flwr.proto.FlowerService/Join (bidirectional stream). Cleartext h2c
+ * with prior knowledge, or TLS (OpenSSL) with ALPN "h2". No hidden threads:
+ * the server is an epoll loop driven by pnet_server_poll(); the client is
+ * blocking and does I/O only inside its calls.
+ *
+ * Typical server use (the agent's round loop):
+ *     pnet_msg *m;  pnet_msg_new(&m, size);
+ *     pnet_server_out_pack(&out, pnet_msg_data(m), size, &n, err);
+ *     for each client: pnet_server_send(srv, id, m);   (no copies)
+ *     pnet_msg_unref(m);
+ *     while (waiting) pnet_server_poll(srv, 100);       (callbacks fire here)
  * ====================================================================== */
+
+/* gRPC status codes used by the transport. */
+#define PNET_GRPC_OK 0
+#define PNET_GRPC_CANCELLED 1
+#define PNET_GRPC_UNKNOWN 2
+#define PNET_GRPC_INVALID_ARGUMENT 3
+#define PNET_GRPC_DEADLINE_EXCEEDED 4
+#define PNET_GRPC_RESOURCE_EXHAUSTED 8
+#define PNET_GRPC_UNIMPLEMENTED 12
+#define PNET_GRPC_INTERNAL 13
+#define PNET_GRPC_UNAVAILABLE 14
+
+#define PNET_MAX_MESSAGE_DEFAULT ((size_t)536870912) /* 512 MiB, as Flower */
+
+/* ---- messages: refcounted, immutable once sent ------------------------ */
+/* One gRPC message body (a serialized ServerMessage/ClientMessage). The
+ * buffer keeps room for the 5-byte gRPC prefix in front of the data, so a
+ * message goes to the socket straight from here, to any number of streams.
+ * Reference counting is atomic (a message may be shared between threads). */
+typedef struct pnet_msg pnet_msg;
+
+/* New message of len bytes (uninitialised, writable through pnet_msg_data
+ * until it is first sent). *out holds one reference. Returns PT_OK,
+ * PT_ERR_NOMEM or PT_ERR_RANGE (len over 4 GiB - 1, gRPC's limit). */
+int pnet_msg_new(pnet_msg **out, size_t len);
+/* New message holding a copy of data[0..len). Same returns. */
+int pnet_msg_from(pnet_msg **out, const void *data, size_t len);
+/* The body: len bytes. Writable only before the message is first sent;
+ * received messages are read-only by convention. Valid while a reference is held. */
+uint8_t *pnet_msg_data(pnet_msg *m);
+size_t pnet_msg_len(const pnet_msg *m);
+/* Shrink the body to len (<= the length it was created with) before it is
+ * sent, e.g. when the encoder wrote less than it reserved. PT_ERR_RANGE if
+ * len is larger, PT_ERR_STATE once sent. */
+int pnet_msg_set_len(pnet_msg *m, size_t len);
+/* Add a reference; returns m. */
+pnet_msg *pnet_msg_ref(pnet_msg *m);
+/* Drop a reference; frees on the last one. NULL-safe. */
+void pnet_msg_unref(pnet_msg *m);
+
+/* Traffic counters. "wire" bytes are what crossed the socket (HTTP/2 and
+ * TLS framing included); "msg" bytes are gRPC message bodies. */
+typedef struct pnet_stats {
+    uint64_t wire_in, wire_out;
+    uint64_t msg_bytes_in, msg_bytes_out;
+    uint64_t msgs_in, msgs_out;
+} pnet_stats;
+
+/* ---- server ----------------------------------------------------------- */
+typedef struct pnet_server pnet_server;
+
+/* Why a client left (on_leave reason). */
+typedef enum pnet_leave {
+    PNET_LEAVE_DONE = 0,      /* client half-closed; the server answered status OK */
+    PNET_LEAVE_CANCELLED = 1, /* client reset the stream (RST_STREAM CANCEL/NO_ERROR):
+                                 the normal goodbye after a ReconnectIns */
+    PNET_LEAVE_ENDED = 2,     /* the server ended it (pnet_server_end_stream) */
+    PNET_LEAVE_CONN_LOST = 3, /* connection closed or failed (EOF, reset, GOAWAY) */
+    PNET_LEAVE_PROTOCOL = 4,  /* peer broke HTTP/2 or gRPC rules (bad frame, truncated
+                                 message, compressed message, bad headers) */
+    PNET_LEAVE_LIMIT = 5,     /* a limit was hit (message over max_message, buffers) */
+    PNET_LEAVE_RESET = 6      /* stream reset with an error code */
+} pnet_leave;
+/* Static name of a reason ("done", "cancelled", ...). */
+const char *pnet_leave_name(int reason);
+
+typedef struct pnet_server_opts {
+    const char *address;     /* "host:port", "[v6]:port" or ":port"; port 0 = any free port.
+                                NULL = "127.0.0.1:0" */
+    const char *tls_cert;    /* PEM certificate chain file; with tls_key enables TLS */
+    const char *tls_key;     /* PEM private key file */
+    size_t max_message;      /* largest message accepted or sent; 0 = 512 MiB */
+    int max_connections;     /* more are refused (GOAWAY + close); 0 = 1000 */
+    size_t max_header_list;  /* SETTINGS_MAX_HEADER_LIST_SIZE; 0 = 16 KiB */
+    size_t max_conn_buffer;  /* cap on bytes buffered for incomplete messages per
+                                connection; 0 = max_message + 64 MiB */
+    void *user;              /* passed to the callbacks */
+    /* A Join stream opened: a new client. peer is like Flower's "ipv4:127.0.0.1:40564"
+       (borrowed, valid during the call; see pnet_server_peer). */
+    void (*on_join)(pnet_server *s, uint64_t client_id, const char *peer, void *user);
+    /* A whole gRPC message arrived. msg is borrowed for the call; take
+       pnet_msg_ref(msg) to keep it (the body then stays valid, zero copy). */
+    void (*on_message)(pnet_server *s, uint64_t client_id, pnet_msg *msg, void *user);
+    /* The client's stream is gone (exactly once per on_join); reason is a
+       pnet_leave, detail a short text (borrowed). The id is invalid afterwards. */
+    void (*on_leave)(pnet_server *s, uint64_t client_id, int reason, const char *detail,
+                     void *user);
+} pnet_server_opts;
+
+/* Bind, listen and set up TLS. Returns PT_OK; PT_ERR_BUSY (address in use,
+ * err says which), PT_ERR_INVAL (bad address or options), PT_ERR_TLS (cert/key
+ * unreadable or not matching), PT_ERR_NET, PT_ERR_NOMEM. *out is NULL on error. */
+int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err);
+/* The bound TCP port (useful with port 0). */
+int pnet_server_port(const pnet_server *s);
+/* Run I/O once: wait up to timeout_ms (-1 = forever, 0 = poll) for events,
+ * accept, read, dispatch callbacks, write. Returns the number of callbacks
+ * dispatched (>= 0) or PT_ERR_NET (epoll failure); peer errors never fail
+ * the call: that peer is dropped with a PT_WARN log line. Callbacks may call
+ * pnet_server_send / end_stream / counters, never pnet_server_free. */
+int pnet_server_poll(pnet_server *s, int timeout_ms);
+/* Queue m for client_id (takes its own reference; the caller keeps its one).
+ * Returns PT_OK, PT_ERR_NOTFOUND (no such client: it left), PT_ERR_STATE
+ * (stream already being ended), PT_ERR_RANGE (over max_message), PT_ERR_NOMEM.
+ * Bytes move during later polls. */
+int pnet_server_send(pnet_server *s, uint64_t client_id, pnet_msg *m);
+/* End the client's stream after its queued messages: trailers grpc-status
+ * (PNET_GRPC_*) and grpc-message (percent-encoded; NULL = none), then reset
+ * the stream if the client has not half-closed. on_leave(PNET_LEAVE_ENDED)
+ * follows in a later poll. PT_OK or PT_ERR_NOTFOUND. */
+int pnet_server_end_stream(pnet_server *s, uint64_t client_id, int grpc_status,
+                           const char *message);
+/* Bytes queued for client_id and not yet written to its socket (0 once
+ * flushed); PT_ERR_NOTFOUND when the client is gone. */
+int64_t pnet_server_pending(const pnet_server *s, uint64_t client_id);
+/* Poll until every queued byte is written or timeout_ms passes. PT_OK or
+ * PT_ERR_TIMEOUT. */
+int pnet_server_flush(pnet_server *s, int timeout_ms);
+/* The peer string of a client ("ipv4:127.0.0.1:40564"), borrowed until it
+ * leaves; NULL if unknown. */
+const char *pnet_server_peer(const pnet_server *s, uint64_t client_id);
+/* Counters for one client (client_id != 0) or the whole server (0, including
+ * departed clients). PT_OK or PT_ERR_NOTFOUND. */
+int pnet_server_stats(const pnet_server *s, uint64_t client_id, pnet_stats *out);
+/* Number of connected clients (open Join streams). */
+int pnet_server_clients(const pnet_server *s);
+/* The epoll descriptor, readable when pnet_server_poll has work (for
+ * embedding into another loop). */
+int pnet_server_fd(const pnet_server *s);
+/* Close every connection (GOAWAY, best effort, no callbacks) and free. NULL-safe. */
+void pnet_server_free(pnet_server *s);
+
+/* ---- client ----------------------------------------------------------- */
+typedef struct pnet_client pnet_client;
+
+typedef struct pnet_client_opts {
+    const char *address;       /* "host:port" (required) */
+    int tls;                   /* 1 = TLS; implied by tls_ca. Without tls_ca the system
+                                  trust store is used */
+    const char *tls_ca;        /* PEM CA file to verify the server */
+    const char *server_name;   /* SNI + certificate name check; NULL = host of address */
+    double connect_deadline_s; /* keep retrying refused/unreachable connects for this
+                                  long; 0 = 60 s, < 0 = try once */
+    double backoff_initial_s;  /* first retry delay; 0 = 0.1 s */
+    double backoff_max_s;      /* delay cap; 0 = 5 s (doubling, +-20% jitter) */
+    size_t max_message;        /* 0 = 512 MiB */
+    const char *user_agent;    /* NULL = "petal/<ver> (linux)" */
+} pnet_client_opts;
+
+/* Connect (retrying with exponential backoff + jitter until the deadline:
+ * the server may still be booting), handshake TLS if asked, start HTTP/2 and
+ * open the Join stream (:method POST, :scheme http|https, :path
+ * /flwr.proto.FlowerService/Join, :authority, content-type application/grpc,
+ * te trailers, grpc-accept-encoding identity, user-agent). Does not wait for
+ * a server message (Flower's server speaks first). Returns PT_OK; PT_ERR_TIMEOUT
+ * (deadline passed, err has the last failure), PT_ERR_TLS (handshake, ALPN or
+ * certificate failure: not retried), PT_ERR_INVAL, PT_ERR_NET, PT_ERR_NOMEM. */
+int pnet_client_connect(pnet_client **out, const pnet_client_opts *o, char *err);
+/* Wait up to timeout_ms (-1 = forever) for the next whole message. *msg
+ * (len bytes) is owned by the client and valid until the next recv/recv_msg/
+ * free. Returns PT_OK; PT_ERR_CLOSED when the server ended the stream (err
+ * has "grpc-status N: message"; see pnet_client_status); PT_ERR_TIMEOUT;
+ * PT_ERR_NET / PT_ERR_PROTO / PT_ERR_TLS (connection failed); PT_ERR_RANGE
+ * (message over max_message: the stream is then cancelled). */
+int pnet_client_recv(pnet_client *c, uint8_t **msg, size_t *len, int timeout_ms, char *err);
+/* Same, but *out is a new reference the caller owns (pnet_msg_unref). */
+int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *err);
+/* Send one message and block until it is written to the socket (msg is not
+ * copied; it may be freed on return). Keeps reading meanwhile (PING ACKs,
+ * WINDOW_UPDATEs; server messages are queued for recv). Returns PT_OK,
+ * PT_ERR_CLOSED (stream over), PT_ERR_RANGE, PT_ERR_NET/PT_ERR_TLS, PT_ERR_STATE
+ * (already half-closed). */
+int pnet_client_send(pnet_client *c, const void *msg, size_t len, char *err);
+/* Zero-copy variant for refcounted messages (takes its own reference). */
+int pnet_client_send_msg(pnet_client *c, pnet_msg *m, char *err);
+/* Service the connection for up to timeout_ms without consuming messages
+ * (ACK PINGs, move flow control, queue arrivals). Call it every few seconds
+ * during long computations so keepalive PINGs are answered. Returns the
+ * number of queued messages (>= 0) or an error as recv. */
+int pnet_client_poll(pnet_client *c, int timeout_ms, char *err);
+/* Half-close the stream (END_STREAM), then wait up to timeout_ms for the
+ * server's trailers. PT_OK, or the stream's error. The client stays valid
+ * (pnet_client_free). */
+int pnet_client_close(pnet_client *c, int timeout_ms);
+/* After PT_ERR_CLOSED: the grpc-status (-1 if none yet) and grpc-message
+ * (decoded, borrowed; "" if none). */
+int pnet_client_status(const pnet_client *c, const char **message);
+/* Counters of this connection. */
+void pnet_client_stats(const pnet_client *c, pnet_stats *out);
+/* Cancel the stream if still open (RST_STREAM CANCEL), close and free. NULL-safe. */
+void pnet_client_free(pnet_client *c);
 
 #ifdef __cplusplus
 }
