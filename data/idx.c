@@ -1,0 +1,308 @@
+/* idx.c - IDX files (MNIST, Fashion-MNIST), gzip-compressed or raw, via zlib. */
+#include "data_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#define IDX_MAGIC_IMAGES 0x00000803U
+#define IDX_MAGIC_LABELS 0x00000801U
+#define CHUNK (1 << 16)
+
+typedef struct idx_file {
+    gzFile gz;
+    const char *path;
+    const char *name;   /* basename for messages */
+    uint64_t max_bytes; /* upper bound on the payload the file can hold */
+} idx_file;
+
+/* Open path with zlib (transparent for raw files) and work out how many
+ * bytes it can possibly hold: the file size when raw, 1032x the compressed
+ * size when gzip (deflate's maximum ratio). */
+static int idx_open(idx_file *f, const char *path, char *err)
+{
+    struct stat st;
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    f->name = pd_basename(path);
+    if (stat(path, &st) != 0)
+        return pt_seterr(err, errno == ENOENT ? PT_ERR_NOTFOUND : PT_ERR_IO, "%s: %s", path,
+                         strerror(errno));
+    if (!S_ISREG(st.st_mode)) return pt_seterr(err, PT_ERR_IO, "%s: not a regular file", path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return pt_seterr(err, PT_ERR_IO, "%s: %s", path, strerror(errno));
+    unsigned char sig[2] = {0, 0};
+    size_t got = fread(sig, 1, 2, fp);
+    fclose(fp);
+    int gzip = got == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
+    f->max_bytes = gzip ? (uint64_t)st.st_size * 1032u : (uint64_t)st.st_size;
+    if (!(f->gz = gzopen(path, "rb")))
+        return pt_seterr(err, PT_ERR_IO, "%s: %s", path, errno ? strerror(errno) : "gzopen failed");
+    gzbuffer(f->gz, CHUNK);
+    return PT_OK;
+}
+
+static void idx_close(idx_file *f)
+{
+    if (f->gz) gzclose(f->gz);
+    f->gz = NULL;
+}
+
+/* Read exactly len bytes of `what`; for item data, item = bytes per item,
+ * done = items before this read, want = items the header promised. */
+static int idx_read(idx_file *f, void *buf, size_t len, const char *what, size_t item,
+                    size_t done, size_t want, char *err)
+{
+    unsigned char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        unsigned ask = (unsigned)(len - got > (1u << 30) ? (1u << 30) : len - got);
+        int r = gzread(f->gz, p + got, ask);
+        if (r < 0) {
+            int zerr;
+            const char *m = gzerror(f->gz, &zerr);
+            return pt_seterr(err, PT_ERR_FORMAT, "%s: corrupt gzip data while reading %s: %s",
+                             f->path, what, m);
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    if (got == len) return PT_OK;
+    int zerr = Z_OK;
+    const char *m = gzerror(f->gz, &zerr);
+    char why[128] = "";
+    if (zerr != Z_OK) snprintf(why, sizeof why, " (truncated gzip: %s)", m);
+    if (item)
+        return pt_seterr(err, PT_ERR_FORMAT,
+                         "%s: short data: header promises %zu %s but the file ends after %zu%s",
+                         f->path, want, what, done + got / item, why);
+    return pt_seterr(err, PT_ERR_FORMAT, "%s: short data: file ends inside the %s%s", f->path,
+                     what, why);
+}
+
+/* After the payload: the stream must end cleanly (complete gzip trailer). */
+static int idx_check_end(idx_file *f, char *err)
+{
+    unsigned char extra[16];
+    int r = gzread(f->gz, extra, sizeof extra);
+    int zerr = Z_OK;
+    const char *m = gzerror(f->gz, &zerr);
+    if (r < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
+        return pt_seterr(err, PT_ERR_FORMAT, "%s: corrupt or truncated gzip stream after the data: %s",
+                         f->path, m);
+    if (r > 0)
+        return pt_seterr(err, PT_ERR_FORMAT, "%s: unexpected trailing data after the last item",
+                         f->path);
+    return PT_OK;
+}
+
+static uint32_t be32(const unsigned char *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static int read_header(idx_file *f, uint32_t want_magic, int ndim, uint32_t *dims, char *err)
+{
+    unsigned char hdr[16];
+    int rc = idx_read(f, hdr, 4 + 4 * (size_t)ndim, "header", 0, 0, 0, err);
+    if (rc) return rc;
+    uint32_t magic = be32(hdr);
+    if (magic != want_magic) {
+        const char *hint = "";
+        if (magic == IDX_MAGIC_IMAGES) hint = " (this is an image file)";
+        else if (magic == IDX_MAGIC_LABELS) hint = " (this is a label file)";
+        else if ((magic >> 16) != 0) hint = " (not an IDX file)";
+        else if (((magic >> 8) & 0xff) != 0x08) hint = " (element type is not unsigned byte)";
+        return pt_seterr(err, PT_ERR_FORMAT,
+                         "%s: bad magic number 0x%08x, expected 0x%08x (IDX unsigned-byte %d-D "
+                         "%s)%s",
+                         f->path, magic, want_magic, ndim, ndim == 3 ? "images" : "labels", hint);
+    }
+    for (int i = 0; i < ndim; i++) dims[i] = be32(hdr + 4 + 4 * i);
+    return PT_OK;
+}
+
+static int load_labels(idx_file *f, int32_t **out, size_t *n, int *maxlab, char *err)
+{
+    uint32_t dims[1];
+    int rc = read_header(f, IDX_MAGIC_LABELS, 1, dims, err);
+    if (rc) return rc;
+    if (dims[0] == 0) return pt_seterr(err, PT_ERR_FORMAT, "%s: label file holds 0 items", f->path);
+    if ((uint64_t)dims[0] + 8 > f->max_bytes)
+        return pt_seterr(err, PT_ERR_FORMAT,
+                         "%s: short data: header promises %u labels but the file cannot hold that many",
+                         f->path, dims[0]);
+    unsigned char *buf = malloc(dims[0]);
+    int32_t *y = malloc((size_t)dims[0] * sizeof *y);
+    if (!buf || !y) {
+        free(buf);
+        free(y);
+        return pt_seterr(err, PT_ERR_NOMEM, "%s: out of memory for %u labels", f->path, dims[0]);
+    }
+    if ((rc = idx_read(f, buf, dims[0], "labels", 1, 0, dims[0], err)) ||
+        (rc = idx_check_end(f, err))) {
+        free(buf);
+        free(y);
+        return rc;
+    }
+    int mx = 0;
+    for (uint32_t i = 0; i < dims[0]; i++) {
+        y[i] = buf[i];
+        if (buf[i] > mx) mx = buf[i];
+    }
+    free(buf);
+    *out = y;
+    *n = dims[0];
+    *maxlab = mx;
+    return PT_OK;
+}
+
+int pd_load_idx(pd_dataset *out, const char *images_path, const char *labels_path, char *err)
+{
+    idx_file fi, fl;
+    int32_t *y = NULL;
+    size_t ny = 0;
+    int maxlab = 0, rc;
+    unsigned char *buf = NULL;
+
+    if (!out || !images_path || !labels_path)
+        return pt_seterr(err, PT_ERR_INVAL, "pd_load_idx: NULL argument");
+    memset(out, 0, sizeof *out);
+
+    if ((rc = idx_open(&fl, labels_path, err))) return rc;
+    rc = load_labels(&fl, &y, &ny, &maxlab, err);
+    idx_close(&fl);
+    if (rc) return rc;
+
+    if ((rc = idx_open(&fi, images_path, err))) goto fail_labels;
+    uint32_t dims[3];
+    if ((rc = read_header(&fi, IDX_MAGIC_IMAGES, 3, dims, err))) goto fail_images;
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[1] > 16384 || dims[2] > 16384) {
+        rc = pt_seterr(err, PT_ERR_FORMAT, "%s: invalid dimensions %u x %u x %u", images_path,
+                       dims[0], dims[1], dims[2]);
+        goto fail_images;
+    }
+    if (dims[0] != ny) {
+        rc = pt_seterr(err, PT_ERR_MISMATCH, "%s holds %u images but %s holds %zu labels",
+                       images_path, dims[0], labels_path, ny);
+        goto fail_images;
+    }
+    size_t per = (size_t)dims[1] * dims[2];
+    uint64_t payload = (uint64_t)dims[0] * per;
+    if (payload + 16 > fi.max_bytes) {
+        rc = pt_seterr(err, PT_ERR_FORMAT,
+                       "%s: short data: header promises %u images of %ux%u (%llu bytes) but the "
+                       "file cannot hold that many",
+                       images_path, dims[0], dims[1], dims[2], (unsigned long long)payload);
+        goto fail_images;
+    }
+    if ((rc = pd_dataset_alloc(out, ny, (int)dims[1], (int)dims[2], 1, err))) goto fail_images;
+
+    /* decode in chunks of whole images straight into the float buffer */
+    size_t per_chunk = per >= CHUNK ? 1 : CHUNK / per;
+    if (!(buf = malloc(per_chunk * per))) {
+        rc = pt_seterr(err, PT_ERR_NOMEM, "%s: out of memory", images_path);
+        goto fail_out;
+    }
+    const float *lut = pd_u8_lut();
+    for (size_t i = 0; i < ny; i += per_chunk) {
+        size_t k = ny - i < per_chunk ? ny - i : per_chunk;
+        if ((rc = idx_read(&fi, buf, k * per, "images", per, i, ny, err))) goto fail_out;
+        float *dst = out->x + i * per;
+        for (size_t j = 0; j < k * per; j++) dst[j] = lut[buf[j]];
+    }
+    if ((rc = idx_check_end(&fi, err))) goto fail_out;
+    free(buf);
+    idx_close(&fi);
+    memcpy(out->y, y, ny * sizeof *y);
+    free(y);
+    out->nclasses = maxlab + 1;
+    return PT_OK;
+
+fail_out:
+    free(buf);
+    pd_dataset_free(out);
+fail_images:
+    idx_close(&fi);
+fail_labels:
+    free(y);
+    return rc;
+}
+
+/* ---- directories ----------------------------------------------------------------- */
+
+/* dir/name, or dir/name.gz when only that exists. */
+static int find_file(char *path, size_t len, const char *dir, const char *name, char *err)
+{
+    struct stat st;
+    snprintf(path, len, "%s/%s", dir, name);
+    if (stat(path, &st) == 0) return PT_OK;
+    snprintf(path, len, "%s/%s.gz", dir, name);
+    if (stat(path, &st) == 0) return PT_OK;
+    return pt_seterr(err, PT_ERR_NOTFOUND, "%s/%s[.gz]: no such file", dir, name);
+}
+
+static int load_split(pd_dataset *d, const char *dir, const char *prefix, char *err)
+{
+    char ip[4096], lp[4096], n1[64], n2[64];
+    int rc;
+    snprintf(n1, sizeof n1, "%s-images-idx3-ubyte", prefix);
+    snprintf(n2, sizeof n2, "%s-labels-idx1-ubyte", prefix);
+    if ((rc = find_file(ip, sizeof ip, dir, n1, err)) || (rc = find_file(lp, sizeof lp, dir, n2, err)))
+        return rc;
+    return pd_load_idx(d, ip, lp, err);
+}
+
+static int load_dir(pd_dataset *train, pd_dataset *test, const char *dir, int nclasses,
+                    const char *const *names, char *err)
+{
+    pd_dataset tr = {0}, te = {0};
+    int rc;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return pt_seterr(err, PT_ERR_NOTFOUND, "%s: no such directory", dir);
+    if (train && (rc = load_split(&tr, dir, "train", err))) return rc;
+    if (test && (rc = load_split(&te, dir, "t10k", err))) goto fail;
+    if (nclasses == 0) nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
+    pd_dataset *ds[2] = {&tr, &te};
+    for (int k = 0; k < 2; k++) {
+        pd_dataset *d = ds[k];
+        if (!d->n) continue;
+        if (d->nclasses > nclasses) {
+            rc = pt_seterr(err, PT_ERR_FORMAT, "%s/%s labels: label %d out of range (%d classes)",
+                           dir, k ? "t10k" : "train", d->nclasses - 1, nclasses);
+            goto fail;
+        }
+        d->nclasses = nclasses;
+        if (names && (rc = pd_set_class_names(d, names, nclasses, err))) goto fail;
+    }
+    if (train) *train = tr;
+    if (test) *test = te;
+    return PT_OK;
+fail:
+    pd_dataset_free(&tr);
+    pd_dataset_free(&te);
+    return rc;
+}
+
+static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                             "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                             "Bag",         "Ankle boot"};
+
+int pd_load_fashion_mnist(pd_dataset *train, pd_dataset *test, const char *dir, char *err)
+{
+    if (train) memset(train, 0, sizeof *train);
+    if (test) memset(test, 0, sizeof *test);
+    return load_dir(train, test, dir ? dir : PD_FASHION_MNIST_DIR, 10, fmnist_names, err);
+}
+
+int pd_load_idx_dir(pd_dataset *train, pd_dataset *test, const char *dir, char *err)
+{
+    if (train) memset(train, 0, sizeof *train);
+    if (test) memset(test, 0, sizeof *test);
+    if (!dir) return pt_seterr(err, PT_ERR_INVAL, "pd_load_idx_dir: NULL directory");
+    return load_dir(train, test, dir, 0, NULL, err);
+}

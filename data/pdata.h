@@ -1,0 +1,198 @@
+/*
+ * pdata.h - Petal datasets: IDX (MNIST, Fashion-MNIST), CIFAR-10 binary,
+ * image folders (Keras image_dataset_from_directory), and partitioners for
+ * federated clients. Prefix: pd_.
+ *
+ * A pd_dataset is plain data: n examples of h x w x c float32 pixels in NHWC
+ * order, scaled to [0, 1], with int32 labels in [0, nclasses). Every loader
+ * fills a caller-owned pd_dataset (zero it first or use a fresh one) and the
+ * caller releases it with pd_dataset_free().
+ *
+ * Errors: functions return 0 (PT_OK) or a negative pt_err code from
+ * core/petal.h, and fill the optional caller buffer `char err[PT_ERRLEN]`
+ * with a message naming the file and what was wrong. On error the output
+ * datasets are left empty (zeroed); nothing needs freeing.
+ *
+ *   pd_dataset train, test;
+ *   pd_open_opts o = pd_open_opts_default();
+ *   char err[PT_ERRLEN];
+ *   if (pd_open(&train, &test, "fashion-mnist", &o, err)) { fprintf(stderr, "%s\n", err); ... }
+ *   ...
+ *   pd_dataset_free(&train); pd_dataset_free(&test);
+ */
+#ifndef PETAL_DATA_H
+#define PETAL_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "petal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Debian's dataset-fashion-mnist package puts the four .gz files here. */
+#define PD_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+typedef struct pd_dataset {
+    size_t n;           /* number of examples */
+    int h, w, c;        /* per-example shape (NHWC) */
+    int nclasses;       /* labels are in [0, nclasses) */
+    float *x;           /* n*h*w*c floats in NHWC order, scaled to [0,1]; owned */
+    int32_t *y;         /* n labels; owned */
+    char **class_names; /* nclasses owned strings, or NULL when the format has none */
+    size_t skipped;     /* files that could not be decoded (image folders) */
+} pd_dataset;
+
+/* Release everything a dataset owns and zero it (NULL-safe, idempotent). */
+void pd_dataset_free(pd_dataset *d);
+
+/* Floats in one example (h*w*c). */
+size_t pd_example_floats(const pd_dataset *d);
+
+/* ---- IDX ------------------------------------------------------------------ */
+
+/* Load an IDX image file (magic 0x00000803, unsigned bytes, dims n x rows x
+ * cols) and its IDX label file (magic 0x00000801, n unsigned bytes). Either
+ * file may be gzip-compressed or raw (detected from the content). The result
+ * has c = 1, pixels scaled by 1/255, nclasses = max label + 1 (at least 1),
+ * no class names.
+ * Returns PT_OK, PT_ERR_NOTFOUND / PT_ERR_IO (open/read failed),
+ * PT_ERR_FORMAT (bad magic, zero or absurd dims, short data, corrupt gzip,
+ * trailing data), PT_ERR_MISMATCH (image and label counts differ) or
+ * PT_ERR_NOMEM. */
+int pd_load_idx(pd_dataset *out, const char *images_path, const char *labels_path, char *err);
+
+/* Load Fashion-MNIST's train (60000) and test (10000) splits from dir
+ * (NULL = PD_FASHION_MNIST_DIR): train-images-idx3-ubyte[.gz],
+ * train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz],
+ * t10k-labels-idx1-ubyte[.gz]. Sets nclasses = 10 and Fashion-MNIST's class
+ * names; a label >= 10 is PT_ERR_FORMAT. Either output may be NULL to skip
+ * that split. Same errors as pd_load_idx. */
+int pd_load_fashion_mnist(pd_dataset *train, pd_dataset *test, const char *dir, char *err);
+
+/* Same for any MNIST-style IDX directory (same file names); nclasses is the
+ * largest label in either split + 1, no class names. */
+int pd_load_idx_dir(pd_dataset *train, pd_dataset *test, const char *dir, char *err);
+
+/* ---- CIFAR-10 ------------------------------------------------------------- */
+
+/* Load CIFAR-10 binary batches from dir: data_batch_1.bin .. data_batch_5.bin
+ * (train; the batches present are used in order, at least one is required)
+ * and test_batch.bin (test). Each record is 3073 bytes: label (0..9), then
+ * 1024 red, 1024 green, 1024 blue bytes (row-major 32x32); converted to NHWC.
+ * Class names come from batches.meta.txt when present, else CIFAR-10's.
+ * Either output may be NULL. Returns PT_OK, PT_ERR_NOTFOUND, PT_ERR_IO,
+ * PT_ERR_FORMAT (size not a multiple of 3073, empty file, label > 9) or
+ * PT_ERR_NOMEM. */
+int pd_load_cifar10(pd_dataset *train, pd_dataset *test, const char *dir, char *err);
+
+/* ---- image folders ---------------------------------------------------------- */
+
+/* Options for image folders (and for pd_open). */
+typedef struct pd_open_opts {
+    int h, w;         /* target size; 0 = the format's native size (folders: 256x256) */
+    int c;            /* channels 1 (grayscale), 3 (RGB) or 4 (RGBA); 0 = native
+                       * (IDX 1, CIFAR-10 3, folders 3) */
+    double val_split; /* folders: fraction of files held out as the test set,
+                       * in [0, 1); formats with their own test set ignore it */
+    uint64_t seed;    /* shuffle seed for the folder split and for `limit` */
+    size_t limit;     /* at most this many training examples (0 = all) */
+    size_t test_limit; /* at most this many test examples (0 = all) */
+    int quiet;        /* 1: no per-file warnings for skipped files (still counted) */
+} pd_open_opts;
+
+/* Defaults: native size and channels, val_split 0.25, seed 1337, no limits. */
+pd_open_opts pd_open_opts_default(void);
+
+/* Load a folder of images the way Keras' image_dataset_from_directory does:
+ * one subfolder per class (class names = subfolder names sorted bytewise,
+ * label = index), files in each class sorted bytewise, the whole file list
+ * shuffled with the seed (numpy RandomState(seed).shuffle, as Keras) and the
+ * last floor(val_split * nfiles) files taken as the validation (test) split.
+ * Files starting with '.' are ignored; every other regular file is decoded
+ * by content as JPEG (libjpeg) or PNG (libpng), grayscale/RGB/RGBA converted
+ * to o->c channels, and resized bilinearly (half-pixel centres, no
+ * antialiasing, as tf.image.resize) to o->h x o->w. JPEGs at least twice the
+ * target size are decoded with libjpeg's DCT scaling first (never below the
+ * target). A file that fails to decode is skipped with a PT_WARN and counted
+ * in `skipped` of the split it belonged to.
+ * test may be NULL (then val_split must be 0 and every file is training).
+ * With o->limit / o->test_limit only the first files of each split (after
+ * the shuffle) are decoded.
+ * Returns PT_OK, PT_ERR_NOTFOUND (missing folder), PT_ERR_FORMAT (no class
+ * subfolders, no files, no decodable image in a split), PT_ERR_INVAL (bad
+ * options), PT_ERR_IO or PT_ERR_NOMEM. */
+int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
+                   const pd_open_opts *o, char *err);
+
+/* ---- dataset specs ----------------------------------------------------------- */
+
+/* Open a dataset by spec:
+ *   "fashion-mnist"        Debian's Fashion-MNIST (PD_FASHION_MNIST_DIR)
+ *   "fashion-mnist:DIR"    the same files elsewhere
+ *   "mnist:DIR", "idx:DIR" MNIST-style IDX files in DIR
+ *   "cifar10:DIR"          CIFAR-10 binary batches in DIR
+ *   "folder:DIR" or DIR    an image folder (pd_load_folder)
+ * o may be NULL (defaults). Resizing (o->h/o->w) and channel conversion
+ * (o->c) apply to every format; `limit`/`test_limit` keep a seeded random
+ * subset (in original order) of formats with their own test set.
+ * Returns PT_OK or the loaders' errors; PT_ERR_INVAL for an unknown scheme or
+ * empty spec. Both outputs are required. */
+int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open_opts *o,
+            char *err);
+
+/* ---- transforms --------------------------------------------------------------- */
+
+/* Bilinear resize of one HWC float image (half-pixel centres, as
+ * tf.image.resize(method='bilinear', antialias=False)). src and dst must not
+ * overlap. Channel count c is unchanged. */
+void pd_resize_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw, int c);
+
+/* Convert a dataset in place to size h x w and c channels (1, 3 or 4; RGB->
+ * gray uses ITU-R 601 weights as tf.image.rgb_to_grayscale; gray->RGB
+ * replicates; alpha is 1.0 when added, dropped when removed). Allocates the
+ * new pixel buffer only when the shape changes. Returns PT_OK, PT_ERR_INVAL
+ * or PT_ERR_NOMEM (dataset unchanged on error). */
+int pd_reshape(pd_dataset *d, int h, int w, int c, char *err);
+
+/* ---- subsets and partitions --------------------------------------------------- */
+
+/* Copy the rows idx[0..count) of src (in that order) into a new dataset
+ * (shape, nclasses and class names copied; skipped = 0). count may be 0
+ * (empty dataset with src's shape). Returns PT_OK, PT_ERR_RANGE (index out
+ * of range) or PT_ERR_NOMEM. */
+int pd_subset(pd_dataset *out, const pd_dataset *src, const size_t *idx, size_t count,
+              char *err);
+
+/* Indices of client `part` (0-based) of num_parts under a partition scheme,
+ * deterministic in (dataset labels, scheme, num_parts, seed), so every client
+ * computes its own share and the shares are disjoint and cover the dataset:
+ *   "iid"            shuffle with seed, cut into num_parts contiguous shards
+ *                    whose sizes differ by at most one (np.array_split)
+ *   "dirichlet:A"    label skew: for each class, proportions over clients
+ *                    ~ Dirichlet(A) (A > 0); every client gets >= 1 example
+ *   "shards:K"       sort by label, cut into num_parts*K shards, give each
+ *                    client K shards chosen at random (McMahan et al.)
+ * *idx receives a malloc'd array of *count indices into d, sorted ascending
+ * (free() it); *idx is NULL when the share is empty (never for these schemes).
+ * Returns PT_OK, PT_ERR_INVAL (unknown scheme, bad parameter, num_parts < 1,
+ * part out of range), PT_ERR_RANGE (more parts or shards than examples) or
+ * PT_ERR_NOMEM. */
+int pd_partition(const pd_dataset *d, const char *scheme, int num_parts, int part,
+                 uint64_t seed, size_t **idx, size_t *count, char *err);
+
+/* All parts at once: owner[i] = part of example i (caller array of d->n ints).
+ * Same schemes and errors as pd_partition. */
+int pd_partition_all(const pd_dataset *d, const char *scheme, int num_parts, uint64_t seed,
+                     int *owner, char *err);
+
+/* Check a scheme string without a dataset (for CLI validation). */
+int pd_partition_check(const char *scheme, char *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PETAL_DATA_H */
