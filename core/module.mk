@@ -21,3 +21,10 @@ core_TESTS := $(BUILD)/tests/test_core
 core_TEST_PREREQS := $(CORE_LIB)
 test_core_LIBS := $(CORE_LIB)
 $(BUILD)/tests/test_core: $(CORE_LIB)
+
+# results writer, system stats, report, petal run (issue 5)
+PETAL_LDLIBS += -lcjson
+core_TESTS += $(BUILD)/tests/test_results
+test_results_LIBS := $(CORE_LIB)
+test_results_LDLIBS := -lcjson
+$(BUILD)/tests/test_results: $(CORE_LIB)

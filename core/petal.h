@@ -196,6 +196,35 @@ void pt_config_free(pt_config *c);
 /* Render as a Python-dict-like string, e.g. {'lr': 0.001, 'epochs': 1} (as Flower logs). */
 int pt_config_format(const pt_config *c, char *buf, size_t len);
 
+/* ---- system stats (core/sysstat.c) ---------------------------------------- */
+/* CPU utilisation over an interval, as psutil reports it: mark a sample at the
+ * start, then pt_cpu_since() at the end.
+ *  - process %: CPU time of this process (all threads, user + system) over
+ *    the wall time, x100; may exceed 100 with several busy threads
+ *    (psutil.Process.cpu_percent);
+ *  - system %: busy share of all CPUs from /proc/stat (psutil.cpu_percent:
+ *    busy = total - idle - iowait; guest time is already in user), 0..100. */
+typedef struct pt_cpu_sample {
+    double wall;          /* monotonic seconds */
+    double proc_cpu;      /* process CPU seconds (CLOCK_PROCESS_CPUTIME_ID) */
+    uint64_t sys_busy;    /* /proc/stat ticks, 0 when unreadable */
+    uint64_t sys_total;
+} pt_cpu_sample;
+/* Fill s with the current counters. Returns PT_OK, or PT_ERR_IO when
+ * /proc/stat is unreadable (the process part is still valid). */
+int pt_cpu_mark(pt_cpu_sample *s);
+/* Percentages since s (either out pointer may be NULL). An interval too short
+ * to measure gives 0; an unreadable /proc/stat gives NAN for sys_pct.
+ * Returns PT_OK or PT_ERR_IO (system part unavailable). */
+int pt_cpu_since(const pt_cpu_sample *s, double *proc_pct, double *sys_pct);
+/* Peak resident set size of this process in bytes (VmHWM, else getrusage's
+ * ru_maxrss; at least the current RSS); -1 on failure. */
+int64_t pt_peak_rss_bytes(void);
+/* Current resident set size in bytes (/proc/self/statm); -1 on failure. */
+int64_t pt_rss_bytes(void);
+/* Online CPUs (>= 1). */
+int pt_cpu_count(void);
+
 #ifdef __cplusplus
 }
 #endif
