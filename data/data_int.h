@@ -53,6 +53,11 @@ uint32_t pd_mt_next(pd_mt *m);
 /* numpy.random.RandomState.shuffle on a 1-D sequence of n items. */
 void pd_mt_shuffle(pd_mt *m, size_t *v, size_t n);
 
+/* Partition n labels (in [0, nclasses)) into num_parts: owner[i] = part of
+ * example i. Schemes and errors as pd_partition. */
+int pd_partition_labels(const int32_t *y, size_t n, int nclasses, const char *scheme,
+                        int num_parts, uint64_t seed, int *owner, char *err);
+
 /* Keep a seeded random subset of `keep` rows of d (in original order),
  * shrinking d in place (no reallocation). keep >= d->n is a no-op. */
 void pd_keep_random(pd_dataset *d, size_t keep, uint64_t seed);

@@ -101,9 +101,18 @@ typedef struct pd_open_opts {
     size_t limit;     /* at most this many training examples (0 = all) */
     size_t test_limit; /* at most this many test examples (0 = all) */
     int quiet;        /* 1: no per-file warnings for skipped files (still counted) */
+    int threads;      /* image folders: decoding threads; 0 = one per online CPU (max 8),
+                       * 1 = the calling thread only */
+    /* Optional: keep only one client's share of the training set (after
+     * `limit`), as pd_partition(train, partition, num_parts, part, seed)
+     * would select it. Image folders then decode only those files. */
+    const char *partition; /* NULL or "" = whole training set */
+    int num_parts;
+    int part;
 } pd_open_opts;
 
-/* Defaults: native size and channels, val_split 0.25, seed 1337, no limits. */
+/* Defaults: native size and channels, val_split 0.25, seed 1337, no limits,
+ * one thread, no partition. */
 pd_open_opts pd_open_opts_default(void);
 
 /* Load a folder of images the way Keras' image_dataset_from_directory does:
@@ -118,14 +127,20 @@ pd_open_opts pd_open_opts_default(void);
  * target size are decoded with libjpeg's DCT scaling first (never below the
  * target). A file that fails to decode is skipped with a PT_WARN and counted
  * in `skipped` of the split it belonged to.
- * test may be NULL (then val_split must be 0 and every file is training).
- * With o->limit / o->test_limit only the first files of each split (after
- * the shuffle) are decoded.
+ * train or test may be NULL to decode only the other split (the split is the
+ * same). With test != NULL val_split must be > 0. With o->limit /
+ * o->test_limit only the first files of each split (after the shuffle) are
+ * decoded; with o->partition only this part's training files.
  * Returns PT_OK, PT_ERR_NOTFOUND (missing folder), PT_ERR_FORMAT (no class
  * subfolders, no files, no decodable image in a split), PT_ERR_INVAL (bad
  * options), PT_ERR_IO or PT_ERR_NOMEM. */
 int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
                    const pd_open_opts *o, char *err);
+
+/* Decode one JPEG or PNG file into h*w*c floats at out (as the folder
+ * loader does). Returns PT_OK, PT_ERR_INVAL, PT_ERR_IO, PT_ERR_FORMAT,
+ * PT_ERR_UNSUPPORTED or PT_ERR_NOMEM. */
+int pd_load_image(const char *path, int h, int w, int c, float *out, char *err);
 
 /* ---- dataset specs ----------------------------------------------------------- */
 

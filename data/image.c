@@ -1,0 +1,324 @@
+/* image.c - JPEG (libjpeg) and PNG (libpng) decoding from memory into 8-bit
+ * HWC pixels, and conversion to float at a target size and channel count. */
+#include "image_int.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+void pd_img_free(pd_img *im)
+{
+    free(im->px);
+    free(im->fbuf);
+    memset(im, 0, sizeof *im);
+}
+
+static int img_reserve(pd_img *im, int w, int h, int c, char *why)
+{
+    size_t need = (size_t)w * (size_t)h * (size_t)c;
+    if (need > im->cap) {
+        unsigned char *p = realloc(im->px, need);
+        if (!p) return pt_seterr(why, PT_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+        im->px = p;
+        im->cap = need;
+    }
+    im->w = w;
+    im->h = h;
+    im->c = c;
+    return PT_OK;
+}
+
+/* ---- JPEG -------------------------------------------------------------------- */
+
+typedef struct jerr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    char *why;
+    int eof;
+} jerr;
+
+static void j_error_exit(j_common_ptr ci)
+{
+    jerr *e = (jerr *)ci->err;
+    char msg[JMSG_LENGTH_MAX];
+    e->pub.format_message(ci, msg);
+    pt_seterr(e->why, PT_ERR_FORMAT, "JPEG: %s", msg);
+    longjmp(e->jb, 1);
+}
+
+static void j_emit(j_common_ptr ci, int level)
+{
+    jerr *e = (jerr *)ci->err;
+    if (level < 0) {
+        /* warnings: a truncated file (libjpeg pads it with gray) is fatal, as in
+         * TensorFlow's decoder; others (extraneous bytes) are tolerated */
+        if (e->pub.msg_code == JWRN_JPEG_EOF) e->eof = 1;
+        e->pub.num_warnings++;
+    }
+}
+
+static int decode_jpeg(pd_img *im, const unsigned char *data, size_t len, int min_w, int min_h,
+                       char *why)
+{
+    struct jpeg_decompress_struct ci;
+    jerr je;
+    JSAMPROW row;
+    memset(&je, 0, sizeof je);
+    ci.err = jpeg_std_error(&je.pub);
+    je.pub.error_exit = j_error_exit;
+    je.pub.emit_message = j_emit;
+    je.why = why;
+    if (setjmp(je.jb)) {
+        jpeg_destroy_decompress(&ci);
+        return PT_ERR_FORMAT;
+    }
+    jpeg_create_decompress(&ci);
+    jpeg_mem_src(&ci, (const unsigned char *)data, (unsigned long)len);
+    jpeg_read_header(&ci, TRUE);
+    int cmyk = ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK;
+    if (cmyk) ci.out_color_space = JCS_CMYK;
+    else if (ci.num_components == 1) ci.out_color_space = JCS_GRAYSCALE;
+    else ci.out_color_space = JCS_RGB;
+    /* DCT-domain downscaling while the result stays at least the target size */
+    if (min_w > 0 && min_h > 0) {
+        unsigned denom = 8;
+        while (denom > 1 && ((ci.image_width + denom - 1) / denom < (unsigned)min_w ||
+                             (ci.image_height + denom - 1) / denom < (unsigned)min_h))
+            denom /= 2;
+        ci.scale_num = 1;
+        ci.scale_denom = denom;
+    }
+    jpeg_start_decompress(&ci);
+    if (ci.output_width > 16384 || ci.output_height > 16384) {
+        pt_seterr(why, PT_ERR_FORMAT, "JPEG: image too large (%ux%u)", ci.output_width,
+                  ci.output_height);
+        jpeg_destroy_decompress(&ci);
+        return PT_ERR_FORMAT;
+    }
+    int oc = ci.output_components;
+    int rc = img_reserve(im, (int)ci.output_width, (int)ci.output_height, oc, why);
+    if (rc) {
+        jpeg_destroy_decompress(&ci);
+        return rc;
+    }
+    size_t stride = (size_t)ci.output_width * (size_t)oc;
+    while (ci.output_scanline < ci.output_height) {
+        row = im->px + (size_t)ci.output_scanline * stride;
+        jpeg_read_scanlines(&ci, &row, 1);
+    }
+    if (je.eof) {
+        pt_seterr(why, PT_ERR_FORMAT, "JPEG: premature end of data (truncated file)");
+        jpeg_destroy_decompress(&ci);
+        return PT_ERR_FORMAT;
+    }
+    int inverted = ci.saw_Adobe_marker; /* Adobe CMYK JPEGs store inverted values */
+    jpeg_finish_decompress(&ci);
+    jpeg_destroy_decompress(&ci);
+    if (cmyk) { /* CMYK -> RGB in place (4 -> 3 channels) */
+        size_t npx = (size_t)im->w * (size_t)im->h;
+        for (size_t p = 0; p < npx; p++) {
+            unsigned cc = im->px[4 * p], m = im->px[4 * p + 1], y = im->px[4 * p + 2],
+                     k = im->px[4 * p + 3];
+            if (!inverted) {
+                cc = 255 - cc;
+                m = 255 - m;
+                y = 255 - y;
+                k = 255 - k;
+            }
+            im->px[3 * p] = (unsigned char)((cc * k + 127) / 255);
+            im->px[3 * p + 1] = (unsigned char)((m * k + 127) / 255);
+            im->px[3 * p + 2] = (unsigned char)((y * k + 127) / 255);
+        }
+        im->c = 3;
+    }
+    return PT_OK;
+}
+
+/* ---- PNG ---------------------------------------------------------------------- */
+
+typedef struct png_src {
+    const unsigned char *p;
+    size_t len, off;
+    char *why;
+} png_src;
+
+static void p_read(png_structp png, png_bytep out, size_t n)
+{
+    png_src *s = png_get_io_ptr(png);
+    if (n > s->len - s->off) png_error(png, "premature end of data (truncated file)");
+    memcpy(out, s->p + s->off, n);
+    s->off += n;
+}
+
+static void p_error(png_structp png, png_const_charp msg)
+{
+    png_src *s = png_get_error_ptr(png);
+    pt_seterr(s->why, PT_ERR_FORMAT, "PNG: %s", msg);
+    png_longjmp(png, 1);
+}
+
+static void p_warn(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+static int decode_png(pd_img *im, const unsigned char *data, size_t len, char *why)
+{
+    png_src src = {data, len, 0, why};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, p_error, p_warn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    png_bytep *volatile rows = NULL;
+    if (!png || !info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return pt_seterr(why, PT_ERR_NOMEM, "PNG: out of memory");
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        free(rows);
+        png_destroy_read_struct(&png, &info, NULL);
+        return PT_ERR_FORMAT;
+    }
+    png_set_read_fn(png, &src, p_read);
+    png_set_user_limits(png, 16384, 16384);
+    png_read_info(png, info);
+    png_set_expand(png); /* palette -> RGB, gray < 8 bit -> 8 bit, tRNS -> alpha */
+    png_set_strip_16(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
+    int c = png_get_channels(png, info);
+    if (c < 1 || c > 4 || png_get_bit_depth(png, info) != 8)
+        png_error(png, "unsupported pixel layout");
+    if (img_reserve(im, w, h, c, why)) png_error(png, "out of memory");
+    rows = malloc((size_t)h * sizeof *rows);
+    if (!rows) png_error(png, "out of memory");
+    for (int y = 0; y < h; y++) rows[y] = im->px + (size_t)y * (size_t)w * (size_t)c;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    return PT_OK;
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+int pd_decode_image(pd_img *im, const unsigned char *data, size_t len, int min_w, int min_h,
+                    char *why)
+{
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (len >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
+        return decode_jpeg(im, data, len, min_w, min_h, why);
+    if (len >= 8 && !memcmp(data, png_sig, 8)) return decode_png(im, data, len, why);
+    if (len == 0) return pt_seterr(why, PT_ERR_FORMAT, "empty file");
+    if (len >= 2 && data[0] == 'B' && data[1] == 'M')
+        return pt_seterr(why, PT_ERR_UNSUPPORTED, "BMP images are not supported (JPEG, PNG)");
+    if (len >= 4 && !memcmp(data, "GIF8", 4))
+        return pt_seterr(why, PT_ERR_UNSUPPORTED, "GIF images are not supported (JPEG, PNG)");
+    return pt_seterr(why, PT_ERR_FORMAT, "not a JPEG or PNG image");
+}
+
+int pd_read_file(pd_img *im, const char *path, char *why)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return pt_seterr(why, PT_ERR_IO, "%s", strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return pt_seterr(why, PT_ERR_IO, "not a regular file");
+    }
+    if (st.st_size > (off_t)1 << 30) {
+        fclose(f);
+        return pt_seterr(why, PT_ERR_RANGE, "file too large (%lld bytes)", (long long)st.st_size);
+    }
+    size_t len = (size_t)st.st_size;
+    if (len + 1 > im->fcap) {
+        unsigned char *p = realloc(im->fbuf, len + 1);
+        if (!p) {
+            fclose(f);
+            return pt_seterr(why, PT_ERR_NOMEM, "out of memory reading the file");
+        }
+        im->fbuf = p;
+        im->fcap = len + 1;
+    }
+    size_t got = len ? fread(im->fbuf, 1, len, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || got != len) return pt_seterr(why, PT_ERR_IO, "read error");
+    im->flen = len;
+    return PT_OK;
+}
+
+/* 8-bit pixel with sc channels -> float pixel with dc channels in [0,1]. */
+static inline void px_convert(const unsigned char *s, int sc, float *d, int dc, const float *lut)
+{
+    if (sc == dc) {
+        for (int k = 0; k < dc; k++) d[k] = lut[s[k]];
+        return;
+    }
+    float r, g, b, a = 1.0f;
+    if (sc <= 2) {
+        r = g = b = lut[s[0]];
+        if (sc == 2) a = lut[s[1]];
+    } else {
+        r = lut[s[0]];
+        g = lut[s[1]];
+        b = lut[s[2]];
+        if (sc == 4) a = lut[s[3]];
+    }
+    switch (dc) {
+    case 1: d[0] = sc <= 2 ? r : 0.2989f * r + 0.5870f * g + 0.1140f * b; break;
+    case 3: d[0] = r; d[1] = g; d[2] = b; break;
+    default: d[0] = r; d[1] = g; d[2] = b; d[3] = a; break;
+    }
+}
+
+int pd_img_to_float(const pd_img *im, float *dst, int dh, int dw, int dc, float **scratch,
+                    size_t *scap)
+{
+    const float *lut = pd_u8_lut();
+    size_t npx = (size_t)im->w * (size_t)im->h;
+    float *out = dst;
+    if (im->w != dw || im->h != dh) {
+        size_t need = npx * (size_t)dc;
+        if (need > *scap) {
+            float *p = realloc(*scratch, need * sizeof(float));
+            if (!p) return PT_ERR_NOMEM;
+            *scratch = p;
+            *scap = need;
+        }
+        out = *scratch;
+    }
+    for (size_t p = 0; p < npx; p++)
+        px_convert(im->px + p * (size_t)im->c, im->c, out + p * (size_t)dc, dc, lut);
+    if (out != dst) pd_resize_bilinear(out, im->h, im->w, dst, dh, dw, dc);
+    return PT_OK;
+}
+
+int pd_load_image(const char *path, int h, int w, int c, float *out, char *err)
+{
+    pd_img im;
+    char why[PT_ERRLEN] = "";
+    float *scratch = NULL;
+    size_t scap = 0;
+    int rc;
+    if (!path || !out || h <= 0 || w <= 0 || (c != 1 && c != 3 && c != 4))
+        return pt_seterr(err, PT_ERR_INVAL, "pd_load_image: invalid arguments");
+    memset(&im, 0, sizeof im);
+    if ((rc = pd_read_file(&im, path, why)) ||
+        (rc = pd_decode_image(&im, im.fbuf, im.flen, w, h, why))) {
+        pd_img_free(&im);
+        return pt_seterr(err, rc, "%s: %s", path, why);
+    }
+    rc = pd_img_to_float(&im, out, h, w, c, &scratch, &scap);
+    free(scratch);
+    pd_img_free(&im);
+    if (rc) return pt_seterr(err, rc, "%s: out of memory", path);
+    return PT_OK;
+}
