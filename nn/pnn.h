@@ -250,7 +250,8 @@ typedef struct pnn_epoch_stats {
 int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_fit_opts *o,
             pnn_epoch_stats *stats, char *err);
 
-/* Mean loss and accuracy over n samples, batch_size at a time (<= 0: 256).
+/* Mean loss and accuracy over n samples, batch_size at a time (<= 0: the
+ * batch size the model's buffers already hold, or 32).
  * loss/accuracy may be NULL. Returns as pnn_fit. */
 int pnn_evaluate(pnn_model *m, const float *x, const int32_t *y, size_t n, int batch_size,
                  double *loss, double *accuracy, char *err);

@@ -1,0 +1,70 @@
+/*
+ * gemm.c - the one GEMM seam: OpenBLAS cblas_sgemm or a plain-C reference,
+ * chosen at run time per model.
+ */
+#include "nn_int.h"
+
+#include <cblas.h>
+#include <string.h>
+
+static int cur_threads = -1;
+
+void nn_blas_threads(int threads)
+{
+    if (threads != cur_threads) {
+        openblas_set_num_threads(threads);
+        cur_threads = threads;
+    }
+}
+
+/* Reference: row-major, accumulates in float with the k loop outside the j
+ * loop (vectorisable) when B is not transposed, dot products otherwise. */
+static void ref_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++) c[j] *= beta;
+        if (!tb) {
+            for (int p = 0; p < K; p++) {
+                float a = alpha * (ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+                if (a == 0.0f) continue;
+                const float *b = B + (size_t)p * ldb;
+                for (int j = 0; j < N; j++) c[j] += a * b[j];
+            }
+        } else {
+            for (int j = 0; j < N; j++) {
+                const float *b = B + (size_t)j * ldb;
+                float s = 0.0f;
+                if (!ta) {
+                    const float *a = A + (size_t)i * lda;
+                    for (int p = 0; p < K; p++) s += a[p] * b[p];
+                } else {
+                    for (int p = 0; p < K; p++) s += A[(size_t)p * lda + i] * b[p];
+                }
+                c[j] += alpha * s;
+            }
+        }
+    }
+}
+
+void nn_sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++) {
+            float *c = C + (size_t)i * ldc;
+            for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : c[j] * beta;
+        }
+        return;
+    }
+    if (be == PNN_BACKEND_REFERENCE) {
+        ref_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}

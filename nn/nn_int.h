@@ -1,0 +1,118 @@
+/*
+ * nn_int.h - libpetal-nn internals shared by the nn sources and the nn tests.
+ * Not installed; not part of the API.
+ */
+#ifndef PETAL_NN_INT_H
+#define PETAL_NN_INT_H
+
+#include "pnn.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum nn_ltype {
+    NN_CONV = 1,
+    NN_POOL,
+    NN_DENSE,
+    NN_RELU,
+    NN_SOFTMAX,
+    NN_FLATTEN,
+    NN_DROPOUT
+} nn_ltype;
+
+enum { NN_ACT_NONE = 0, NN_ACT_RELU = 1, NN_ACT_SOFTMAX = 2 };
+
+/* One layer. Shapes are per image: input ih x iw x ic, output oh x ow x oc
+ * (Dense/Flatten outputs are 1 x 1 x units). */
+typedef struct nn_layer {
+    nn_ltype type;
+    int ih, iw, ic, oh, ow, oc;
+    int kh, kw, sh, sw, pt, pl; /* kernel/pool size, strides, top/left padding */
+    int act;                    /* NN_ACT_*; for the fused final softmax see nn_model */
+    float rate;                 /* dropout */
+    size_t woff, boff;          /* kernel / bias offsets in the flat weights (w layers) */
+    size_t wn, bn;              /* kernel / bias sizes */
+    size_t isz, osz;            /* floats per image in / out */
+    int chunk;                  /* conv: images per im2col chunk */
+    /* batch buffers (owned by the model's arena; cap images) */
+    float *out;                 /* cap * osz (Flatten: aliases its input) */
+    int32_t *argmax;            /* pool: cap * osz indices into the image's input */
+    float *mask;                /* dropout: cap * osz multipliers */
+} nn_layer;
+
+/* Row-major GEMM seam: C[M,N] = alpha * op(A) * op(B) + beta * C. */
+void nn_sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* Apply the thread count to OpenBLAS (no-op when unchanged). */
+void nn_blas_threads(int threads);
+
+struct pnn_model {
+    pnn_backend backend;
+    int threads;
+    uint64_t seed;
+    int in_h, in_w, in_c;
+    int ncls;
+    int nl;
+    nn_layer *L;
+    int final_softmax; /* 1: the last layer (or its activation) is a softmax fused with the loss */
+    size_t nparams;
+    float *w;          /* nparams weights, Keras order */
+    size_t nw;         /* number of weight tensors */
+    pnn_tensor *wt;    /* nw descriptors pointing into w */
+    double fwd_flops;
+    /* training state */
+    float *g;          /* nparams gradients */
+    float *opt_m, *opt_v;
+    int opt_type;      /* -1: none yet */
+    int64_t opt_t;
+    uint64_t drop_rng;
+    /* batch buffers */
+    int cap;           /* images the activation buffers hold (0: none) */
+    int gcap;          /* images the gradient buffers hold */
+    float *xin;        /* cap * input floats */
+    float *gbuf[2];    /* gcap * max layer size, ping-pong gradients */
+    float *ws;         /* im2col workspace */
+    size_t ws_n;
+    float *ws2;        /* dcol workspace */
+    void **blocks;     /* big allocations to release */
+    size_t nblocks, capblocks;
+};
+
+/* Format err (may be NULL) and return code. */
+int nn_seterr(char *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Large zero-filled allocation tracked by the model (hugepage-advised). */
+void *nn_big_alloc(pnn_model *m, size_t bytes);
+void nn_big_free_all(pnn_model *m);
+
+/* Make room for batches of b images; grad: also gradient buffers. */
+int nn_ensure_batch(pnn_model *m, int b, int grad);
+/* Forward b images already in m->xin; train: dropout active. */
+void nn_forward(pnn_model *m, int b, int train);
+/* Loss of the last forward (mean over b), its accuracy count; writes the
+ * gradient w.r.t. the final logits into gbuf when grad. Returns PNN_OK or
+ * PNN_ERR_LABEL. */
+int nn_loss(pnn_model *m, int b, const int32_t *y, double *loss, int *correct, int grad,
+            float **gout);
+/* Backward from gradient gy (w.r.t. the output of layer `from`, or the final
+ * logits), accumulating into m->g (which the caller zeroes). dx: if not NULL,
+ * receives d/d input (b * input floats). */
+void nn_backward(pnn_model *m, int b, float *gy, float *dx);
+
+/* Single-layer entry points for the gradient tests. x: b * l->isz inputs,
+ * y: b * l->osz outputs, w: the model's weights. */
+void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y, int train);
+/* gy is modified in place (activation mask). dx may be NULL. */
+void nn_layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
+                       float *gy, float *dx);
+
+/* RNG: splitmix64 */
+uint64_t nn_rng_next(uint64_t *s);
+float nn_rng_uniform(uint64_t *s); /* [0,1) */
+
+#endif /* PETAL_NN_INT_H */

@@ -1,0 +1,378 @@
+/*
+ * test_nn_grad.c - finite-difference gradient checks for every nn layer, the
+ * fused softmax cross-entropy, a whole small model and FedProx's proximal
+ * term; and agreement of the reference and openblas backends on both presets.
+ */
+#include "nn_int.h"
+#include "test.h"
+
+static uint64_t rng_state = 12345;
+
+static float urand(void) { return nn_rng_uniform(&rng_state) * 2.0f - 1.0f; }
+
+static pnn_model *mk(const char *json, pnn_backend be)
+{
+    pnn_opts o;
+    pnn_opts_init(&o);
+    o.backend = be;
+    o.seed = 7;
+    pnn_model *m = NULL;
+    char err[PNN_ERRLEN];
+    if (pnn_model_new(&m, json, &o, err) != PNN_OK) fprintf(stderr, "model: %s\n", err);
+    return m;
+}
+
+/* Values separated by >= 0.01 (shuffled), so +-eps never crosses a ReLU kink
+ * or changes a max-pool winner. */
+static void separated(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = ((float)i - (float)n / 2.0f) * 0.01f + 0.005f;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)(nn_rng_next(&rng_state) % (i + 1));
+        float t = x[i];
+        x[i] = x[j];
+        x[j] = t;
+    }
+}
+
+/* L = sum r .* layer(x), in double. */
+static double layer_loss(pnn_model *m, nn_layer *l, int b, const float *x, float *y,
+                         const float *r, uint64_t drop_seed)
+{
+    m->drop_rng = drop_seed;
+    nn_layer_forward(m, l, b, x, y, 1);
+    double s = 0.0;
+    for (size_t i = 0; i < (size_t)b * l->osz; i++) s += (double)r[i] * y[i];
+    return s;
+}
+
+static int close_enough(double a, double n, double abs_tol, double rel_tol)
+{
+    return fabs(a - n) <= abs_tol + rel_tol * fmax(fabs(a), fabs(n));
+}
+
+/* Check d/dx and d/dw of layer li of the model from json (batch 2). Returns the
+ * number of mismatches (printed). */
+static int check_layer(const char *json, int li, int sep, double eps)
+{
+    pnn_model *m = mk(json, PNN_BACKEND_REFERENCE);
+    if (!m) return 1;
+    const int b = 2;
+    nn_ensure_batch(m, b, 1);
+    m->g = calloc(m->nparams + 1, sizeof(float));
+    nn_layer *l = &m->L[li];
+    size_t nx = (size_t)b * l->isz, ny = (size_t)b * l->osz;
+    float *x = malloc(nx * 4), *y = malloc(ny * 4), *r = malloc(ny * 4), *gy = malloc(ny * 4);
+    float *dx = calloc(nx, 4);
+    if (sep) separated(x, nx);
+    else
+        for (size_t i = 0; i < nx; i++) x[i] = urand();
+    for (size_t i = 0; i < ny; i++) r[i] = urand();
+    for (size_t i = 0; i < m->nparams; i++) m->w[i] = urand() * 0.5f;
+    uint64_t ds = 99;
+    layer_loss(m, l, b, x, y, r, ds);
+    memcpy(gy, r, ny * 4);
+    nn_layer_backward(m, l, b, x, y, gy, dx);
+    int bad = 0;
+    size_t stride = nx > 60 ? nx / 60 : 1;
+    for (size_t i = 0; i < nx; i += stride) {
+        float s = x[i];
+        x[i] = s + (float)eps;
+        double lp = layer_loss(m, l, b, x, y, r, ds);
+        x[i] = s - (float)eps;
+        double lm = layer_loss(m, l, b, x, y, r, ds);
+        x[i] = s;
+        double num = (lp - lm) / (2 * eps);
+        if (!close_enough(dx[i], num, 5e-3, 1e-2)) {
+            if (bad++ < 5) fprintf(stderr, "  layer %d dx[%zu]: analytic %g numeric %g\n", li, i,
+                                   dx[i], num);
+        }
+    }
+    if (l->wn) {
+        size_t np = l->wn + l->bn, wstride = np > 80 ? np / 80 : 1;
+        for (size_t k = 0; k < np; k += wstride) {
+            size_t i = l->woff + k;
+            float s = m->w[i];
+            m->w[i] = s + (float)eps;
+            double lp = layer_loss(m, l, b, x, y, r, ds);
+            m->w[i] = s - (float)eps;
+            double lm = layer_loss(m, l, b, x, y, r, ds);
+            m->w[i] = s;
+            double num = (lp - lm) / (2 * eps);
+            if (!close_enough(m->g[i], num, 5e-3, 1e-2)) {
+                if (bad++ < 5) fprintf(stderr, "  layer %d dw[%zu]: analytic %g numeric %g\n",
+                                       li, k, m->g[i], num);
+            }
+        }
+    }
+    free(x);
+    free(y);
+    free(r);
+    free(gy);
+    free(dx);
+    pnn_model_free(m);
+    return bad;
+}
+
+static void t_grad_conv_valid(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[6,5,3],\"layers\":[{\"type\":\"Conv2D\","
+                              "\"filters\":4,\"kernel_size\":3},{\"type\":\"Flatten\"}]}",
+                              0, 0, 1e-2), 0);
+}
+
+static void t_grad_conv_same_stride(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[7,6,2],\"layers\":[{\"type\":\"Conv2D\","
+                              "\"filters\":3,\"kernel_size\":[3,2],\"strides\":[2,1],"
+                              "\"padding\":\"same\"},{\"type\":\"Flatten\"}]}",
+                              0, 0, 1e-2), 0);
+}
+
+static void t_grad_conv_1x1(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[3,4,5],\"layers\":[{\"type\":\"Conv2D\","
+                              "\"filters\":2,\"kernel_size\":1},{\"type\":\"Flatten\"}]}",
+                              0, 0, 1e-2), 0);
+}
+
+static void t_grad_conv_relu(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[5,5,2],\"layers\":[{\"type\":\"Conv2D\","
+                              "\"filters\":3,\"kernel_size\":2,\"activation\":\"relu\"},"
+                              "{\"type\":\"Flatten\"}]}",
+                              0, 0, 1e-3), 0);
+}
+
+static void t_grad_maxpool(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[6,7,3],\"layers\":[{\"type\":\"MaxPool2D\","
+                              "\"pool_size\":2},{\"type\":\"Flatten\"}]}", 0, 1, 1e-3), 0);
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[7,7,2],\"layers\":[{\"type\":\"MaxPool2D\","
+                              "\"pool_size\":3,\"strides\":2},{\"type\":\"Flatten\"}]}", 0, 1,
+                              1e-3), 0);
+}
+
+static void t_grad_dense(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[1,1,7],\"layers\":[{\"type\":\"Dense\","
+                              "\"units\":5}]}", 0, 0, 1e-2), 0);
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[1,1,7],\"layers\":[{\"type\":\"Dense\","
+                              "\"units\":5,\"activation\":\"relu\"},{\"type\":\"Dense\","
+                              "\"units\":3}]}", 0, 0, 1e-3), 0);
+    /* a softmax activation that is not the last layer: full Jacobian */
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[1,1,7],\"layers\":[{\"type\":\"Dense\","
+                              "\"units\":5,\"activation\":\"softmax\"},{\"type\":\"Dense\","
+                              "\"units\":3}]}", 0, 0, 1e-3), 0);
+}
+
+static void t_grad_relu(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[3,3,4],\"layers\":[{\"type\":\"ReLU\"},"
+                              "{\"type\":\"Flatten\"}]}", 0, 1, 1e-3), 0);
+}
+
+static void t_grad_softmax(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[1,1,6],\"layers\":[{\"type\":\"Softmax\"},"
+                              "{\"type\":\"Dense\",\"units\":2}]}", 0, 0, 1e-3), 0);
+}
+
+static void t_grad_flatten(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[2,3,4],\"layers\":[{\"type\":\"Flatten\"},"
+                              "{\"type\":\"Dense\",\"units\":2}]}", 0, 0, 1e-2), 0);
+}
+
+static void t_grad_dropout(void)
+{
+    ASSERT_EQ_INT(check_layer("{\"input_shape\":[1,1,40],\"layers\":[{\"type\":\"Dropout\","
+                              "\"rate\":0.4},{\"type\":\"Dense\",\"units\":2}]}", 0, 0, 1e-2),
+                  0);
+}
+
+/* Whole-model check through the public pnn_gradient: d loss / d w and d x. */
+static int check_model(pnn_model *m, int n, float mu, const float *ref, double eps)
+{
+    size_t insz = pnn_input_size(m), np = pnn_param_count(m);
+    float *x = malloc((size_t)n * insz * 4), *dw = malloc(np * 4), *dx = malloc(n * insz * 4);
+    int32_t *y = malloc((size_t)n * 4);
+    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = urand();
+    for (int i = 0; i < n; i++) y[i] = (int32_t)(nn_rng_next(&rng_state) % pnn_num_classes(m));
+    double l0;
+    int bad = 0;
+    if (pnn_gradient(m, x, y, n, mu, ref, &l0, dw, dx, NULL) != PNN_OK) return 99;
+    float *w = pnn_weights_data(m);
+    size_t stride = np > 150 ? np / 150 : 1;
+    for (size_t i = 0; i < np; i += stride) {
+        float s = w[i];
+        double lp, lm;
+        w[i] = s + (float)eps;
+        pnn_gradient(m, x, y, n, mu, ref, &lp, NULL, NULL, NULL);
+        w[i] = s - (float)eps;
+        pnn_gradient(m, x, y, n, mu, ref, &lm, NULL, NULL, NULL);
+        w[i] = s;
+        double num = (lp - lm) / (2 * eps);
+        if (!close_enough(dw[i], num, 1e-3, 2e-2) && bad++ < 5)
+            fprintf(stderr, "  dw[%zu]: analytic %g numeric %g\n", i, dw[i], num);
+    }
+    size_t xs = (size_t)n * insz > 60 ? (size_t)n * insz / 60 : 1;
+    for (size_t i = 0; i < (size_t)n * insz; i += xs) {
+        float s = x[i];
+        double lp, lm;
+        x[i] = s + (float)eps;
+        pnn_gradient(m, x, y, n, mu, ref, &lp, NULL, NULL, NULL);
+        x[i] = s - (float)eps;
+        pnn_gradient(m, x, y, n, mu, ref, &lm, NULL, NULL, NULL);
+        x[i] = s;
+        double num = (lp - lm) / (2 * eps);
+        if (!close_enough(dx[i], num, 1e-3, 2e-2) && bad++ < 5)
+            fprintf(stderr, "  dx[%zu]: analytic %g numeric %g\n", i, dx[i], num);
+    }
+    free(x);
+    free(dw);
+    free(dx);
+    free(y);
+    return bad;
+}
+
+static void t_grad_loss(void)
+{
+    /* logits are the input itself: checks the fused softmax cross-entropy */
+    pnn_model *m = mk("{\"input_shape\":[1,1,6],\"layers\":[{\"type\":\"Flatten\"}]}",
+                      PNN_BACKEND_REFERENCE);
+    ASSERT(m);
+    ASSERT_EQ_INT(check_model(m, 3, 0, NULL, 1e-3), 0);
+    pnn_model_free(m);
+    /* final Softmax layer, fused */
+    m = mk("{\"input_shape\":[1,1,6],\"layers\":[{\"type\":\"Softmax\"}]}",
+           PNN_BACKEND_REFERENCE);
+    ASSERT(m);
+    ASSERT_EQ_INT(check_model(m, 3, 0, NULL, 1e-3), 0);
+    pnn_model_free(m);
+    /* numerically stable with huge logits */
+    m = mk("{\"input_shape\":[1,1,3],\"layers\":[{\"type\":\"Flatten\"}]}",
+           PNN_BACKEND_REFERENCE);
+    float x[3] = {1000.0f, -1000.0f, 999.0f};
+    int32_t y[1] = {2};
+    float dx[3];
+    double l;
+    ASSERT_OK(pnn_gradient(m, x, y, 1, 0, NULL, &l, NULL, dx, NULL));
+    ASSERT_NEAR(l, 1.3132616875, 1e-5); /* log(1 + e) */
+    ASSERT_NEAR(dx[0], 0.7310586, 1e-5);
+    ASSERT_NEAR(dx[2], 0.2689414 - 1.0, 1e-5);
+    ASSERT(isfinite(dx[1]));
+    pnn_model_free(m);
+}
+
+static const char *SMALL =
+    "{\"input_shape\":[9,8,2],\"layers\":["
+    "{\"type\":\"Conv2D\",\"filters\":4,\"kernel_size\":3,\"padding\":\"same\","
+    "\"activation\":\"relu\"},"
+    "{\"type\":\"MaxPool2D\",\"pool_size\":2},"
+    "{\"type\":\"Conv2D\",\"filters\":5,\"kernel_size\":2,\"strides\":2,\"activation\":\"relu\"},"
+    "{\"type\":\"Flatten\"},"
+    "{\"type\":\"Dense\",\"units\":6,\"activation\":\"relu\"},"
+    "{\"type\":\"Dropout\",\"rate\":0.3},"
+    "{\"type\":\"Dense\",\"units\":3,\"activation\":\"softmax\"}]}";
+
+static void t_grad_small_model(void)
+{
+    pnn_model *m = mk(SMALL, PNN_BACKEND_REFERENCE);
+    ASSERT(m);
+    ASSERT_EQ_INT(check_model(m, 3, 0, NULL, 1e-3), 0);
+    pnn_model_set_backend(m, PNN_BACKEND_OPENBLAS, 1);
+    ASSERT_EQ_INT(check_model(m, 3, 0, NULL, 1e-3), 0);
+    pnn_model_free(m);
+}
+
+static void t_grad_fedprox(void)
+{
+    pnn_model *m = mk(SMALL, PNN_BACKEND_OPENBLAS);
+    ASSERT(m);
+    size_t np = pnn_param_count(m);
+    float *ref = malloc(np * 4);
+    for (size_t i = 0; i < np; i++) ref[i] = pnn_weights_data(m)[i] + 0.3f * urand();
+    ASSERT_EQ_INT(check_model(m, 2, 0.7f, ref, 1e-3), 0);
+    /* the proximal part alone: gradient difference is mu * (w - ref) */
+    float *g0 = malloc(np * 4), *g1 = malloc(np * 4);
+    float x[9 * 8 * 2];
+    int32_t y[1] = {1};
+    for (size_t i = 0; i < sizeof x / 4; i++) x[i] = urand();
+    double l0, l1;
+    ASSERT_OK(pnn_gradient(m, x, y, 1, 0, NULL, &l0, g0, NULL, NULL));
+    ASSERT_OK(pnn_gradient(m, x, y, 1, 0.5f, ref, &l1, g1, NULL, NULL));
+    double p = 0;
+    for (size_t i = 0; i < np; i++) {
+        double d = (double)pnn_weights_data(m)[i] - ref[i];
+        p += d * d;
+        ASSERT_NEAR(g1[i] - g0[i], 0.5 * d, 1e-5);
+    }
+    ASSERT_NEAR(l1 - l0, 0.25 * p, 1e-4 * p);
+    free(g0);
+    free(g1);
+    free(ref);
+    pnn_model_free(m);
+}
+
+/* ||a - b||_inf / ||b||_inf */
+static double rel_inf(const float *a, const float *b, size_t n)
+{
+    double d = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return mx > 0 ? d / mx : d;
+}
+
+static void backends_agree(const char *preset, int n)
+{
+    pnn_model *a = mk(preset, PNN_BACKEND_OPENBLAS), *r = mk(preset, PNN_BACKEND_REFERENCE);
+    ASSERT(a && r);
+    size_t insz = pnn_input_size(a), np = pnn_param_count(a);
+    int C = pnn_num_classes(a);
+    float *x = malloc((size_t)n * insz * 4);
+    int32_t *y = malloc((size_t)n * 4);
+    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = nn_rng_uniform(&rng_state);
+    for (int i = 0; i < n; i++) y[i] = i % C;
+    float *pa = malloc((size_t)n * C * 4), *pr = malloc((size_t)n * C * 4);
+    float *ga = malloc(np * 4), *gr = malloc(np * 4);
+    float *dxa = malloc((size_t)n * insz * 4), *dxr = malloc((size_t)n * insz * 4);
+    ASSERT_OK(pnn_predict(a, x, n, n, pa, NULL));
+    ASSERT_OK(pnn_predict(r, x, n, n, pr, NULL));
+    double e = rel_inf(pa, pr, (size_t)n * C);
+    ASSERT_MSG(e < 1e-4, "%s forward: relative error %g", preset, e);
+    double la, lr;
+    ASSERT_OK(pnn_gradient(a, x, y, n, 0, NULL, &la, ga, dxa, NULL));
+    ASSERT_OK(pnn_gradient(r, x, y, n, 0, NULL, &lr, gr, dxr, NULL));
+    ASSERT_REL(la, lr, 1e-4);
+    for (size_t t = 0; t < pnn_weights_count(a); t++) {
+        pnn_tensor ta;
+        pnn_weight_info(a, t, &ta);
+        size_t off = (size_t)(ta.data - pnn_weights_data(a));
+        e = rel_inf(ga + off, gr + off, ta.numel);
+        ASSERT_MSG(e < 1e-4, "%s backward, weight tensor %zu: relative error %g", preset, t, e);
+    }
+    e = rel_inf(dxa, dxr, (size_t)n * insz);
+    ASSERT_MSG(e < 1e-4, "%s backward d/dx: relative error %g", preset, e);
+    free(x);
+    free(y);
+    free(pa);
+    free(pr);
+    free(ga);
+    free(gr);
+    free(dxa);
+    free(dxr);
+    pnn_model_free(a);
+    pnn_model_free(r);
+}
+
+static void t_backends_fmnist(void) { backends_agree("fmnist-cnn", 8); }
+static void t_backends_seed(void) { backends_agree("seed-cnn", 2); }
+
+TEST_MAIN(TEST(t_grad_conv_valid), TEST(t_grad_conv_same_stride), TEST(t_grad_conv_1x1),
+          TEST(t_grad_conv_relu), TEST(t_grad_maxpool), TEST(t_grad_dense), TEST(t_grad_relu),
+          TEST(t_grad_softmax), TEST(t_grad_flatten), TEST(t_grad_dropout), TEST(t_grad_loss),
+          TEST(t_grad_small_model), TEST(t_grad_fedprox), TEST(t_backends_fmnist),
+          TEST(t_backends_seed))
