@@ -4,11 +4,15 @@ LAUNCHER_OBJS := $(LAUNCHER_SRCS:%.c=$(BUILD)/%.o)
 LAUNCHER_LIB  := $(BUILD)/libpetal-launcher.a
 LIBS_ALL      += $(LAUNCHER_LIB)
 PETAL_ARCHIVES += $(LAUNCHER_LIB)
-PETAL_LDLIBS  += -lcurl -lexpat -lcjson -lssl -lcrypto
+LAUNCHER_LDLIBS := -lcurl -lexpat -lcjson -lssl -lcrypto
+PETAL_LDLIBS  += $(LAUNCHER_LDLIBS)
 
 $(LAUNCHER_LIB): $(LAUNCHER_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-launcher_TESTS :=
-launcher_TEST_PREREQS := $(LAUNCHER_LIB)
+launcher_TESTS := $(BUILD)/tests/test_sigv4 tests/test_sigv4_botocore.py
+launcher_TEST_PREREQS := $(LAUNCHER_LIB) $(BUILD)/tests/test_sigv4
+test_sigv4_LIBS := $(LAUNCHER_LIB) $(CORE_LIB)
+test_sigv4_LDLIBS := $(LAUNCHER_LDLIBS)
+$(BUILD)/tests/test_sigv4: $(LAUNCHER_LIB) $(CORE_LIB)

@@ -1,0 +1,336 @@
+/*
+ * plaunch.h - Petal launcher: AWS SigV4, a size-capped HTTP layer over
+ * libcurl, credentials, the EC2 / S3 / SSM calls 'petal launch' needs, and
+ * the launch lifecycle itself. Prefix: pl_. Depends on core/petal.h only.
+ *
+ * Errors follow core's convention: functions return PT_OK (0) or a negative
+ * pt_err code and fill an optional caller buffer `char err[PT_ERRLEN]`.
+ * AWS-side failures return PT_ERR_AWS (with "Code: message (request id)"),
+ * credential problems (ExpiredToken, InvalidClientTokenId, AuthFailure,
+ * SignatureDoesNotMatch...) return PT_ERR_AUTH. No function ever logs or
+ * copies a secret key or session token into an error message.
+ */
+#ifndef PETAL_PLAUNCH_H
+#define PETAL_PLAUNCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "petal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- dynamic strings (used across the API) -------------------------------- */
+/* A growable NUL-terminated byte buffer. A zeroed pl_str is empty and valid;
+ * data may be NULL until the first append. */
+typedef struct pl_str {
+    char *data;
+    size_t len, cap;
+} pl_str;
+
+/* Append n bytes / a C string / printf text. PT_OK or PT_ERR_NOMEM. */
+int pl_str_add(pl_str *s, const void *p, size_t n);
+int pl_str_adds(pl_str *s, const char *p);
+int pl_str_addf(pl_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Borrowed C string ("" when empty; valid until the next change). */
+const char *pl_str_c(const pl_str *s);
+void pl_str_reset(pl_str *s);
+void pl_str_free(pl_str *s);
+
+/* UriEncode as SigV4 defines it: every byte except A-Z a-z 0-9 - _ . ~ is
+ * %XX (upper-case hex); '/' is kept when keep_slash. Appends to out. */
+int pl_uri_encode(pl_str *out, const char *s, size_t n, int keep_slash);
+/* Lower-case hex SHA-256 of data into hex[65]. */
+void pl_sha256_hex(const void *data, size_t n, char hex[65]);
+/* MD5 of data: lower-case hex into hex[33] (may be NULL) and base64 into b64[25]
+ * (may be NULL). */
+void pl_md5(const void *data, size_t n, char hex[33], char b64[25]);
+/* Base64 (standard alphabet, padded) of data appended to out. */
+int pl_base64(pl_str *out, const void *data, size_t n);
+
+/* ---- credentials ----------------------------------------------------------- */
+#define PL_TOKEN_MAX 4096
+typedef struct pl_creds {
+    char access_key[128];
+    char secret_key[128];
+    char token[PL_TOKEN_MAX]; /* "" when there is no session token */
+    char source[160];         /* where they came from, e.g. "environment" */
+    char region[32];          /* "" when no source named a region */
+} pl_creds;
+
+/* Where pl_creds_load looks. All fields may be NULL/0 (defaults below). */
+typedef struct pl_creds_opts {
+    const char *profile;   /* NULL: $AWS_PROFILE, else "default" */
+    const char *env_file;  /* NULL: ./.env when it exists; "" disables */
+    const char *home;      /* NULL: $HOME (for ~/.aws/credentials, ~/.aws/config) */
+    int no_environment;    /* ignore process environment variables (tests) */
+} pl_creds_opts;
+
+/* Load credentials in this order: environment (AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), the .env file (same names, or
+ * the original launcher's AWS_LAB_ACCESS_KEY_ID / AWS_LAB_SECRET_ACCESS_KEY /
+ * AWS_LAB_SESSION_TOKEN), then the profile in ~/.aws/credentials (and
+ * ~/.aws/config for "[profile NAME]" sections). Region: AWS_REGION,
+ * AWS_DEFAULT_REGION (environment or .env, also AWS_LAB_REGION), then the
+ * profile's region in ~/.aws/config. Returns PT_OK, PT_ERR_AUTH (no complete
+ * key pair anywhere; err lists where it looked) or PT_ERR_FORMAT (bad file). */
+int pl_creds_load(pl_creds *c, const pl_creds_opts *o, char *err);
+/* Overwrite the secret parts with zeros. */
+void pl_creds_wipe(pl_creds *c);
+
+/* ---- SigV4 ------------------------------------------------------------------ */
+typedef struct pl_header {
+    const char *name;
+    const char *value;
+} pl_header;
+
+/* One request to sign. host is exactly the Host header ("h" or "h:port");
+ * path is the path as sent on the wire (already URI-encoded, "/" if empty);
+ * query is the query string as sent (already encoded, without '?'; NULL or
+ * "" for none). headers are the extra headers to sign (e.g. content-type,
+ * x-amz-target, range); host and x-amz-date are always signed, and
+ * x-amz-security-token (header mode, when the credentials have a token) and
+ * x-amz-content-sha256 (when s3) are added. payload_hash NULL means SHA-256
+ * of body; pass "UNSIGNED-PAYLOAD" for S3 unsigned payloads. */
+typedef struct pl_sigv4_req {
+    const char *method;
+    const char *host;
+    const char *path;
+    const char *query;
+    const pl_header *headers;
+    size_t n_headers;
+    const void *body;
+    size_t body_len;
+    const char *payload_hash;
+    const char *service;
+    const char *region;
+    time_t when;      /* signing time (UTC epoch seconds) */
+    int s3;           /* S3 URI rules (no double encoding) + x-amz-content-sha256 */
+} pl_sigv4_req;
+
+typedef struct pl_sigv4_out {
+    char amz_date[17];        /* YYYYMMDDTHHMMSSZ */
+    char payload_hash[65];    /* value for x-amz-content-sha256 */
+    char signature[65];
+    char signed_headers[512];
+    char authorization[1024]; /* header mode only */
+    pl_str canonical_request; /* owned; free with pl_sigv4_out_free */
+    pl_str string_to_sign;
+    pl_str presigned_query;   /* presign mode: full query incl. X-Amz-Signature */
+} pl_sigv4_out;
+
+/* Header signing. The caller must send Host, X-Amz-Date (out->amz_date),
+ * X-Amz-Security-Token (when c->token[0]), X-Amz-Content-Sha256 (s3) and
+ * Authorization (out->authorization) plus the r->headers unchanged.
+ * Returns PT_OK, PT_ERR_INVAL (missing field, header too long) or NOMEM.
+ * out must be zeroed or freed before reuse; free with pl_sigv4_out_free. */
+int pl_sigv4_sign(const pl_sigv4_req *r, const pl_creds *c, pl_sigv4_out *out, char *err);
+/* Query-string signing (presigned URL), valid for expires seconds
+ * (1..604800). out->presigned_query holds the query to send after '?'
+ * (r->query first, then the X-Amz-* parameters; the token, when present, is
+ * signed). S3 presigns use UNSIGNED-PAYLOAD unless r->payload_hash says
+ * otherwise. */
+int pl_sigv4_presign(const pl_sigv4_req *r, const pl_creds *c, int expires, pl_sigv4_out *out,
+                     char *err);
+void pl_sigv4_out_free(pl_sigv4_out *out);
+/* The signing key for (secret, datestamp YYYYMMDD, region, service). */
+void pl_sigv4_key(const char *secret, const char *datestamp, const char *region,
+                  const char *service, unsigned char key[32]);
+
+/* ---- AWS client --------------------------------------------------------------- */
+typedef enum pl_service { PL_EC2 = 0, PL_S3 = 1, PL_SSM = 2, PL_STS = 3, PL_NSERVICES = 4 } pl_service;
+
+typedef struct pl_aws_opts {
+    const char *region;               /* required */
+    const char *endpoint[PL_NSERVICES]; /* NULL: https://<svc>.<region>.amazonaws.com */
+    int max_attempts;                 /* 0: 5 */
+    double backoff_base;              /* 0: 0.5 s; delay = rand(0,1) * base * 2^k, capped */
+    double backoff_cap;               /* 0: 20 s */
+    size_t max_response;              /* 0: 16 MiB (bodies above: PT_ERR_RANGE) */
+    long timeout_s;                   /* 0: 60 s per request */
+    volatile int *stop;               /* when set nonzero, retries/sleeps stop early */
+} pl_aws_opts;
+
+typedef struct pl_aws pl_aws;
+
+/* Create a client. Copies creds and options. PT_OK, INVAL, NOMEM. */
+int pl_aws_new(pl_aws **out, const pl_creds *c, const pl_aws_opts *o, char *err);
+void pl_aws_free(pl_aws *a);
+/* The endpoint base URL for svc ("scheme://host[:port]"); borrowed. */
+const char *pl_aws_endpoint(const pl_aws *a, pl_service svc);
+/* Number of HTTP requests sent so far (every attempt counts). */
+unsigned long pl_aws_request_count(const pl_aws *a);
+
+/* HTTP response of a raw call. body is owned; free with pl_resp_free. */
+typedef struct pl_resp {
+    long status;
+    pl_str body;
+    char request_id[128];
+    char etag[128];
+    long long content_length; /* -1 when absent */
+} pl_resp;
+void pl_resp_free(pl_resp *r);
+
+/* Validate credentials before creating anything: EC2 DescribeRegions for the
+ * client's region. PT_OK, PT_ERR_AUTH with "refresh credentials" advice,
+ * PT_ERR_AWS/NET otherwise. account (may be NULL, 32 bytes) is left empty. */
+int pl_aws_check_credentials(pl_aws *a, char *err);
+
+/* ---- S3 (path-style addressing) ---- */
+typedef struct pl_s3_object {
+    char key[1024];
+    long long size;
+    char etag[80]; /* without quotes */
+} pl_s3_object;
+
+/* Create a bucket in the client's region (no LocationConstraint body in
+ * us-east-1). BucketAlreadyOwnedByYou counts as success. */
+int pl_s3_create_bucket(pl_aws *a, const char *bucket, char *err);
+/* Delete an empty bucket; NoSuchBucket counts as success. */
+int pl_s3_delete_bucket(pl_aws *a, const char *bucket, char *err);
+/* Upload data with Content-MD5; etag_out (may be NULL, 80 bytes) gets the
+ * returned ETag without quotes. */
+int pl_s3_put(pl_aws *a, const char *bucket, const char *key, const void *data, size_t n,
+              const char *content_type, char etag_out[80], char *err);
+/* Download an object into out (appended, capped by max bytes; 0 = client
+ * cap). PT_ERR_NOTFOUND for NoSuchKey. */
+int pl_s3_get(pl_aws *a, const char *bucket, const char *key, size_t max, pl_str *out,
+              char etag_out[80], char *err);
+/* HEAD: size and ETag. PT_ERR_NOTFOUND when absent. */
+int pl_s3_head(pl_aws *a, const char *bucket, const char *key, long long *size,
+               char etag_out[80], char *err);
+/* ListObjectsV2 over every page; *objs (malloc'd, caller frees) gets *n
+ * entries. max_keys per page (0: 1000). */
+int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
+               pl_s3_object **objs, size_t *n, char *err);
+/* Delete one object (missing keys are not an error). */
+int pl_s3_delete(pl_aws *a, const char *bucket, const char *key, char *err);
+/* Delete every object, then the bucket. *deleted gets the object count. */
+int pl_s3_empty_and_delete_bucket(pl_aws *a, const char *bucket, size_t *deleted, char *err);
+/* Presigned URL for method ("GET" or "PUT") valid expires seconds, appended
+ * to url. */
+int pl_s3_presign(pl_aws *a, const char *method, const char *bucket, const char *key,
+                  int expires, pl_str *url, char *err);
+
+/* ---- EC2 ---- */
+typedef struct pl_instance {
+    char id[32];
+    char image_id[32];
+    char state[24];
+    int state_code;
+    char private_ip[48];
+    int launch_index;
+    char sys_status[24];  /* DescribeInstanceStatus only */
+    char inst_status[24];
+} pl_instance;
+
+typedef struct pl_tag {
+    const char *key;
+    const char *value;
+} pl_tag;
+
+typedef struct pl_run_opts {
+    const char *image_id;
+    const char *instance_type;
+    int count;                  /* MinCount = MaxCount */
+    const char *user_data;      /* raw script (base64-encoded here); <= 16383 bytes */
+    const char *security_group_id;
+    const char *key_name;       /* NULL: none */
+    const char *instance_profile; /* NULL: none */
+    const pl_tag *tags;         /* instance and volume tags */
+    size_t n_tags;
+    const char *client_token;   /* idempotency token (<= 64 ASCII), NULL: none */
+    int root_gb;                /* 0: AMI default */
+    const char *root_device;    /* with root_gb, e.g. "/dev/xvda" */
+} pl_run_opts;
+
+/* Create a security group with tags; group_id[32] gets its id. */
+int pl_ec2_create_security_group(pl_aws *a, const char *name, const char *desc,
+                                 const pl_tag *tags, size_t n_tags, char group_id[32],
+                                 char *err);
+/* Allow tcp from_port..to_port from members of source_group (when not NULL)
+ * or from cidr (when not NULL). InvalidPermission.Duplicate is success. */
+int pl_ec2_authorize_ingress(pl_aws *a, const char *group_id, int from_port, int to_port,
+                             const char *source_group, const char *cidr, char *err);
+/* Delete a group; retries DependencyViolation for up to wait_s seconds;
+ * InvalidGroup.NotFound counts as success. */
+int pl_ec2_delete_security_group(pl_aws *a, const char *group_id, double wait_s, char *err);
+/* Security groups carrying tag key=value: ids[32] each into *ids (malloc'd). */
+int pl_ec2_find_security_groups(pl_aws *a, const char *tag_key, const char *tag_value,
+                                char (**ids)[32], size_t *n, char *err);
+/* RunInstances; *out (malloc'd) gets *n instances (n == count). */
+int pl_ec2_run_instances(pl_aws *a, const pl_run_opts *o, pl_instance **out, size_t *n,
+                         char *err);
+/* DescribeInstances by ids (n_ids > 0) or by tag (tag_key != NULL; every
+ * state except terminated). */
+int pl_ec2_describe_instances(pl_aws *a, const char *const *ids, size_t n_ids,
+                              const char *tag_key, const char *tag_value, pl_instance **out,
+                              size_t *n, char *err);
+/* DescribeInstanceStatus (IncludeAllInstances): fills sys/inst status of
+ * matching entries in inst[0..n). */
+int pl_ec2_instance_status(pl_aws *a, pl_instance *inst, size_t n, char *err);
+int pl_ec2_terminate_instances(pl_aws *a, const char *const *ids, size_t n, char *err);
+/* GetConsoleOutput, decoded, appended to out (may be empty). */
+int pl_ec2_console_output(pl_aws *a, const char *id, pl_str *out, char *err);
+/* DescribeImages owner + name pattern; newest (max creationDate) into ami[32]. */
+int pl_ec2_newest_image(pl_aws *a, const char *owner, const char *name_pattern, char ami[32],
+                        char *err);
+
+/* ---- SSM ---- */
+/* GetParameter Name=name; value (size cap) gets its string value.
+ * PT_ERR_NOTFOUND for ParameterNotFound. */
+int pl_ssm_get_parameter(pl_aws *a, const char *name, char *value, size_t cap, char *err);
+
+/* ---- launch ------------------------------------------------------------------ */
+#define PL_MAX_STRATEGIES 16
+#define PL_LAB_MAX_INSTANCES 9
+
+typedef struct pl_launch_opts {
+    int n_clients;              /* required, >= 1 */
+    int num_rounds;             /* default 3 */
+    const char *strategies[PL_MAX_STRATEGIES];
+    int n_strategies;
+    const char *backend;        /* label in the results tree, default "petal" */
+    const char *instance_type;  /* default r5.large */
+    const char *region;
+    const char *key_name;
+    const char *ssh_cidr;
+    const char *model;
+    const char *dataset;        /* name, or a local folder (uploaded) */
+    const char *ami;            /* overrides SSM/DescribeImages */
+    const char *ami_parameter;  /* SSM parameter name */
+    const char *instance_profile;
+    const char *endpoint_url;
+    const char *service_endpoint[PL_NSERVICES];
+    const char *out_dir;        /* default "results" */
+    const char *state_dir;      /* default $HOME/.petal/runs */
+    const char *dist_tarball;   /* default: build with 'make dist' */
+    const char *agent_binary;   /* rehearsal: use this already-built petal */
+    const char *extra_agent_args; /* appended to server and client commands */
+    int port;                   /* Flower port, default 8080 (+k per strategy) */
+    int keep;                   /* leave instances up */
+    int dry_run;
+    int max_instances;          /* Learner Lab limit, default 9 */
+    double timeout_s;           /* deadline for the whole collection, default 3600 */
+    double poll_s;              /* poll interval, default 10 */
+    double expected_hours;      /* estimate used for the credential-lifetime warning */
+    int progress;               /* show progress (TTY) */
+} pl_launch_opts;
+
+/* Fill defaults (zeroed struct in, defaults out). */
+void pl_launch_opts_default(pl_launch_opts *o);
+
+/* Run the whole lifecycle (or, with dry_run, print the plan and rendered
+ * user-data to stdout). stop is polled (SIGINT handler sets it); on failure
+ * or stop everything created is cleaned up. PT_OK, PT_ERR_INTERRUPTED, ... */
+int pl_launch_run(const pl_launch_opts *o, volatile int *stop, char *err);
+/* Remove every resource tagged petal:run-id=run_id (and its bucket). */
+int pl_launch_cleanup(const pl_launch_opts *o, const char *run_id, volatile int *stop, char *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PETAL_PLAUNCH_H */
