@@ -39,7 +39,13 @@ $(NET_PY_STUBS) &: $(NET_PROTO)
 $(NET_LIB): $(NET_PB_O)
 $(NET_CODEC_OBJS) $(BUILD)/tests/test_net_codec.o $(BUILD)/tests/test_net_codec_peer.o: $(NET_PB_H)
 
-# (codec tests are added with their sources)
+net_TESTS += $(BUILD)/tests/test_net_codec tests/test_net_codec.py
+net_TEST_PREREQS += $(BUILD)/tests/test_net_codec_peer $(NET_PY_STUBS)
+test_net_codec_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_codec_LDLIBS := -lprotobuf-c
+test_net_codec_peer_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_codec_peer_LDLIBS := -lprotobuf-c
+$(BUILD)/tests/test_net_codec $(BUILD)/tests/test_net_codec_peer: $(NET_LIB) $(CORE_LIB)
 
 
 # ---- transport section ---------------------------------------------------

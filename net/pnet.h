@@ -157,7 +157,8 @@ typedef struct pnet_client_out {
     int reason;               /* DISCONNECT: PNET_REASON_* */
     int status_code;          /* PNET_CODE_* (all but DISCONNECT) */
     const char *status_message; /* NULL = none; NumPyClient sends "Success" */
-    const pt_params *params;  /* GET_PARAMETERS, FIT (NULL = empty Parameters) */
+    const pt_params *params;  /* GET_PARAMETERS, FIT (NULL = field omitted, as
+                                 a NumPyClient's FIT_NOT_IMPLEMENTED reply) */
     int64_t num_examples;     /* FIT, EVALUATE */
     float loss;               /* EVALUATE */
     const pt_config *metrics; /* GET_PROPERTIES (properties), FIT, EVALUATE */
