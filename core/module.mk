@@ -28,3 +28,8 @@ core_TESTS += $(BUILD)/tests/test_results
 test_results_LIBS := $(CORE_LIB)
 test_results_LDLIBS := -lcjson
 $(BUILD)/tests/test_results: $(CORE_LIB)
+core_TEST_PREREQS += $(BUILD)/tests/test_report_fixture $(PETAL_BIN)
+test_report_fixture_LIBS := $(CORE_LIB)
+test_report_fixture_LDLIBS := -lcjson
+$(BUILD)/tests/test_report_fixture: $(CORE_LIB)
+core_TESTS += tests/test_report.py

@@ -171,6 +171,102 @@ int pt_results_client_end(pt_results *r, double total_time, const char *status,
  * reserved and ignored in fields. */
 int pt_results_event(pt_results *r, const char *event, const pt_config *fields);
 
+
+/* ---- reading results back (core/results_read.c) -------------------------------
+ * A results tree holds one run per directory that has an events.jsonl,
+ * usually OUT/<backend>/<strategy>/<n_clients>/. Several runs appended to one
+ * events.jsonl (a server run_start after another) are split into separate
+ * runs. Lines that do not parse (e.g. a process killed mid-write) are skipped
+ * and counted. Missing numbers are NAN. */
+
+typedef struct pt_round_rec {
+    int round;                                 /* 0 = initial model */
+    double ts;                                 /* event time (UNIX s) */
+    double fit_time, evaluate_time, round_time;
+    double loss_centralized, accuracy_centralized;
+    double loss_distributed, accuracy_distributed;
+    double bytes_sent, bytes_received;
+    double clients_sampled, results, failures, eval_results, eval_failures;
+} pt_round_rec;
+
+typedef struct pt_client_rec {
+    char source[72];   /* "client_<id>" */
+    int evaluate;      /* 0 fit, 1 evaluate */
+    int round;         /* -1 unknown */
+    double ts, wall_time, cpu_process_percent, cpu_system_percent;
+    double examples, peak_rss_bytes, loss, accuracy;
+} pt_client_rec;
+
+typedef struct pt_run_data {
+    char *dir;                  /* directory of the events.jsonl (owned) */
+    char strategy[64], backend[32], model[160], dataset[160], status[16];
+    int n_clients;              /* -1 unknown */
+    int rounds_requested;       /* -1 unknown */
+    int has_start, has_end;
+    double start_ts, end_ts, total_time;
+    char *config_json;          /* run_start "config" as compact JSON, or NULL (owned) */
+    pt_round_rec round0;        /* valid when has_round0 */
+    int has_round0;
+    pt_round_rec *rounds;       /* sorted by round, unique */
+    size_t n_rounds;
+    pt_client_rec *cl;          /* fit/evaluate events in file order */
+    size_t n_cl;
+    int n_failures;             /* failure events */
+    char last_failure[160];     /* reason of the last one */
+    size_t cap_rounds, cap_cl;
+} pt_run_data;
+
+typedef struct pt_runset {
+    pt_run_data *runs;   /* sorted by start time */
+    size_t n, cap;
+    size_t bad_lines;    /* lines skipped as malformed */
+    size_t files;        /* events.jsonl files read */
+} pt_runset;
+
+/* Read every events.jsonl under dir (dir itself included; directories are
+ * walked up to 8 levels deep, symlinks are not followed). A zeroed set is
+ * filled. Returns PT_OK, PT_ERR_NOTFOUND (dir missing, or no events.jsonl
+ * / no events in it: err says which), PT_ERR_INVAL, PT_ERR_IO, PT_ERR_NOMEM.
+ * On error the set is left empty. Runs without a strategy in their events
+ * take backend/strategy/n_clients from the last three path components. */
+int pt_runset_load(pt_runset *set, const char *dir, char *err);
+/* Parse one events.jsonl into set (appending runs). Same codes. */
+int pt_runset_load_file(pt_runset *set, const char *path, const char *run_dir, char *err);
+void pt_runset_free(pt_runset *set);
+
+/* Label of a run for legends: strategy, plus " n=<clients>" and "
+ * (<backend>)" when the set has runs that differ in those. */
+void pt_runset_label(const pt_runset *set, size_t i, char *buf, size_t len);
+
+/* Last and best centralised accuracy (NAN when none), round of the best,
+ * final centralised loss, mean round time over rounds >= 1. */
+typedef struct pt_run_summary {
+    double final_accuracy, best_accuracy, final_loss, mean_round_time;
+    double final_accuracy_distributed, final_loss_distributed;
+    int best_round, rounds_completed, clients;
+    double fit_cpu_mean, eval_cpu_mean, fit_time_mean, eval_time_mean, peak_rss_max;
+} pt_run_summary;
+void pt_run_summarize(const pt_run_data *run, pt_run_summary *out);
+
+/* Write OUT/metrics.csv (tidy: strategy,n_clients,backend,client,metric,
+ * value,timestamp,round; RFC 4180 quoting) and OUT/summary.json. The
+ * metrics are every numeric field of round0/round/run_end (client "server")
+ * and of fit/evaluate events (client = source, metric "fit_<field>" /
+ * "evaluate_<field>", wall_time as "<phase>_time"); timestamp is ISO-8601 UTC. */
+int pt_runset_write_csv(const pt_runset *set, const char *path, char *err);
+int pt_runset_write_summary(const pt_runset *set, const char *path, char *err);
+
+/* ---- report (core/report_html.c) ------------------------------------------ */
+typedef struct pt_report_opts {
+    const char *title;  /* NULL: "Petal federated-learning report" */
+    int log_loss;       /* -1 auto (log scale when loss spans >= 2 decades), 0 linear, 1 log */
+} pt_report_opts;
+/* Write one self-contained HTML file (inline CSS, SVG charts, no scripts). */
+int pt_report_write_html(const pt_runset *set, const char *path, const pt_report_opts *o,
+                         char *err);
+/* Load dir and write dir/metrics.csv, dir/summary.json, dir/report.html. */
+int pt_report_build(const char *dir, const pt_report_opts *o, char *err);
+
 #ifdef __cplusplus
 }
 #endif
