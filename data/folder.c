@@ -162,7 +162,7 @@ static int list_folder(flist *l, const char *dir, char *err)
             flist_free(l);
             return rc;
         }
-        qsort(l->v + start, l->n - start, sizeof *l->v, cmp_entry);
+        if (l->n > start) qsort(l->v + start, l->n - start, sizeof *l->v, cmp_entry);
     }
     if (l->n == 0) {
         int nc = l->nclasses;
@@ -175,6 +175,8 @@ static int list_folder(flist *l, const char *dir, char *err)
 
 /* ---- decoding -------------------------------------------------------------------- */
 
+#define MAX_WARN 20 /* per-file warnings per split; the rest are only counted */
+
 typedef struct job {
     const char *dir;
     const flist *l;
@@ -186,6 +188,7 @@ typedef struct job {
     unsigned char *ok; /* per slot: 1 decoded, 0 skipped */
     int fatal;         /* PT_ERR_NOMEM */
     size_t next;       /* work queue */
+    size_t warned;     /* per-file warnings printed (capped) */
     pthread_mutex_t mu;
 } job;
 
@@ -219,7 +222,13 @@ static void *decode_worker(void *arg)
                 break;
             }
             j->ok[i] = rc == PT_OK;
-            if (rc && !j->quiet) PT_WARN("skipping %s: %s", path, why);
+            if (rc && !j->quiet) {
+                pthread_mutex_lock(&j->mu);
+                size_t w = j->warned++;
+                pthread_mutex_unlock(&j->mu);
+                if (w < MAX_WARN) PT_WARN("skipping %s: %s", path, why);
+                else if (w == MAX_WARN) PT_WARN("skipping more undecodable files (not listed)");
+            }
         }
     }
     free(scratch);
