@@ -518,8 +518,20 @@ int pl_aws_call(pl_aws *a, const pl_call *c, pl_resp *r, pl_awserr *aeo, char *e
 
 int pl_form_add(pl_str *f, const char *name, const char *value)
 {
+    /* application/x-www-form-urlencoded as botocore sends it (Python's
+     * quote_plus): unreserved bytes kept, space as '+', the rest %XX. Some
+     * emulators re-serialise the parsed form this way before hashing it. */
     if (pl_str_addf(f, "&%s=", name)) return PT_ERR_NOMEM;
-    return pl_uri_encode(f, value, strlen(value), 0);
+    for (const char *p = value; *p;) {
+        size_t run = strcspn(p, " ");
+        if (pl_uri_encode(f, p, run, 0)) return PT_ERR_NOMEM;
+        p += run;
+        if (*p == ' ') {
+            if (pl_str_add(f, "+", 1)) return PT_ERR_NOMEM;
+            p++;
+        }
+    }
+    return PT_OK;
 }
 
 int pl_ec2_call(pl_aws *a, const char *action, const char *params, pl_xml **doc, pl_awserr *ae,

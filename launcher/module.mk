@@ -16,3 +16,9 @@ launcher_TEST_PREREQS := $(LAUNCHER_LIB) $(BUILD)/tests/test_sigv4
 test_sigv4_LIBS := $(LAUNCHER_LIB) $(CORE_LIB)
 test_sigv4_LDLIBS := $(LAUNCHER_LDLIBS)
 $(BUILD)/tests/test_sigv4: $(LAUNCHER_LIB) $(CORE_LIB)
+
+launcher_TESTS += tests/test_aws.py
+launcher_TEST_PREREQS += $(BUILD)/tests/test_aws
+test_aws_LIBS := $(LAUNCHER_LIB) $(CORE_LIB)
+test_aws_LDLIBS := $(LAUNCHER_LDLIBS)
+$(BUILD)/tests/test_aws: $(LAUNCHER_LIB) $(CORE_LIB)

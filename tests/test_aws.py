@@ -1,0 +1,108 @@
+#!/bin/sh
+# -*- python -*-
+# test_aws.py - start s3rver, moto (signature checking on) and a scripted
+# HTTP server on 127.0.0.1, then run build/tests/test_aws against them.
+''':'
+for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import botocore' 2>/dev/null; then
+        exec "$py" "$0" "$@"
+    fi
+done
+echo "SKIP: test_aws no python3 with botocore"
+exit 0
+'''
+import http.server
+import os
+import subprocess
+import sys
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "harness"))
+import emu  # noqa: E402
+
+BUILD = os.environ.get("BUILD", "build")
+EXE = os.path.join(os.path.dirname(HERE), BUILD, "tests", "test_aws")
+
+OK_XML = (b'<DescribeRegionsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+          b'<requestId>req-ok</requestId><regionInfo><item><regionName>us-east-1</regionName>'
+          b'<regionEndpoint>ec2.us-east-1.amazonaws.com</regionEndpoint></item></regionInfo>'
+          b'</DescribeRegionsResponse>')
+
+
+def ec2_err(code, msg, rid):
+    return ('<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>%s</Code>'
+            '<Message>%s</Message></Error></Errors><RequestID>%s</RequestID></Response>'
+            % (code, msg, rid)).encode()
+
+
+def scripted(mode):
+    state = {"n": 0}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state["n"] += 1
+            if "Authorization" not in self.headers:
+                st, body = 400, ec2_err("MissingAuthenticationToken", "no auth", "req-x")
+            elif mode == "throttle":
+                st, body = ((503, ec2_err("RequestLimitExceeded", "Request limit exceeded.",
+                                          "req-thr")) if state["n"] <= 2 else (200, OK_XML))
+            elif mode == "fail500":
+                st, body = 500, ec2_err("InternalError", "An internal error occurred.", "req-500")
+            elif mode == "expired":
+                st, body = 400, ec2_err("ExpiredToken", "The security token included in the "
+                                        "request is expired", "req-exp")
+            else:  # huge
+                st, body = 200, OK_XML + b" " * (1 << 20)
+            self.send_response(st)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, "http://127.0.0.1:%d" % srv.server_address[1]
+
+
+def main():
+    env = dict(os.environ)
+    select = ["http_"]
+    procs = []
+    servers = []
+    for mode in ("throttle", "fail500", "expired", "huge"):
+        srv, ep = scripted(mode)
+        servers.append(srv)
+        env["PL_T_" + mode.upper()] = ep
+    try:
+        if emu.have_s3rver():
+            s3 = emu.start_s3rver()
+            procs.append(s3)
+            env["PL_T_S3RVER"] = s3.endpoint
+            select.append("s3rver_")
+        else:
+            print("SKIP: test_aws/s3rver @20minutes/s3rver not installed (run scripts/deps.sh)")
+        if emu.have_moto():
+            m = emu.start_moto(auth=True)
+            procs.append(m)
+            env.update(PL_T_MOTO=m.endpoint, PL_T_MOTO_AK=m.creds["ak"],
+                       PL_T_MOTO_SK=m.creds["sk"], PL_T_MOTO_SAK=m.creds["session_ak"],
+                       PL_T_MOTO_SSK=m.creds["session_sk"],
+                       PL_T_MOTO_STOKEN=m.creds["session_token"])
+            select.append("moto_")
+        else:
+            print("SKIP: test_aws/moto moto is not installed for %s" % sys.executable)
+        sys.stdout.flush()
+        rc = subprocess.run([EXE] + select, env=env).returncode
+    finally:
+        for p in procs:
+            p.stop()
+        for s in servers:
+            s.shutdown()
+    return rc
+
+
+sys.exit(main())
