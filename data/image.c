@@ -95,6 +95,7 @@ static int decode_jpeg(pd_img *im, const unsigned char *data, size_t len, int mi
         ci.scale_num = 1;
         ci.scale_denom = denom;
     }
+    ci.dct_method = JDCT_IFAST; /* TensorFlow decode_jpeg's default (INTEGER_FAST) */
     jpeg_start_decompress(&ci);
     if (ci.output_width > 16384 || ci.output_height > 16384) {
         pt_seterr(why, PT_ERR_FORMAT, "JPEG: image too large (%ux%u)", ci.output_width,
