@@ -31,13 +31,14 @@ static void keep_part(pd_dataset *d, const int *owner, int part)
     d->n = m;
 }
 
-/* limit, partition and reshape for formats with their own test set */
+/* limit, partition and reshape for formats with their own test set; either
+ * split may be NULL */
 static int post_load(pd_dataset *tr, pd_dataset *te, const pd_open_opts *o, char *err)
 {
     int rc;
-    if (o->limit) pd_keep_random(tr, o->limit, o->seed);
-    if (o->test_limit) pd_keep_random(te, o->test_limit, o->seed + 1);
-    if (o->partition && *o->partition) {
+    if (tr && o->limit) pd_keep_random(tr, o->limit, o->seed);
+    if (te && o->test_limit) pd_keep_random(te, o->test_limit, o->seed + 1);
+    if (tr && o->partition && *o->partition) {
         if (o->num_parts >= 1 && (o->part < 0 || o->part >= o->num_parts))
             return pt_seterr(err, PT_ERR_INVAL, "partition %s: part %d out of range (0..%d)",
                              o->partition, o->part, o->num_parts - 1);
@@ -49,8 +50,10 @@ static int post_load(pd_dataset *tr, pd_dataset *te, const pd_open_opts *o, char
         free(owner);
         if (rc) return rc;
     }
-    int h = o->h ? o->h : tr->h, w = o->w ? o->w : tr->w, c = o->c ? o->c : tr->c;
-    if ((rc = pd_reshape(tr, h, w, c, err)) || (rc = pd_reshape(te, h, w, c, err))) return rc;
+    const pd_dataset *ref = tr ? tr : te;
+    int h = o->h ? o->h : ref->h, w = o->w ? o->w : ref->w, c = o->c ? o->c : ref->c;
+    if ((tr && (rc = pd_reshape(tr, h, w, c, err))) || (te && (rc = pd_reshape(te, h, w, c, err))))
+        return rc;
     return PT_OK;
 }
 
@@ -64,9 +67,9 @@ int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open
 {
     pd_open_opts o = opts ? *opts : pd_open_opts_default();
     int rc;
-    if (!train || !test) return pt_seterr(err, PT_ERR_INVAL, "pd_open: NULL output");
-    memset(train, 0, sizeof *train);
-    memset(test, 0, sizeof *test);
+    if (!train && !test) return pt_seterr(err, PT_ERR_INVAL, "pd_open: no output dataset");
+    if (train) memset(train, 0, sizeof *train);
+    if (test) memset(test, 0, sizeof *test);
     if (!spec || !*spec) return pt_seterr(err, PT_ERR_INVAL, "empty dataset spec");
     if (o.h < 0 || o.w < 0 || (o.h == 0) != (o.w == 0) || o.h > 16384 || o.w > 16384)
         return pt_seterr(err, PT_ERR_INVAL, "invalid image size %dx%d", o.h, o.w);
@@ -111,8 +114,8 @@ int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open
     }
     if (rc) return rc;
     if ((rc = post_load(train, test, &o, err))) {
-        pd_dataset_free(train);
-        pd_dataset_free(test);
+        if (train) pd_dataset_free(train);
+        if (test) pd_dataset_free(test);
         return rc;
     }
     return PT_OK;

@@ -153,8 +153,10 @@ int pd_load_image(const char *path, int h, int w, int c, float *out, char *err);
  * o may be NULL (defaults). Resizing (o->h/o->w) and channel conversion
  * (o->c) apply to every format; `limit`/`test_limit` keep a seeded random
  * subset (in original order) of formats with their own test set.
+ * Either output may be NULL to load only the other split (a server needs only
+ * the test set, a client only its training share); the selection is the same.
  * Returns PT_OK or the loaders' errors; PT_ERR_INVAL for an unknown scheme or
- * empty spec. Both outputs are required. */
+ * empty spec. */
 int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open_opts *o,
             char *err);
 

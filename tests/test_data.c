@@ -1105,6 +1105,15 @@ static void t_open_fashion_subset(void)
     ASSERT(!memcmp(te.y, te2.y, te.n * sizeof(int32_t)));
     pd_dataset_free(&tr2);
     pd_dataset_free(&te2);
+    /* one split only (a server needs only the test set, a client its share) */
+    ASSERT_MSG(pd_open(NULL, &te2, "fashion-mnist", &o, err) == 0, "%s", err);
+    ASSERT_EQ_INT(te2.n, 300);
+    ASSERT(!memcmp(te.x, te2.x, te.n * 784 * sizeof(float)));
+    pd_dataset_free(&te2);
+    ASSERT_MSG(pd_open(&tr2, NULL, "fashion-mnist", &o, err) == 0, "%s", err);
+    ASSERT(!memcmp(tr.y, tr2.y, tr.n * sizeof(int32_t)));
+    pd_dataset_free(&tr2);
+    ASSERT_EQ_INT(pd_open(NULL, NULL, "fashion-mnist", &o, err), PT_ERR_INVAL);
     /* the subset is made of real rows of the full set, in order */
     ASSERT_OK(pd_load_fashion_mnist(&full, NULL, NULL, err));
     size_t j = 0, matched = 0;
