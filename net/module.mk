@@ -49,3 +49,20 @@ $(BUILD)/tests/test_net_codec $(BUILD)/tests/test_net_codec_peer: $(NET_LIB) $(C
 
 
 # ---- transport section ---------------------------------------------------
+NET_T_LDLIBS := -lnghttp2 -lssl -lcrypto -lprotobuf-c
+net_TESTS += $(BUILD)/tests/test_net_transport tests/test_net_transport.py
+net_TEST_PREREQS += $(BUILD)/tests/test_net_transport_peer
+test_net_transport_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_transport_LDLIBS := $(NET_T_LDLIBS)
+test_net_transport_peer_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_transport_peer_LDLIBS := $(NET_T_LDLIBS)
+test_net_transport_bench_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_transport_bench_LDLIBS := $(NET_T_LDLIBS)
+$(BUILD)/tests/test_net_transport $(BUILD)/tests/test_net_transport_peer \
+    $(BUILD)/tests/test_net_transport_bench: $(NET_LIB) $(CORE_LIB)
+
+# make bench-net: one seed-cnn-sized round (FitIns out, FitRes back) with 10
+# clients on loopback; tensor GB/s through the server, server CPU s/round.
+.PHONY: bench-net
+bench-net: $(BUILD)/tests/test_net_transport_bench
+	$(BUILD)/tests/test_net_transport_bench $(BENCH_NET_ARGS)
