@@ -1,13 +1,200 @@
-/* cmd_client.c - 'petal client' (work in progress: see the issue tracker). */
+/* cmd_client.c - 'petal client': join a federation (a petal server or a
+ * Flower 1.5+ start_server) and train a partition of a dataset. */
+#include "agent_int.h"
 #include "cmd.h"
 #include "petal.h"
 
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pdata.h"
+#include "pnn.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: petal client [options]\n"
+            "\n"
+            "Join a federated-learning server speaking Flower's gRPC protocol (petal\n"
+            "server, or Flower's start_server) and train on one partition of a dataset.\n"
+            "\n"
+            "  --server HOST:PORT      server address (default 127.0.0.1:8080)\n"
+            "  --connect-timeout S     keep retrying the connection this long (default 60)\n"
+            "  --tls-ca FILE           use TLS, verifying the server with this CA\n"
+            "  --tls                   use TLS with the system's trust store\n"
+            "  --server-name NAME      TLS name to verify (default: the host of --server)\n"
+            "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
+            "  --dataset SPEC          fashion-mnist (default), folder:DIR, cifar10:DIR, ...\n"
+            "  --partition i/N         this client's share: part i (0-based) of N (default 0/1)\n"
+            "  --partitioner P         iid (default), dirichlet:ALPHA, shards:K\n"
+            "  --val-split F           image folders: held-out fraction (default 0.25)\n"
+            "  --limit N               use at most N training examples (before partitioning)\n"
+            "  --eval-limit N          use at most N validation examples (before partitioning)\n"
+            "  --seed N                seed of the split, partition and shuffles (default 1337;\n"
+            "                          every client of a federation must use the same)\n"
+            "  --backend openblas|reference   --threads N\n"
+            "  --id NAME               client name in logs and results (default: i)\n"
+            "  --out DIR               write client_<id>_log.log and events.jsonl into DIR\n"
+            "  --log-level LEVEL       debug, info (default), warn, error\n"
+            "  --help                  this text\n");
+}
+
+enum {
+    O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
+    O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
+    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP
+};
+
+static int valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == '-'))
+            return 0;
+    return 1;
+}
 
 int pt_cmd_client(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "petal client: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {
+        {"server", required_argument, 0, O_SERVER},
+        {"connect-timeout", required_argument, 0, O_CONNECT_TIMEOUT},
+        {"tls-ca", required_argument, 0, O_TLS_CA},
+        {"tls", no_argument, 0, O_TLS},
+        {"server-name", required_argument, 0, O_SERVER_NAME},
+        {"model", required_argument, 0, O_MODEL},
+        {"dataset", required_argument, 0, O_DATASET},
+        {"partition", required_argument, 0, O_PARTITION},
+        {"partitioner", required_argument, 0, O_PARTITIONER},
+        {"val-split", required_argument, 0, O_VAL_SPLIT},
+        {"limit", required_argument, 0, O_LIMIT},
+        {"eval-limit", required_argument, 0, O_EVAL_LIMIT},
+        {"seed", required_argument, 0, O_SEED},
+        {"backend", required_argument, 0, O_BACKEND},
+        {"threads", required_argument, 0, O_THREADS},
+        {"id", required_argument, 0, O_ID},
+        {"out", required_argument, 0, O_OUT},
+        {"log-level", required_argument, 0, O_LOG},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    static volatile int stop;
+    pt_client_opts o;
+    char err[PT_ERRLEN] = "";
+    long long iv;
+    int c;
+    pt_client_opts_init(&o);
+    o.stop = &stop;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        switch (c) {
+        case O_SERVER: o.server = optarg; break;
+        case O_CONNECT_TIMEOUT:
+            if (pt_agent_parse_double("--connect-timeout", optarg, 0, 1e7, &o.connect_timeout))
+                return 2;
+            break;
+        case O_TLS_CA: o.tls_ca = optarg; break;
+        case O_TLS: o.tls = 1; break;
+        case O_SERVER_NAME: o.server_name = optarg; break;
+        case O_MODEL: o.model = optarg; break;
+        case O_DATASET: o.dataset = optarg; break;
+        case O_PARTITION: {
+            char *slash = strchr(optarg, '/');
+            long long i, n;
+            if (!slash) {
+                fprintf(stderr, "petal client: --partition wants i/N, got '%s'\n", optarg);
+                return 2;
+            }
+            *slash = 0;
+            if (pt_agent_parse_int("--partition (N)", slash + 1, 1, 1000000, &n) ||
+                pt_agent_parse_int("--partition (i)", optarg, 0, n - 1, &i)) {
+                *slash = '/';
+                return 2;
+            }
+            *slash = '/';
+            o.part = (int)i;
+            o.num_parts = (int)n;
+            break;
+        }
+        case O_PARTITIONER:
+            if (pd_partition_check(optarg, err)) {
+                fprintf(stderr, "petal client: --partitioner: %s\n", err);
+                return 2;
+            }
+            o.partitioner = optarg;
+            break;
+        case O_VAL_SPLIT:
+            if (pt_agent_parse_double("--val-split", optarg, 0, 0.99, &o.val_split)) return 2;
+            break;
+        case O_LIMIT:
+            if (pt_agent_parse_int("--limit", optarg, 0, 1LL << 40, &iv)) return 2;
+            o.limit = (size_t)iv;
+            break;
+        case O_EVAL_LIMIT:
+            if (pt_agent_parse_int("--eval-limit", optarg, 0, 1LL << 40, &iv)) return 2;
+            o.eval_limit = (size_t)iv;
+            break;
+        case O_SEED:
+            if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            o.seed = (uint64_t)iv;
+            break;
+        case O_BACKEND: {
+            pnn_backend b;
+            if (pnn_backend_parse(optarg, &b)) {
+                fprintf(stderr, "petal client: --backend: unknown backend '%s' "
+                                "(openblas or reference)\n", optarg);
+                return 2;
+            }
+            o.backend = (int)b;
+            break;
+        }
+        case O_THREADS:
+            if (pt_agent_parse_int("--threads", optarg, 1, 256, &iv)) return 2;
+            o.threads = (int)iv;
+            break;
+        case O_ID:
+            if (!valid_id(optarg)) {
+                fprintf(stderr, "petal client: --id: '%s' must be 1-64 characters of "
+                                "[A-Za-z0-9_.-]\n", optarg);
+                return 2;
+            }
+            o.id = optarg;
+            break;
+        case O_OUT: o.out_dir = optarg; break;
+        case O_LOG: {
+            int l = pt_log_level_parse(optarg);
+            if (l < 0) {
+                fprintf(stderr, "petal client: --log-level: unknown level '%s'\n", optarg);
+                return 2;
+            }
+            pt_log_set_level((pt_log_level)l);
+            break;
+        }
+        case O_HELP: usage(stdout); return 0;
+        case ':':
+            fprintf(stderr, "petal client: option %s needs a value\n", name);
+            return 2;
+        default:
+            fprintf(stderr, "petal client: unknown option '%s' (see petal client --help)\n",
+                    name);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "petal client: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    pt_agent_signals(&stop);
+    int rc = pt_client_run(&o, err);
+    if (rc) {
+        fprintf(stderr, "petal client: %s\n", err[0] ? err : pt_strerror(rc));
+        return rc == PT_ERR_INVAL || rc == PT_ERR_NOTFOUND ? 2 : 1;
+    }
+    return 0;
 }

@@ -1,13 +1,279 @@
-/* cmd_server.c - 'petal server' (work in progress: see the issue tracker). */
+/* cmd_server.c - 'petal server': run a federation server that speaks Flower's
+ * grpc-bidi protocol (Flower clients and Petal clients can join). */
+#include "agent_int.h"
 #include "cmd.h"
 #include "petal.h"
 
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pnn.h"
+#include "pst.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: petal server [options]\n"
+            "\n"
+            "Run a federated-learning server speaking Flower's gRPC protocol\n"
+            "(flwr 1.5+ start_client / start_numpy_client and petal clients can join).\n"
+            "\n"
+            "Federation:\n"
+            "  --address HOST:PORT     listen address (default 0.0.0.0:8080; port 0 = any)\n"
+            "  --rounds N              federated rounds (default 3)\n"
+            "  --round-timeout S       per-instruction timeout; late clients get\n"
+            "                          DEADLINE_EXCEEDED and count as failures (default none)\n"
+            "  --wait-clients S        how long to wait for min_available_clients (default 300)\n"
+            "  --init-from-client      take the initial parameters from one client\n"
+            "                          (GetParameters) instead of the model's seeded init\n"
+            "  --tls-cert FILE --tls-key FILE   serve TLS (ALPN h2) with this certificate\n"
+            "  --max-message BYTES     largest gRPC message (default 536870912, as Flower)\n"
+            "Model and data:\n"
+            "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
+            "  --dataset SPEC          held-out split for centralised evaluation, e.g.\n"
+            "                          fashion-mnist, folder:DIR, cifar10:DIR (default: none)\n"
+            "  --val-split F           image folders: held-out fraction (default 0.25)\n"
+            "  --eval-limit N          evaluate on at most N held-out examples\n"
+            "  --epochs N --batch-size N --lr F   fit config sent to the clients\n"
+            "                          (defaults 1, 32, 0.001)\n"
+            "  --seed N                model init and client sampling seed (default 1337)\n"
+            "  --backend openblas|reference   --threads N\n"
+            "Strategy:\n"
+            "  --strategy NAME         FedAvg (default), FedAvgM, FedAdagrad, FedAdam,\n"
+            "                          FedYogi, FedProx, FedMedian, FedTrimmedAvg, Krum,\n"
+            "                          MultiKrum, Bulyan, QFedAvg, FaultTolerantFedAvg,\n"
+            "                          DPFixedClipping(<inner>)\n"
+            "  --fraction-fit F --fraction-evaluate F --min-fit-clients N\n"
+            "  --min-evaluate-clients N --min-available-clients N\n"
+            "  --accept-failures | --no-accept-failures\n"
+            "  --server-momentum F --server-lr F --eta F --eta-l F --beta1 F --beta2 F\n"
+            "  --tau F --proximal-mu F --trim-beta F\n"
+            "  --flower-defaults       Flower's own defaults for the adaptive optimizers\n"
+            "  --strategy-opt KEY=VALUE   any other strategy option (see petal server\n"
+            "                          --help-strategies)\n"
+            "Output:\n"
+            "  --out DIR               write server_log.log and events.jsonl into DIR\n"
+            "  --expected-clients N    number of clients recorded in the results\n"
+            "  --port-file FILE        write the bound port to FILE once listening\n"
+            "  --log-level LEVEL       debug, info (default), warn, error\n"
+            "  --help                  this text; --help-strategies: strategy options\n");
+}
+
+enum {
+    O_ADDRESS = 256, O_ROUNDS, O_STRATEGY, O_MODEL, O_DATASET, O_VAL_SPLIT, O_EVAL_LIMIT,
+    O_EPOCHS, O_BATCH, O_LR, O_ROUND_TIMEOUT, O_WAIT, O_CERT, O_KEY, O_SEED, O_BACKEND,
+    O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
+    O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS,
+    O_PST = 512 /* + index into pst_keys */
+};
+
+/* command-line name -> pst_option_set key */
+static const char *const pst_keys[][2] = {
+    {"fraction-fit", "fraction_fit"},
+    {"fraction-evaluate", "fraction_evaluate"},
+    {"min-fit-clients", "min_fit_clients"},
+    {"min-evaluate-clients", "min_evaluate_clients"},
+    {"min-available-clients", "min_available_clients"},
+    {"server-momentum", "server_momentum"},
+    {"server-lr", "server_learning_rate"},
+    {"server-learning-rate", "server_learning_rate"},
+    {"eta", "eta"},
+    {"eta-l", "eta_l"},
+    {"beta1", "beta_1"},
+    {"beta2", "beta_2"},
+    {"tau", "tau"},
+    {"proximal-mu", "proximal_mu"},
+    {"trim-beta", "trim_beta"},
+};
+#define N_PST_KEYS (sizeof pst_keys / sizeof pst_keys[0])
 
 int pt_cmd_server(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "petal server: not implemented yet\n");
-    return 1;
+    static struct option base[] = {
+        {"address", required_argument, 0, O_ADDRESS},
+        {"rounds", required_argument, 0, O_ROUNDS},
+        {"num-rounds", required_argument, 0, O_ROUNDS},
+        {"strategy", required_argument, 0, O_STRATEGY},
+        {"model", required_argument, 0, O_MODEL},
+        {"dataset", required_argument, 0, O_DATASET},
+        {"val-split", required_argument, 0, O_VAL_SPLIT},
+        {"eval-limit", required_argument, 0, O_EVAL_LIMIT},
+        {"epochs", required_argument, 0, O_EPOCHS},
+        {"batch-size", required_argument, 0, O_BATCH},
+        {"lr", required_argument, 0, O_LR},
+        {"round-timeout", required_argument, 0, O_ROUND_TIMEOUT},
+        {"wait-clients", required_argument, 0, O_WAIT},
+        {"tls-cert", required_argument, 0, O_CERT},
+        {"tls-key", required_argument, 0, O_KEY},
+        {"seed", required_argument, 0, O_SEED},
+        {"backend", required_argument, 0, O_BACKEND},
+        {"threads", required_argument, 0, O_THREADS},
+        {"out", required_argument, 0, O_OUT},
+        {"log-level", required_argument, 0, O_LOG},
+        {"init-from-client", no_argument, 0, O_INIT_CLIENT},
+        {"max-message", required_argument, 0, O_MAXMSG},
+        {"port-file", required_argument, 0, O_PORTFILE},
+        {"expected-clients", required_argument, 0, O_EXPECTED},
+        {"help", no_argument, 0, O_HELP},
+        {"help-strategies", no_argument, 0, O_HELP_STRAT},
+        {"strategy-opt", required_argument, 0, O_STRAT_OPT},
+        {"accept-failures", no_argument, 0, O_ACCEPT},
+        {"no-accept-failures", no_argument, 0, O_NO_ACCEPT},
+        {"flower-defaults", no_argument, 0, O_FLOWER_DEFAULTS},
+    };
+    enum { NBASE = sizeof base / sizeof base[0] };
+    struct option opts[NBASE + N_PST_KEYS + 1];
+    memcpy(opts, base, sizeof base);
+    for (size_t i = 0; i < N_PST_KEYS; i++)
+        opts[NBASE + i] = (struct option){pst_keys[i][0], required_argument, 0, O_PST + (int)i};
+    memset(&opts[NBASE + N_PST_KEYS], 0, sizeof opts[0]);
+
+    static volatile int stop;
+    pt_server_opts o;
+    pst_options so;
+    char err[PT_ERRLEN] = "";
+    long long iv;
+    int c;
+    pt_server_opts_init(&o);
+    pst_options_init(&so);
+    o.strategy_opts = &so;
+    o.stop = &stop;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        switch (c) {
+        case O_ADDRESS: o.address = optarg; break;
+        case O_ROUNDS:
+            if (pt_agent_parse_int("--rounds", optarg, 1, 1000000, &iv)) return 2;
+            o.rounds = (int)iv;
+            break;
+        case O_STRATEGY: o.strategy = optarg; break;
+        case O_MODEL: o.model = optarg; break;
+        case O_DATASET: o.dataset = optarg; break;
+        case O_VAL_SPLIT:
+            if (pt_agent_parse_double("--val-split", optarg, 0, 0.99, &o.val_split)) return 2;
+            break;
+        case O_EVAL_LIMIT:
+            if (pt_agent_parse_int("--eval-limit", optarg, 0, 1LL << 40, &iv)) return 2;
+            o.eval_limit = (size_t)iv;
+            break;
+        case O_EPOCHS:
+            if (pt_agent_parse_int("--epochs", optarg, 0, 100000, &iv)) return 2;
+            o.epochs = (int)iv;
+            break;
+        case O_BATCH:
+            if (pt_agent_parse_int("--batch-size", optarg, 1, 1 << 20, &iv)) return 2;
+            o.batch_size = (int)iv;
+            break;
+        case O_LR:
+            if (pt_agent_parse_double("--lr", optarg, 1e-12, 1e6, &o.lr)) return 2;
+            break;
+        case O_ROUND_TIMEOUT:
+            if (pt_agent_parse_double("--round-timeout", optarg, 0, 1e7, &o.round_timeout))
+                return 2;
+            break;
+        case O_WAIT:
+            if (pt_agent_parse_double("--wait-clients", optarg, 0, 1e7, &o.wait_clients))
+                return 2;
+            break;
+        case O_CERT: o.tls_cert = optarg; break;
+        case O_KEY: o.tls_key = optarg; break;
+        case O_SEED:
+            if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            o.seed = (uint64_t)iv;
+            break;
+        case O_BACKEND: {
+            pnn_backend b;
+            if (pnn_backend_parse(optarg, &b)) {
+                fprintf(stderr, "petal server: --backend: unknown backend '%s' "
+                                "(openblas or reference)\n", optarg);
+                return 2;
+            }
+            o.backend = (int)b;
+            break;
+        }
+        case O_THREADS:
+            if (pt_agent_parse_int("--threads", optarg, 1, 256, &iv)) return 2;
+            o.threads = (int)iv;
+            break;
+        case O_OUT: o.out_dir = optarg; break;
+        case O_LOG: {
+            int l = pt_log_level_parse(optarg);
+            if (l < 0) {
+                fprintf(stderr, "petal server: --log-level: unknown level '%s'\n", optarg);
+                return 2;
+            }
+            pt_log_set_level((pt_log_level)l);
+            break;
+        }
+        case O_INIT_CLIENT: o.init_from_client = 1; break;
+        case O_MAXMSG:
+            if (pt_agent_parse_int("--max-message", optarg, 1024, 0xffffffffLL, &iv)) return 2;
+            o.max_message = (size_t)iv;
+            break;
+        case O_PORTFILE: o.port_file = optarg; break;
+        case O_EXPECTED:
+            if (pt_agent_parse_int("--expected-clients", optarg, 1, 1000000, &iv)) return 2;
+            o.expected_clients = (int)iv;
+            break;
+        case O_HELP: usage(stdout); return 0;
+        case O_HELP_STRAT: fputs(pst_help(), stdout); return 0;
+        case O_ACCEPT:
+        case O_NO_ACCEPT:
+            pst_option_set(&so, "accept_failures", c == O_ACCEPT ? "1" : "0", err);
+            break;
+        case O_FLOWER_DEFAULTS: pst_option_set(&so, "defaults", "flower", err); break;
+        case O_STRAT_OPT: {
+            char key[128];
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof key) {
+                fprintf(stderr, "petal server: --strategy-opt wants KEY=VALUE, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            memcpy(key, optarg, (size_t)(eq - optarg));
+            key[eq - optarg] = 0;
+            if (pst_option_set(&so, key, eq + 1, err)) {
+                fprintf(stderr, "petal server: --strategy-opt: %s\n", err);
+                return 2;
+            }
+            break;
+        }
+        case ':':
+            fprintf(stderr, "petal server: option %s needs a value\n", name);
+            return 2;
+        case '?':
+            fprintf(stderr, "petal server: unknown option '%s' (see petal server --help)\n",
+                    name);
+            return 2;
+        default:
+            if (c >= O_PST && c < O_PST + (int)N_PST_KEYS) {
+                if (pst_option_set(&so, pst_keys[c - O_PST][1], optarg, err)) {
+                    fprintf(stderr, "petal server: --%s: %s\n", pst_keys[c - O_PST][0], err);
+                    return 2;
+                }
+                break;
+            }
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "petal server: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o.tls_cert != !o.tls_key) {
+        fprintf(stderr, "petal server: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    pt_agent_signals(&stop);
+    int rc = pt_server_run(&o, err);
+    if (rc) {
+        fprintf(stderr, "petal server: %s\n", err[0] ? err : pt_strerror(rc));
+        return rc == PT_ERR_INVAL || rc == PT_ERR_NOTFOUND ? 2 : 1;
+    }
+    return 0;
 }

@@ -1,0 +1,109 @@
+/*
+ * agent_int.h - Petal's federated agents (internal to core/ and the petal
+ * command): the server round loop (Flower's Server.fit over the grpc-bidi
+ * protocol) and the client loop (Flower's start_client), gluing net/ (wire),
+ * nn/ (model), data/ (datasets, partitions) and strategies/ (aggregation).
+ *
+ * Both run in the calling thread until the federation ends and return a
+ * pt_err code with a reason in err. They log Flower-format lines through the
+ * results writer (core/results_int.h) when out_dir is set, else to stderr.
+ */
+#ifndef PETAL_AGENT_INT_H
+#define PETAL_AGENT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "petal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pst_options pst_options;
+
+/* ---- server ---------------------------------------------------------------- */
+typedef struct pt_server_opts {
+    const char *address;        /* listen "HOST:PORT"; default "0.0.0.0:8080" */
+    int rounds;                 /* >= 1 */
+    const char *strategy;       /* strategy name (pst_create) */
+    const pst_options *strategy_opts; /* may be NULL (defaults) */
+    const char *model;          /* preset or JSON file (pnn_model_new) */
+    const char *dataset;        /* held-out split for centralised evaluation; NULL = none */
+    double val_split;           /* image folders: held-out fraction (default 0.25) */
+    size_t eval_limit;          /* at most this many evaluation examples (0 = all) */
+    int epochs, batch_size;     /* fit config sent to the clients */
+    double lr;
+    double round_timeout;       /* seconds per instruction; <= 0 = none */
+    double wait_clients;        /* seconds to wait for min_available clients */
+    const char *tls_cert, *tls_key;
+    uint64_t seed;              /* model init and client sampling */
+    int backend;                /* pnn_backend */
+    int threads;                /* nn threads */
+    const char *out_dir;        /* results directory; NULL = log to stderr only */
+    int init_from_client;       /* GetParameters from one client instead of the model */
+    size_t max_message;         /* 0 = 512 MiB */
+    int expected_clients;       /* for run_start's n_clients (0 = min_available) */
+    const char *port_file;      /* write the bound port here once listening (tests) */
+    volatile int *stop;         /* set non-zero (e.g. by SIGINT) to stop; may be NULL */
+} pt_server_opts;
+
+/* Defaults as documented above (address, rounds 3, FedAvg, fmnist-cnn, ...). */
+void pt_server_opts_init(pt_server_opts *o);
+
+/* Run a federation: listen, rounds, ReconnectIns to everyone, close.
+ * Returns PT_OK; PT_ERR_TIMEOUT (not enough clients within wait_clients),
+ * PT_ERR_INTERRUPTED (*stop), or the setup errors of the parts (bad model,
+ * dataset, strategy options, address in use) with err naming the problem. */
+int pt_server_run(const pt_server_opts *o, char *err);
+
+/* ---- client ---------------------------------------------------------------- */
+typedef struct pt_client_opts {
+    const char *server;         /* "HOST:PORT" */
+    const char *model;
+    const char *dataset;
+    int part, num_parts;        /* partition i/N (0-based part) */
+    const char *partitioner;    /* "iid", "dirichlet:A", "shards:K" */
+    double val_split;           /* image folders: held-out fraction */
+    const char *tls_ca;         /* enables TLS */
+    int tls;                    /* TLS with the system trust store */
+    const char *server_name;
+    int backend, threads;
+    const char *id;             /* client name for logs/results; default = part */
+    const char *out_dir;
+    double connect_timeout;     /* seconds of retrying the first connect (default 60) */
+    uint64_t seed;
+    size_t limit;               /* at most this many training examples (before partitioning) */
+    size_t eval_limit;          /* at most this many validation examples (before partitioning) */
+    volatile int *stop;
+} pt_client_opts;
+
+void pt_client_opts_init(pt_client_opts *o);
+
+/* Join the federation and serve instructions until ReconnectIns without a
+ * delay (returns PT_OK). Returns PT_ERR_TIMEOUT (server unreachable within
+ * connect_timeout), PT_ERR_CLOSED (server ended the stream without
+ * ReconnectIns), PT_ERR_MISMATCH (server model differs), setup errors. */
+int pt_client_run(const pt_client_opts *o, char *err);
+
+/* ---- helpers shared by both agents (agent_util.c) -------------------------- */
+typedef struct pnn_model pnn_model;
+/* Allocate p with the model's weight shapes (zeroed). */
+int pt_agent_params_for_model(pt_params *p, const pnn_model *m, char *err);
+/* View the model's weights as a pt_params without copying: p->t[i].data
+ * points into the model (p->buf NULL, p->t owned: free with
+ * pt_agent_params_view_free). */
+int pt_agent_params_view(pt_params *p, pnn_model *m, char *err);
+void pt_agent_params_view_free(pt_params *p);
+/* Parse a whole-string integer / finite number in [lo, hi]; on failure print
+ * "petal: OPT: 'S' is not ..." to stderr and return PT_ERR_INVAL. */
+int pt_agent_parse_int(const char *opt, const char *s, long long lo, long long hi,
+                       long long *out);
+int pt_agent_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* SIGINT/SIGTERM set *stop = 1 (no SA_RESTART); SIGPIPE ignored. */
+void pt_agent_signals(volatile int *stop);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PETAL_AGENT_INT_H */

@@ -1,0 +1,920 @@
+/* server.c - the Petal server agent: Flower's Server.fit round loop (1.5/1.6
+ * semantics, see the protocol notes) over the grpc-bidi transport. One thread:
+ * the transport's epoll loop dispatches on_join / on_message / on_leave, and
+ * FitRes updates are folded into the strategy inside on_message, as they
+ * arrive, straight from the received message bytes (zero copy for float32). */
+#include "agent_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pdata.h"
+#include "pnet.h"
+#include "pnn.h"
+#include "pst.h"
+#include "results_int.h"
+
+enum { PH_IDLE = 0, PH_INIT, PH_FIT, PH_EVAL, PH_BYE };
+
+typedef struct srv_client {
+    uint64_t id;
+    char peer[80];
+    int busy;     /* waiting for this client's reply */
+    double deadline;
+    int gone;     /* left (entry removed at the next compaction) */
+} srv_client;
+
+typedef struct hist {
+    int round;
+    double loss, acc;
+} hist;
+
+typedef struct srv {
+    const pt_server_opts *o;
+    pnet_server *net;
+    pt_results *res;
+    pst_strategy *st;
+    pnn_model *model;
+    pd_dataset train, test;
+    int have_test;
+    pt_params global;
+    pt_params scratch;     /* conversion space for non-float32 / fortran updates */
+    pt_tensor *upd_t;      /* views of one update */
+    srv_client *cl;
+    size_t ncl, capcl;
+    int phase, round;
+    int outstanding;       /* replies still awaited in this phase */
+    int results, failures;
+    int init_done;
+    char init_err[PT_ERRLEN];
+    uint64_t rng;
+    double t_start;
+    hist *h_cent, *h_dist;
+    size_t n_cent, n_dist;
+    pt_config fit_metrics_hist, eval_metrics_hist; /* "key" -> "[(r, v), ...]" strings */
+    double central_loss;   /* centralised loss of the current global (QFedAvg) */
+} srv;
+
+#define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
+#define SWARN(s, ...) PT_RWARN((s)->res, __VA_ARGS__)
+#define SDEBUG(s, ...) PT_RLOG((s)->res, PT_LOG_DEBUG, __VA_ARGS__)
+
+void pt_server_opts_init(pt_server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->address = "0.0.0.0:8080";
+    o->rounds = 3;
+    o->strategy = "FedAvg";
+    o->model = "fmnist-cnn";
+    o->val_split = 0.25;
+    o->epochs = 1;
+    o->batch_size = 32;
+    o->lr = 1e-3;
+    o->round_timeout = 0;
+    o->wait_clients = 300;
+    o->seed = 1337;
+}
+
+/* Python's repr of a float: the shortest text that reads back the same. */
+static const char *pyf(char *buf, size_t len, double v)
+{
+    if (isnan(v)) return "nan";
+    if (isinf(v)) return v > 0 ? "inf" : "-inf";
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".eni")) strncat(buf, ".0", len - strlen(buf) - 1);
+    return buf;
+}
+
+/* ---- client registry --------------------------------------------------------- */
+
+static srv_client *find_client(srv *s, uint64_t id)
+{
+    for (size_t i = 0; i < s->ncl; i++)
+        if (s->cl[i].id == id && !s->cl[i].gone) return &s->cl[i];
+    return NULL;
+}
+
+static int n_available(const srv *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->ncl; i++) n += !s->cl[i].gone;
+    return n;
+}
+
+static void compact(srv *s)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < s->ncl; i++)
+        if (!s->cl[i].gone) s->cl[j++] = s->cl[i];
+    s->ncl = j;
+}
+
+static void on_join(pnet_server *net, uint64_t id, const char *peer, void *user)
+{
+    srv *s = user;
+    (void)net;
+    if (s->ncl == s->capcl) {
+        size_t nc = s->capcl ? s->capcl * 2 : 16;
+        srv_client *c = realloc(s->cl, nc * sizeof *c);
+        if (!c) {
+            pnet_server_end_stream(s->net, id, PNET_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
+        s->cl = c;
+        s->capcl = nc;
+    }
+    srv_client *c = &s->cl[s->ncl++];
+    memset(c, 0, sizeof *c);
+    c->id = id;
+    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
+    SDEBUG(s, "client %s joined (%d connected)", c->peer, n_available(s));
+}
+
+/* A busy client's reply will never come: count the failure of the phase. */
+static void phase_failure(srv *s, srv_client *c, const char *why)
+{
+    if (!c->busy) return;
+    c->busy = 0;
+    s->outstanding--;
+    s->failures++;
+    if (s->phase == PH_FIT) pst_fit_failure(s->st);
+    else if (s->phase == PH_EVAL) pst_evaluate_failure(s->st);
+    else if (s->phase == PH_INIT)
+        pt_seterr(s->init_err, 0, "client %s: %s", c->peer, why);
+    if (s->phase != PH_BYE) {
+        SWARN(s, "%s: client %s failed: %s",
+              s->phase == PH_FIT ? "fit_round" : s->phase == PH_EVAL ? "evaluate_round" : "init",
+              c->peer, why);
+        pt_results_failure(s->res, s->phase == PH_INIT ? 0 : s->round, c->peer,
+                           s->phase == PH_FIT    ? "fit"
+                           : s->phase == PH_EVAL ? "evaluate"
+                                                 : "get_parameters",
+                           why);
+    }
+}
+
+static void on_leave(pnet_server *net, uint64_t id, int reason, const char *detail, void *user)
+{
+    srv *s = user;
+    srv_client *c = find_client(s, id);
+    (void)net;
+    if (!c) return;
+    if (c->busy) {
+        char why[PT_ERRLEN];
+        pt_seterr(why, 0, "disconnected (%s%s%s)", pnet_leave_name(reason),
+                 detail && *detail ? ": " : "", detail ? detail : "");
+        phase_failure(s, c, why);
+    } else if (s->phase != PH_BYE && reason != PNET_LEAVE_DONE &&
+               reason != PNET_LEAVE_CANCELLED && reason != PNET_LEAVE_ENDED) {
+        SWARN(s, "client %s left: %s%s%s", c->peer, pnet_leave_name(reason),
+              detail && *detail ? ": " : "", detail ? detail : "");
+    } else {
+        SDEBUG(s, "client %s left (%s)", c->peer, pnet_leave_name(reason));
+    }
+    c->gone = 1;
+}
+
+/* The client broke the protocol: end its stream with an error status. */
+static void reject(srv *s, srv_client *c, int grpc_status, const char *why)
+{
+    phase_failure(s, c, why);
+    pnet_server_end_stream(s->net, c->id, grpc_status, why);
+}
+
+/* ---- replies --------------------------------------------------------------------- */
+
+/* Build a view of the update's tensors (zero copy for little-endian C-order
+ * float32; converted into scratch otherwise), checked against the global. */
+static int update_view(srv *s, const pnet_params_view *v, pt_params *upd, char *err)
+{
+    char e2[PT_ERRLEN];
+    if (v->n != s->global.n)
+        return pt_seterr(err, PT_ERR_MISMATCH, "FitRes has %zu tensors, the model has %zu", v->n,
+                         s->global.n);
+    upd->n = v->n;
+    upd->t = s->upd_t;
+    upd->buf = NULL;
+    upd->total = s->global.total;
+    for (size_t i = 0; i < v->n; i++) {
+        pnet_npy_info info;
+        const pt_tensor *g = &s->global.t[i];
+        int rc = pnet_npy_view(v->tensors[i].ptr, v->tensors[i].len, &info, e2);
+        if (rc) return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
+        int same = info.ndim == g->ndim;
+        for (int d = 0; same && d < g->ndim; d++) same = info.shape[d] == g->shape[d];
+        if (!same)
+            return pt_seterr(err, PT_ERR_MISMATCH, "tensor %zu: shape differs from the model's",
+                             i);
+        pt_tensor *t = &s->upd_t[i];
+        *t = *g;
+        if (info.dtype == PNET_DT_F4 && !info.big_endian && (!info.fortran_order || info.ndim < 2)) {
+            t->data = (float *)(uintptr_t)info.data; /* unaligned view; pst copes */
+        } else {
+            if (!s->scratch.buf && (rc = pt_params_init_like(&s->scratch, &s->global)))
+                return pt_seterr(err, rc, "out of memory");
+            rc = pnet_npy_to_f32(&info, s->scratch.t[i].data, g->numel, PNET_NPY_ERR_OVERFLOW,
+                                 e2);
+            if (rc) return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
+            t->data = s->scratch.t[i].data;
+        }
+    }
+    return PT_OK;
+}
+
+static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
+{
+    pnet_client_in in;
+    char e[PT_ERRLEN], why[PT_ERRLEN + 64];
+    int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &in, e);
+    pnet_cmsg_type want = s->phase == PH_FIT    ? PNET_CMSG_FIT
+                          : s->phase == PH_EVAL ? PNET_CMSG_EVALUATE
+                          : s->phase == PH_INIT ? PNET_CMSG_GET_PARAMETERS
+                                                : PNET_CMSG_DISCONNECT;
+    if (rc) {
+        pt_seterr(why, 0, "bad ClientMessage: %s", e);
+        reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
+        return;
+    }
+    if (in.type != want) {
+        pt_seterr(why, 0, "expected %s, got %s", pnet_cmsg_name(want),
+                 pnet_cmsg_name(in.type));
+        reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
+        goto out;
+    }
+    if (in.status_code != PNET_CODE_OK) {
+        pt_seterr(why, 0, "status code %d: %.*s", in.status_code,
+                 (int)(in.status_message.len > 200 ? 200 : in.status_message.len),
+                 in.status_message.ptr ? (const char *)in.status_message.ptr : "");
+        phase_failure(s, c, why);
+        goto out;
+    }
+    if (s->phase == PH_INIT) {
+        rc = pnet_params_decode(&in.params, &s->global, PNET_NPY_ERR_OVERFLOW, e);
+        c->busy = 0;
+        s->outstanding--;
+        if (rc) {
+            pt_seterr(s->init_err, 0,
+                     "initial parameters from client %s do not fit the server's model: %s",
+                     c->peer, e);
+            s->failures++;
+        } else {
+            s->init_done = 1;
+            s->results++;
+        }
+        goto out;
+    }
+    if (s->phase == PH_FIT) {
+        pt_params upd;
+        if (in.num_examples < 0) {
+            reject(s, c, PNET_GRPC_INVALID_ARGUMENT, "FitRes with negative num_examples");
+            goto out;
+        }
+        rc = update_view(s, &in.params, &upd, e);
+        if (rc) {
+            pt_seterr(why, 0, "bad FitRes parameters: %s", e);
+            reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
+            goto out;
+        }
+        c->busy = 0;
+        s->outstanding--;
+        rc = pst_fit_add(s->st, &upd, in.num_examples, &in.metrics, e);
+        if (rc) { /* the strategy counted it as a failure */
+            s->failures++;
+            SWARN(s, "fit_round %d: update of client %s rejected: %s", s->round, c->peer, e);
+            pt_results_failure(s->res, s->round, c->peer, "fit", e);
+        } else {
+            s->results++;
+        }
+        goto out;
+    }
+    /* evaluate */
+    c->busy = 0;
+    s->outstanding--;
+    if (in.num_examples < 0) {
+        s->failures++;
+        pst_evaluate_failure(s->st);
+        goto out;
+    }
+    rc = pst_evaluate_add(s->st, (double)in.loss, in.num_examples, &in.metrics, e);
+    if (rc) {
+        s->failures++;
+        SWARN(s, "evaluate_round %d: result of client %s rejected: %s", s->round, c->peer, e);
+    } else {
+        s->results++;
+    }
+out:
+    pnet_client_in_free(&in);
+}
+
+static void on_message(pnet_server *net, uint64_t id, pnet_msg *msg, void *user)
+{
+    srv *s = user;
+    srv_client *c = find_client(s, id);
+    (void)net;
+    if (!c) return;
+    if (!c->busy) {
+        /* DisconnectRes after ReconnectIns, or an unsolicited message */
+        if (s->phase != PH_BYE)
+            SDEBUG(s, "ignoring an unsolicited message from client %s", c->peer);
+        return;
+    }
+    handle_reply(s, c, msg);
+}
+
+/* ---- waiting ------------------------------------------------------------------------ */
+
+static int stopped(const srv *s)
+{
+    return s->o->stop && *s->o->stop;
+}
+
+/* Poll until `min` clients are connected or wait_clients passes. */
+static int wait_for_clients(srv *s, int min, char *err)
+{
+    double t0 = pt_now(), last_log = t0;
+    while (n_available(s) < min) {
+        if (stopped(s)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+        double now = pt_now();
+        if (now - t0 > s->o->wait_clients)
+            return pt_seterr(err, PT_ERR_TIMEOUT,
+                             "only %d of the %d required clients connected within %g s "
+                             "(see --wait-clients)",
+                             n_available(s), min, s->o->wait_clients);
+        if (now - last_log > 10) {
+            SLOG(s, "waiting for clients: %d of %d connected", n_available(s), min);
+            last_log = now;
+        }
+        int rc = pnet_server_poll(s->net, 100);
+        if (rc < 0) return pt_seterr(err, rc, "server poll failed");
+        compact(s);
+    }
+    return PT_OK;
+}
+
+/* Poll until every awaited reply arrived or failed; enforce the deadline. */
+static int wait_replies(srv *s, char *err)
+{
+    while (s->outstanding > 0) {
+        if (stopped(s)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+        int rc = pnet_server_poll(s->net, 50);
+        if (rc < 0) return pt_seterr(err, rc, "server poll failed");
+        if (s->o->round_timeout > 0) {
+            double now = pt_now();
+            for (size_t i = 0; i < s->ncl; i++) {
+                srv_client *c = &s->cl[i];
+                if (c->gone || !c->busy || now < c->deadline) continue;
+                char why[PT_ERRLEN];
+                pt_seterr(why, 0, "Timeout of %gsec was exceeded.", s->o->round_timeout);
+                phase_failure(s, c, why);
+                pnet_server_end_stream(s->net, c->id, PNET_GRPC_DEADLINE_EXCEEDED, why);
+            }
+        }
+    }
+    compact(s);
+    return PT_OK;
+}
+
+/* Send msg to k sampled clients (indices into the registry). */
+static void send_to(srv *s, const int *idx, int k, pnet_msg *msg)
+{
+    double deadline = pt_now() + (s->o->round_timeout > 0 ? s->o->round_timeout : 1e18);
+    for (int j = 0; j < k; j++) {
+        srv_client *c = &s->cl[idx[j]];
+        c->busy = 1;
+        c->deadline = deadline;
+        s->outstanding++;
+        int rc = pnet_server_send(s->net, c->id, msg);
+        if (rc) {
+            char why[PT_ERRLEN];
+            pt_seterr(why, 0, "send failed: %s", pt_strerror(rc));
+            phase_failure(s, c, why);
+        }
+    }
+}
+
+static int build_msg(const pnet_server_out *m, pnet_msg **out, char *err)
+{
+    size_t sz, w;
+    int rc = pnet_server_out_size(m, &sz, err);
+    if (rc) return rc;
+    if ((rc = pnet_msg_new(out, sz))) return pt_seterr(err, rc, "message of %zu bytes", sz);
+    rc = pnet_server_out_pack(m, pnet_msg_data(*out), sz, &w, err);
+    if (rc) {
+        pnet_msg_unref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- evaluation and history ------------------------------------------------------------ */
+
+static int central_eval(srv *s, double *loss, double *acc, char *err)
+{
+    char e[PNN_ERRLEN];
+    int rc;
+    *loss = *acc = NAN;
+    if (!s->have_test) return PT_OK;
+    rc = pnn_set_weights_flat(s->model, s->global.buf, s->global.total, e);
+    if (!rc) rc = pnn_evaluate(s->model, s->test.x, s->test.y, s->test.n, 128, loss, acc, e);
+    if (rc) return pt_seterr(err, PT_ERR_NN, "centralised evaluation: %s", e);
+    return PT_OK;
+}
+
+static void hist_add(hist **h, size_t *n, int round, double loss, double acc)
+{
+    hist *nh = realloc(*h, (*n + 1) * sizeof **h);
+    if (!nh) return;
+    *h = nh;
+    nh[*n].round = round;
+    nh[*n].loss = loss;
+    nh[*n].acc = acc;
+    (*n)++;
+}
+
+/* Append "(r, v)" for each numeric metric to the per-key history strings. */
+static void metrics_hist_add(pt_config *hist_cfg, int round, const pt_config *m)
+{
+    for (size_t i = 0; m && i < m->n; i++) {
+        double v;
+        if (pt_config_get_number(m, m->e[i].key, &v)) continue;
+        const pt_scalar *prev = pt_config_get(hist_cfg, m->e[i].key);
+        size_t plen = prev ? prev->v.s.len : 0;
+        char *buf = malloc(plen + 64);
+        if (!buf) return;
+        char num[40];
+        snprintf(buf, plen + 64, "%s%s(%d, %s)", prev ? prev->v.s.ptr : "", prev ? ", " : "",
+                 round, pyf(num, sizeof num, v));
+        pt_config_set_string(hist_cfg, m->e[i].key, buf);
+        free(buf);
+    }
+}
+
+static void log_metrics_hist(srv *s, const char *name, const pt_config *h)
+{
+    size_t cap = 64;
+    for (size_t i = 0; i < h->n; i++) cap += strlen(h->e[i].key) + h->e[i].val.v.s.len + 16;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    size_t off = (size_t)snprintf(buf, cap, "{");
+    for (size_t i = 0; i < h->n; i++)
+        off += (size_t)snprintf(buf + off, cap - off, "%s'%s': [%s]", i ? ", " : "",
+                                h->e[i].key, h->e[i].val.v.s.ptr);
+    snprintf(buf + off, cap - off, "}");
+    SLOG(s, "app_fit: %s %s", name, buf);
+    free(buf);
+}
+
+static void log_loss_hist(srv *s, const char *name, const hist *h, size_t n)
+{
+    size_t cap = 32 + n * 48;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    size_t off = (size_t)snprintf(buf, cap, "[");
+    for (size_t i = 0; i < n; i++) {
+        char num[40];
+        off += (size_t)snprintf(buf + off, cap - off, "%s(%d, %s)", i ? ", " : "", h[i].round,
+                                pyf(num, sizeof num, h[i].loss));
+    }
+    snprintf(buf + off, cap - off, "]");
+    SLOG(s, "app_fit: %s %s", name, buf);
+    free(buf);
+}
+
+/* ---- phases ----------------------------------------------------------------------------- */
+
+static int init_from_client(srv *s, char *err)
+{
+    int rc, idx;
+    pnet_msg *msg = NULL;
+    SLOG(s, "Requesting initial parameters from one random client");
+    if ((rc = wait_for_clients(s, 1, err))) return rc;
+    compact(s);
+    if ((rc = pst_sample(&s->rng, n_available(s), 1, &idx)))
+        return pt_seterr(err, rc, "sampling failed");
+    pnet_server_out m = {PNET_SMSG_GET_PARAMETERS, 0, NULL, NULL};
+    if ((rc = build_msg(&m, &msg, err))) return rc;
+    s->phase = PH_INIT;
+    s->init_done = 0;
+    s->init_err[0] = 0;
+    s->results = s->failures = 0;
+    send_to(s, &idx, 1, msg);
+    pnet_msg_unref(msg);
+    rc = wait_replies(s, err);
+    s->phase = PH_IDLE;
+    if (rc) return rc;
+    if (!s->init_done)
+        return pt_seterr(err, PT_ERR_PROTO, "no initial parameters: %s",
+                         s->init_err[0] ? s->init_err : "client failed");
+    SLOG(s, "Received initial parameters from one random client");
+    return PT_OK;
+}
+
+static int fit_round(srv *s, const pt_config *base_cfg, int *sampled, int *updated,
+                     pt_config *fit_metrics, char *err)
+{
+    int k, min, rc, avail;
+    pt_config cfg = {0};
+    pnet_msg *msg = NULL;
+    int *idx = NULL;
+    *sampled = 0;
+    *updated = 0;
+    pst_num_fit_clients(s->st, n_available(s), &k, &min);
+    if ((rc = wait_for_clients(s, min, err))) return rc;
+    compact(s);
+    avail = n_available(s);
+    pst_num_fit_clients(s->st, avail, &k, &min);
+    if (k > avail) {
+        SLOG(s, "Sampling failed: number of available clients (%d) is less than number of "
+                "requested clients (%d).", avail, k);
+        SLOG(s, "fit_round %d: no clients selected, cancel", s->round);
+        return PT_OK;
+    }
+    if (!(idx = malloc((size_t)(k ? k : 1) * sizeof *idx))) return PT_ERR_NOMEM;
+    if ((rc = pst_sample(&s->rng, avail, k, idx))) goto done;
+    if ((rc = pt_config_copy(&cfg, base_cfg))) goto done;
+    if ((rc = pst_configure_fit(s->st, s->round, &cfg, err))) goto done;
+    pnet_server_out m = {PNET_SMSG_FIT, 0, &s->global, &cfg};
+    if ((rc = build_msg(&m, &msg, err))) goto done;
+    SLOG(s, "fit_round %d: strategy sampled %d clients (out of %d)", s->round, k, avail);
+    if ((rc = pst_fit_begin(s->st, s->round, &s->global, err))) goto done;
+    if (pst_needs_central_loss(s->st) &&
+        (rc = pst_set_central_loss(s->st, s->central_loss))) {
+        int u;
+        pst_fit_end(s->st, &s->global, &u, NULL, NULL);
+        pt_seterr(err, rc, "central loss %g refused by the strategy", s->central_loss);
+        goto done;
+    }
+    s->phase = PH_FIT;
+    s->results = s->failures = 0;
+    *sampled = k;
+    send_to(s, idx, k, msg);
+    pnet_msg_unref(msg);
+    msg = NULL;
+    rc = wait_replies(s, err);
+    s->phase = PH_IDLE;
+    if (rc) {
+        int u;
+        pst_fit_end(s->st, &s->global, &u, NULL, NULL); /* close the round */
+        goto done;
+    }
+    SLOG(s, "fit_round %d received %d results and %d failures", s->round, s->results,
+           s->failures);
+    rc = pst_fit_end(s->st, &s->global, updated, fit_metrics, err);
+done:
+    pnet_msg_unref(msg);
+    free(idx);
+    pt_config_free(&cfg);
+    return rc;
+}
+
+static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_config *eval_metrics,
+                          int *res_n, int *fail_n, char *err)
+{
+    int k, min, rc, avail;
+    pt_config cfg = {0};
+    pnet_msg *msg = NULL;
+    int *idx = NULL;
+    *ran = 0;
+    *has_loss = 0;
+    pst_num_evaluate_clients(s->st, n_available(s), &k, &min);
+    if (k == 0) {
+        SLOG(s, "evaluate_round %d: no clients selected, cancel", s->round);
+        return PT_OK;
+    }
+    if ((rc = wait_for_clients(s, min, err))) return rc;
+    compact(s);
+    avail = n_available(s);
+    pst_num_evaluate_clients(s->st, avail, &k, &min);
+    if (k > avail || k == 0) {
+        SLOG(s, "evaluate_round %d: no clients selected, cancel", s->round);
+        return PT_OK;
+    }
+    if (!(idx = malloc((size_t)k * sizeof *idx))) return PT_ERR_NOMEM;
+    if ((rc = pst_sample(&s->rng, avail, k, idx))) goto done;
+    pt_config_set_int(&cfg, "batch_size", s->o->batch_size);
+    if ((rc = pst_configure_evaluate(s->st, s->round, &cfg, err))) goto done;
+    pnet_server_out m = {PNET_SMSG_EVALUATE, 0, &s->global, &cfg};
+    if ((rc = build_msg(&m, &msg, err))) goto done;
+    SLOG(s, "evaluate_round %d: strategy sampled %d clients (out of %d)", s->round, k, avail);
+    if ((rc = pst_evaluate_begin(s->st, s->round))) goto done;
+    s->phase = PH_EVAL;
+    s->results = s->failures = 0;
+    send_to(s, idx, k, msg);
+    pnet_msg_unref(msg);
+    msg = NULL;
+    rc = wait_replies(s, err);
+    s->phase = PH_IDLE;
+    *res_n = s->results;
+    *fail_n = s->failures;
+    if (rc) {
+        pst_evaluate_end(s->st, loss, has_loss, NULL, NULL);
+        *has_loss = 0;
+        goto done;
+    }
+    *ran = 1;
+    SLOG(s, "evaluate_round %d received %d results and %d failures", s->round, s->results,
+           s->failures);
+    rc = pst_evaluate_end(s->st, loss, has_loss, eval_metrics, err);
+done:
+    pnet_msg_unref(msg);
+    free(idx);
+    pt_config_free(&cfg);
+    return rc;
+}
+
+/* ReconnectIns (seconds unset) to everyone, then wait briefly for goodbyes. */
+static void disconnect_all(srv *s)
+{
+    pnet_msg *msg = NULL;
+    char e[PT_ERRLEN];
+    pnet_server_out m = {PNET_SMSG_RECONNECT, 0, NULL, NULL};
+    compact(s);
+    if (!s->net || build_msg(&m, &msg, e)) return;
+    s->phase = PH_BYE;
+    for (size_t i = 0; i < s->ncl; i++) pnet_server_send(s->net, s->cl[i].id, msg);
+    pnet_msg_unref(msg);
+    double t0 = pt_now(), grace = s->o->round_timeout > 0 ? s->o->round_timeout : 5;
+    if (grace > 5) grace = 5;
+    while (n_available(s) > 0 && pt_now() - t0 < grace) {
+        if (pnet_server_poll(s->net, 50) < 0) break;
+    }
+    for (size_t i = 0; i < s->ncl; i++)
+        if (!s->cl[i].gone) pnet_server_end_stream(s->net, s->cl[i].id, PNET_GRPC_CANCELLED, NULL);
+    pnet_server_flush(s->net, 1000);
+}
+
+/* ---- setup --------------------------------------------------------------------------------- */
+
+static int setup(srv *s, char *err)
+{
+    const pt_server_opts *o = s->o;
+    char e[PT_ERRLEN];
+    pnn_opts no;
+    int rc;
+    if (o->rounds < 1) return pt_seterr(err, PT_ERR_INVAL, "--rounds must be >= 1");
+    pnn_opts_init(&no);
+    no.backend = (pnn_backend)o->backend;
+    no.threads = o->threads > 0 ? o->threads : 1;
+    no.seed = o->seed;
+    if ((rc = pnn_model_new(&s->model, o->model, &no, e)))
+        return pt_seterr(err, rc == PNN_ERR_NOMEM ? PT_ERR_NOMEM : PT_ERR_INVAL, "model '%s': %s",
+                         o->model, e);
+    if ((rc = pt_agent_params_for_model(&s->global, s->model, err))) return rc;
+    memcpy(s->global.buf, pnn_weights_data(s->model), s->global.total * sizeof(float));
+    if (!(s->upd_t = calloc(s->global.n ? s->global.n : 1, sizeof *s->upd_t)))
+        return PT_ERR_NOMEM;
+    if ((rc = pst_create(&s->st, o->strategy, o->strategy_opts, e)))
+        return pt_seterr(err, rc, "strategy: %s", e);
+    if (o->dataset && *o->dataset) {
+        pd_open_opts po = pd_open_opts_default();
+        int h, w, c;
+        pnn_input_shape(s->model, &h, &w, &c);
+        po.h = h;
+        po.w = w;
+        po.c = c;
+        po.val_split = o->val_split;
+        po.seed = o->seed;
+        po.test_limit = o->eval_limit;
+        po.quiet = 1;
+        if ((rc = pd_open(NULL, &s->test, o->dataset, &po, e))) /* the held-out split only */
+            return pt_seterr(err, rc, "dataset: %s", e);
+        if (s->test.n == 0)
+            return pt_seterr(err, PT_ERR_INVAL, "dataset '%s' has no held-out examples",
+                             o->dataset);
+        if (s->test.nclasses > pnn_num_classes(s->model))
+            return pt_seterr(err, PT_ERR_MISMATCH, "dataset has %d classes, model outputs %d",
+                             s->test.nclasses, pnn_num_classes(s->model));
+        s->have_test = 1;
+    }
+    s->rng = o->seed ^ 0x9e3779b97f4a7c15ull;
+    pnet_server_opts so = {0};
+    so.address = o->address;
+    so.tls_cert = o->tls_cert;
+    so.tls_key = o->tls_key;
+    so.max_message = o->max_message;
+    so.user = s;
+    so.on_join = on_join;
+    so.on_message = on_message;
+    so.on_leave = on_leave;
+    if ((rc = pnet_server_new(&s->net, &so, e))) return pt_seterr(err, rc, "%s", e);
+    if (o->port_file) {
+        FILE *f = fopen(o->port_file, "w");
+        if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s", o->port_file);
+        fprintf(f, "%d\n", pnet_server_port(s->net));
+        fclose(f);
+    }
+    return PT_OK;
+}
+
+static void teardown(srv *s)
+{
+    pnet_server_free(s->net);
+    pst_free(s->st);
+    pnn_model_free(s->model);
+    pd_dataset_free(&s->test);
+    pd_dataset_free(&s->train);
+    pt_params_free(&s->global);
+    pt_params_free(&s->scratch);
+    free(s->upd_t);
+    free(s->cl);
+    free(s->h_cent);
+    free(s->h_dist);
+    pt_config_free(&s->fit_metrics_hist);
+    pt_config_free(&s->eval_metrics_hist);
+    pt_results_close(s->res);
+}
+
+int pt_server_run(const pt_server_opts *o, char *err)
+{
+    srv S, *s = &S;
+    char e[PT_ERRLEN], desc[512];
+    int rc, rounds_done = 0;
+    pt_config base = {0};
+    memset(s, 0, sizeof *s);
+    s->o = o;
+    if (o->out_dir && (rc = pt_results_open(&s->res, o->out_dir, "server", err))) return rc;
+    SLOG(s, "Starting Flower server, config: ServerConfig(num_rounds=%d, round_timeout=%s)",
+         o->rounds, o->round_timeout > 0 ? "set" : "None");
+    if ((rc = setup(s, err))) {
+        PT_RERROR(s->res, "%s", err);
+        pt_results_run_end(s->res, 0, 0, "error", err);
+        teardown(s);
+        return rc;
+    }
+    pst_describe(s->st, desc, sizeof desc);
+    SLOG(s, "Flower ECE: gRPC server running (%d rounds), SSL is %s", o->rounds,
+         o->tls_cert ? "enabled" : "disabled");
+    SLOG(s, "strategy %s, listening on port %d", desc, pnet_server_port(s->net));
+    pt_config_set_int(&base, "epochs", o->epochs);
+    pt_config_set_int(&base, "batch_size", o->batch_size);
+    pt_config_set_double(&base, "lr", o->lr);
+    {
+        const pst_options *eo = pst_effective_options(s->st);
+        pt_config runcfg = {0};
+        pt_config_copy(&runcfg, &base);
+        pt_config_set_double(&runcfg, "fraction_fit", eo->fraction_fit);
+        pt_config_set_double(&runcfg, "fraction_evaluate", eo->fraction_evaluate);
+        pt_config_set_int(&runcfg, "min_fit_clients", eo->min_fit_clients);
+        pt_config_set_int(&runcfg, "min_available_clients", eo->min_available_clients);
+        pt_config_set_string(&runcfg, "strategy_description", desc);
+        pt_config_set_int(&runcfg, "seed", (int64_t)o->seed);
+        pt_run_info ri = {pst_name(s->st),
+                          o->expected_clients > 0 ? o->expected_clients
+                                                  : eo->min_available_clients,
+                          pnn_backend_name((pnn_backend)o->backend), o->model,
+                          o->dataset, o->rounds, o->address, &runcfg};
+        pt_results_run_start(s->res, &ri);
+        pt_config_free(&runcfg);
+    }
+    s->t_start = pt_now();
+
+    /* initial parameters */
+    SLOG(s, "Initializing global parameters");
+    if (o->init_from_client) {
+        if ((rc = init_from_client(s, err))) goto fail;
+    } else {
+        SLOG(s, "Using initial parameters provided by strategy");
+    }
+    if ((rc = pst_initialize(s->st, &s->global, e))) {
+        rc = pt_seterr(err, rc, "initial parameters: %s", e);
+        goto fail;
+    }
+    double last_central_loss = NAN;
+    if (s->have_test) {
+        double loss, acc, t0 = pt_now();
+        SLOG(s, "Evaluating initial parameters");
+        if ((rc = central_eval(s, &loss, &acc, err))) goto fail;
+        char n1[40], n2[40];
+        SLOG(s, "initial parameters (loss, other metrics): %s, {'accuracy': %s}",
+             pyf(n1, sizeof n1, loss), pyf(n2, sizeof n2, acc));
+        pt_results_round0(s->res, loss, acc, pt_now() - t0);
+        hist_add(&s->h_cent, &s->n_cent, 0, loss, acc);
+        last_central_loss = loss;
+        s->central_loss = loss;
+    }
+    SLOG(s, "FL starting");
+    for (s->round = 1; s->round <= o->rounds; s->round++) {
+        pt_round_stats rs;
+        pnet_stats st0, st1;
+        pt_config fit_m = {0}, eval_m = {0}, all_m = {0};
+        int sampled, updated, ran, has_loss, eres = -1, efail = -1;
+        double dloss = NAN, t_round = pt_now();
+        pt_round_stats_init(&rs);
+        rs.round = s->round;
+        pnet_server_stats(s->net, 0, &st0);
+        if (pst_needs_central_loss(s->st)) {
+            if (isnan(last_central_loss)) {
+                rc = pt_seterr(err, PT_ERR_INVAL,
+                               "%s needs centralised evaluation: give the server --dataset",
+                               pst_name(s->st));
+                goto fail;
+            }
+        }
+        double t0 = pt_now();
+        rc = fit_round(s, &base, &sampled, &updated, &fit_m, err);
+        if (rc) {
+            pt_config_free(&fit_m);
+            goto fail;
+        }
+        rs.fit_time = pt_now() - t0;
+        rs.clients_sampled = sampled;
+        pst_fit_counts(s->st, &rs.results, &rs.failures, NULL);
+        if (sampled == 0) rs.results = rs.failures = 0;
+        metrics_hist_add(&s->fit_metrics_hist, s->round, &fit_m);
+        if (!updated && sampled)
+            SWARN(s, "fit_round %d: no new parameters (%d results, %d failures)", s->round,
+                  rs.results, rs.failures);
+        /* centralised evaluation */
+        if (s->have_test) {
+            double loss, acc;
+            if ((rc = central_eval(s, &loss, &acc, err))) {
+                pt_config_free(&fit_m);
+                goto fail;
+            }
+            rs.loss_centralized = loss;
+            rs.accuracy_centralized = acc;
+            last_central_loss = loss;
+            s->central_loss = loss;
+            hist_add(&s->h_cent, &s->n_cent, s->round, loss, acc);
+            char n1[40], n2[40], n3[40];
+            SLOG(s, "fit progress: (%d, %s, {'accuracy': %s}, %s)", s->round,
+                 pyf(n1, sizeof n1, loss), pyf(n2, sizeof n2, acc),
+                 pyf(n3, sizeof n3, pt_now() - s->t_start));
+        }
+        /* federated evaluation */
+        t0 = pt_now();
+        rc = evaluate_round(s, &ran, &dloss, &has_loss, &eval_m, &eres, &efail, err);
+        if (rc) {
+            pt_config_free(&fit_m);
+            pt_config_free(&eval_m);
+            goto fail;
+        }
+        rs.evaluate_time = ran ? pt_now() - t0 : NAN;
+        rs.eval_results = ran ? eres : -1;
+        rs.eval_failures = ran ? efail : -1;
+        if (has_loss) {
+            double acc = pt_config_number_or(&eval_m, "accuracy", NAN);
+            rs.loss_distributed = dloss;
+            rs.accuracy_distributed = acc;
+            hist_add(&s->h_dist, &s->n_dist, s->round, dloss, acc);
+            metrics_hist_add(&s->eval_metrics_hist, s->round, &eval_m);
+        }
+        pnet_server_stats(s->net, 0, &st1);
+        rs.bytes_sent = (int64_t)(st1.msg_bytes_out - st0.msg_bytes_out);
+        rs.bytes_received = (int64_t)(st1.msg_bytes_in - st0.msg_bytes_in);
+        rs.round_time = pt_now() - t_round;
+        for (size_t i = 0; i < fit_m.n; i++) {
+            char k[160];
+            snprintf(k, sizeof k, "fit_%s", fit_m.e[i].key);
+            pt_config_set(&all_m, k, &fit_m.e[i].val);
+        }
+        for (size_t i = 0; i < eval_m.n; i++) {
+            char k[160];
+            snprintf(k, sizeof k, "evaluate_%s", eval_m.e[i].key);
+            pt_config_set(&all_m, k, &eval_m.e[i].val);
+        }
+        rs.metrics = &all_m;
+        pt_results_round(s->res, &rs);
+        pt_config_free(&fit_m);
+        pt_config_free(&eval_m);
+        pt_config_free(&all_m);
+        rounds_done = s->round;
+    }
+    {
+        char n1[40];
+        SLOG(s, "FL finished in %s", pyf(n1, sizeof n1, pt_now() - s->t_start));
+    }
+    log_loss_hist(s, "losses_distributed", s->h_dist, s->n_dist);
+    log_metrics_hist(s, "metrics_distributed_fit", &s->fit_metrics_hist);
+    log_metrics_hist(s, "metrics_distributed", &s->eval_metrics_hist);
+    log_loss_hist(s, "losses_centralized", s->h_cent, s->n_cent);
+    {
+        pt_config mc = {0};
+        for (size_t i = 0; i < s->n_cent; i++) {
+            pt_config one = {0};
+            pt_config_set_double(&one, "accuracy", s->h_cent[i].acc);
+            metrics_hist_add(&mc, s->h_cent[i].round, &one);
+            pt_config_free(&one);
+        }
+        log_metrics_hist(s, "metrics_centralized", &mc);
+        pt_config_free(&mc);
+    }
+    disconnect_all(s);
+    pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done, "ok", NULL);
+    pt_config_free(&base);
+    teardown(s);
+    return PT_OK;
+fail:
+    PT_RERROR(s->res, "%s", err && *err ? err : pt_strerror(rc));
+    disconnect_all(s);
+    pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done,
+                       rc == PT_ERR_INTERRUPTED ? "interrupted" : "error", err);
+    pt_config_free(&base);
+    teardown(s);
+    return rc;
+}
