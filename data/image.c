@@ -23,6 +23,8 @@ void pd_img_free(pd_img *im)
 static int img_reserve(pd_img *im, int w, int h, int c, char *why)
 {
     size_t need = (size_t)w * (size_t)h * (size_t)c;
+    if ((size_t)w * (size_t)h > ((size_t)64 << 20))
+        return pt_seterr(why, PT_ERR_RANGE, "image too large (%dx%d, more than 64 Mpixels)", w, h);
     if (need > im->cap) {
         unsigned char *p = realloc(im->px, need);
         if (!p) return pt_seterr(why, PT_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
@@ -197,7 +199,7 @@ static int decode_png(pd_img *im, const unsigned char *data, size_t len, char *w
     int c = png_get_channels(png, info);
     if (c < 1 || c > 4 || png_get_bit_depth(png, info) != 8)
         png_error(png, "unsupported pixel layout");
-    if (img_reserve(im, w, h, c, why)) png_error(png, "out of memory");
+    if (img_reserve(im, w, h, c, why)) png_error(png, "image too large or out of memory");
     rows = malloc((size_t)h * sizeof *rows);
     if (!rows) png_error(png, "out of memory");
     for (int y = 0; y < h; y++) rows[y] = im->px + (size_t)y * (size_t)w * (size_t)c;
