@@ -117,7 +117,8 @@ void grpc_rx_free(grpc_rx *rx)
     if (rx->cur) rx_account(rx, 0, rx->got);
     pnet_msg_unref(rx->cur);
     pnet_msg_unref(rx->spare);
-    rx->cur = rx->spare = NULL;
+    pnet_msg_unref(rx->lent);
+    rx->cur = rx->spare = rx->lent = NULL;
     rx->hdr_got = rx->need = rx->got = 0;
 }
 
@@ -125,6 +126,10 @@ void grpc_rx_free(grpc_rx *rx)
 static int rx_begin(grpc_rx *rx, size_t need)
 {
     size_t first = need < RX_FIRST_CHUNK ? need : RX_FIRST_CHUNK;
+    if (!rx->spare && rx->lent && msg_refs(rx->lent) == 1) {
+        rx->spare = rx->lent; /* the owner is done with it */
+        rx->lent = NULL;
+    }
     pnet_msg *m = rx->spare;
     rx->spare = NULL;
     if (m && msg_refs(m) != 1) { /* should not happen: we only keep sole refs */
@@ -156,10 +161,18 @@ static int rx_deliver(grpc_rx *rx, grpc_rx_cb cb, void *arg)
     rx->hdr_got = 0;
     rx->need = rx->got = 0;
     int rc = cb(m, arg);
-    if (msg_refs(m) == 1 && !rx->spare)
+    if (msg_refs(m) == 1 && !rx->spare) {
         rx->spare = m; /* nobody kept it: reuse the buffer */
-    else
+    } else if (msg_refs(m) > 1 && m->cap >= ((size_t)1 << 20)) {
+        /* kept by the owner: hold on to it (big ones only) to reuse later */
+        if (rx->lent && msg_refs(rx->lent) == 1 && !rx->spare)
+            rx->spare = rx->lent;
+        else
+            pnet_msg_unref(rx->lent);
+        rx->lent = m;
+    } else {
         pnet_msg_unref(m);
+    }
     return rc;
 }
 

@@ -50,6 +50,8 @@ typedef struct grpc_rx {
     size_t hdr_got;
     pnet_msg *cur;     /* message being filled (NULL between messages) */
     pnet_msg *spare;   /* reusable buffer (we hold the only reference) */
+    pnet_msg *lent;    /* last message the owner kept a reference to: reused
+                          once that reference is dropped (saves fresh pages) */
     size_t need, got;  /* body bytes expected / received for cur */
     size_t max;        /* max_message */
     size_t *buffered;  /* optional connection-wide counter of partial bytes */
