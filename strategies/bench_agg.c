@@ -1,0 +1,338 @@
+/*
+ * bench_agg.c - `make bench-agg`: FedAvg aggregation throughput and memory.
+ *
+ * 1. A STREAM-like triad a[i] = b[i] + s*c[i] on double arrays (1 and 2
+ *    threads; STREAM's convention: 24 bytes counted per iteration).
+ * 2. FedAvg over 10 client updates of seed-cnn size (7,397,802 floats) through
+ *    the public API (pst_fit_begin / pst_fit_add or pst_fit_add_many /
+ *    pst_fit_end), 1 and 2 fold threads: GB/s of update bytes folded
+ *    (10 x 29.6 MB / time of the adds).
+ * 3. numpy on the same data (written to a temp file, run via /usr/bin/python3
+ *    strategies/bench_agg_numpy.py): Flower 1.6's aggregate() and tensordot.
+ * 4. Server RSS while streaming 100 client updates (a fresh process: global
+ *    model + one incoming update buffer + the strategy), vs 4 x model size.
+ *
+ * usage: bench_agg [--numpy SCRIPT] [--python PATH] [--reps N]
+ *        bench_agg --rss-child STRATEGY   (internal)
+ */
+#include "petal.h"
+#include "pst.h"
+
+#include <pthread.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define NCLIENTS 10
+#define TOTAL 7397802u
+
+/* A seed-cnn-sized layout: conv kernels/biases, a big dense kernel, and a
+ * last tensor that brings the total to exactly 7,397,802 floats. */
+static void make_layout(pt_params *p)
+{
+    static const int64_t sh[][4] = {{3, 3, 3, 32}, {32},  {3, 3, 32, 64}, {64},
+                                    {14399, 512},  {512}, {512, 10},      {10}};
+    static const int nd[] = {4, 1, 4, 1, 2, 1, 2, 1, 1};
+    int64_t last[1];
+    const int64_t *shp[9];
+    size_t sum = 0;
+    for (int i = 0; i < 8; i++) {
+        size_t n = 1;
+        for (int d = 0; d < nd[i]; d++) n *= (size_t)sh[i][d];
+        sum += n;
+        shp[i] = sh[i];
+    }
+    last[0] = (int64_t)(TOTAL - sum);
+    shp[8] = last;
+    memset(p, 0, sizeof *p);
+    if (pt_params_init(p, 9, nd, shp)) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+}
+
+static void fill(float *x, size_t n, uint32_t k)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(((uint32_t)i * 2654435761u ^ (k * 40503u)) & 0xffffu) * (1.0f / 65536) - 0.5f;
+}
+
+/* ---- triad ---------------------------------------------------------------- */
+
+typedef struct triad_job {
+    double *a, *b, *c;
+    size_t lo, hi;
+} triad_job;
+
+static void *triad_worker(void *arg)
+{
+    triad_job *j = arg;
+    double *restrict a = j->a;
+    const double *restrict b = j->b, *restrict c = j->c;
+    for (size_t i = j->lo; i < j->hi; i++) a[i] = b[i] + 3.0 * c[i];
+    return NULL;
+}
+
+static void *init_worker(void *arg)
+{
+    triad_job *j = arg;
+    for (size_t i = j->lo; i < j->hi; i++) {
+        j->a[i] = 0;
+        j->b[i] = 1.0;
+        j->c[i] = 2.0;
+    }
+    return NULL;
+}
+
+static void run_threads(void *(*fn)(void *), triad_job *jobs, int nth)
+{
+    pthread_t tid[8];
+    for (int t = 1; t < nth; t++) pthread_create(&tid[t], NULL, fn, &jobs[t]);
+    fn(&jobs[0]);
+    for (int t = 1; t < nth; t++) pthread_join(tid[t], NULL);
+}
+
+static double triad(double *a, double *b, double *c, size_t n, int nth, int reps)
+{
+    triad_job jobs[8];
+    double best = 1e30;
+    for (int t = 0; t < nth; t++)
+        jobs[t] = (triad_job){a, b, c, n * (size_t)t / (size_t)nth, n * (size_t)(t + 1) / (size_t)nth};
+    for (int r = 0; r < reps; r++) {
+        double t0 = pt_now();
+        run_threads(triad_worker, jobs, nth);
+        double dt = pt_now() - t0;
+        if (dt < best) best = dt;
+    }
+    return 24.0 * (double)n / best / 1e9;
+}
+
+/* ---- fold ------------------------------------------------------------------ */
+
+/* Best time of the adds over reps rounds; batch = 1 (streaming, one add per
+ * arriving FitRes) or NCLIENTS (pst_fit_add_many). Returns GB/s of update bytes. */
+static double fold(pt_params *g, pt_params *u, int threads, int batch, int reps, double *check)
+{
+    pst_options o;
+    pst_strategy *s = NULL;
+    char err[PT_ERRLEN];
+    double best = 1e30;
+    int upd;
+    pst_options_init(&o);
+    o.threads = threads;
+    if (pst_create(&s, "FedAvg", &o, err)) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    for (int r = 0; r < reps; r++) {
+        double t0, dt;
+        const pt_params *up[NCLIENTS];
+        int64_t ne[NCLIENTS];
+        for (int k = 0; k < NCLIENTS; k++) {
+            up[k] = &u[k];
+            ne[k] = 100 + k;
+        }
+        memset(g->buf, 0, g->total * sizeof(float));
+        if (pst_fit_begin(s, r + 1, g, err)) goto fail;
+        t0 = pt_now();
+        if (batch > 1) {
+            if (pst_fit_add_many(s, NCLIENTS, up, ne, NULL, NULL, err)) goto fail;
+        } else {
+            for (int k = 0; k < NCLIENTS; k++)
+                if (pst_fit_add(s, up[k], ne[k], NULL, err)) goto fail;
+        }
+        dt = pt_now() - t0;
+        if (pst_fit_end(s, g, &upd, NULL, err) || !upd) goto fail;
+        if (dt < best) best = dt;
+    }
+    *check = g->buf[g->total / 2];
+    pst_free(s);
+    return (double)NCLIENTS * (double)g->total * 4.0 / best / 1e9;
+fail:
+    fprintf(stderr, "fold: %s\n", err);
+    exit(1);
+}
+
+/* ---- RSS child -------------------------------------------------------------- */
+
+static long status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(key);
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl)) v = strtol(line + kl, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+static int rss_child(const char *name)
+{
+    pt_params g, u;
+    pst_options o;
+    pst_strategy *s = NULL;
+    char err[PT_ERRLEN];
+    int upd;
+    long base;
+    double model_mb = TOTAL * 4.0 / 1e6;
+    make_layout(&g);
+    make_layout(&u);
+    fill(g.buf, g.total, 12345);
+    fill(u.buf, u.total, 0);
+    base = status_kb("VmRSS:");
+    pst_options_init(&o);
+    if (pst_create(&s, name, &o, err) || pst_fit_begin(s, 1, &g, err)) goto fail;
+    for (int k = 0; k < 100; k++) {
+        fill(u.buf, u.total, (uint32_t)k + 1); /* the next client's update "arrives" */
+        if (pst_fit_add(s, &u, 50 + k, NULL, err)) goto fail;
+    }
+    if (pst_fit_end(s, &g, &upd, NULL, err) || !upd) goto fail;
+    {
+        long hwm = status_kb("VmHWM:");
+        printf("  %-8s 100 clients: peak RSS %.1f MB = %.2f x model (%.1f MB); "
+               "global+update+binary before the strategy %.1f MB, strategy adds %.1f MB "
+               "(%.2f x model)\n",
+               name, hwm / 1e3 * 1.024, hwm * 1024.0 / (TOTAL * 4.0), model_mb,
+               base / 1e3 * 1.024, (hwm - base) / 1e3 * 1.024,
+               (hwm - base) * 1024.0 / (TOTAL * 4.0));
+    }
+    pst_free(s);
+    pt_params_free(&g);
+    pt_params_free(&u);
+    return 0;
+fail:
+    fprintf(stderr, "rss child: %s\n", err);
+    return 1;
+}
+
+static int spawn_wait(char *const argv[])
+{
+    pid_t pid;
+    int st;
+    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ)) return -1;
+    if (waitpid(pid, &st, 0) < 0) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *script = NULL, *python = "/usr/bin/python3";
+    int reps = 3;
+    pt_params g, u[NCLIENTS];
+    double tri1, tri2, f[4], chk[4], np_flower = 0, np_dot = 0;
+    size_t tn = (size_t)1 << 25; /* 3 x 256 MB triad arrays: beyond the caches */
+    double *a, *b, *c;
+    char path[] = "/tmp/petal_bench_agg_XXXXXX";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--rss-child") && i + 1 < argc) return rss_child(argv[i + 1]);
+        if (!strcmp(argv[i], "--numpy") && i + 1 < argc) script = argv[++i];
+        else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--numpy SCRIPT] [--python PATH] [--reps N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (reps < 1) reps = 1;
+    printf("bench-agg: FedAvg of %d client updates of %u floats (%.1f MB each), "
+           "%ld CPUs\n",
+           NCLIENTS, TOTAL, TOTAL * 4.0 / 1e6, sysconf(_SC_NPROCESSORS_ONLN));
+
+    /* triad */
+    a = malloc(tn * sizeof *a);
+    b = malloc(tn * sizeof *b);
+    c = malloc(tn * sizeof *c);
+    if (!a || !b || !c) return 1;
+    {
+        triad_job jobs[2] = {{a, b, c, 0, tn / 2}, {a, b, c, tn / 2, tn}};
+        run_threads(init_worker, jobs, 2);
+    }
+    tri1 = triad(a, b, c, tn, 1, reps + 2);
+    tri2 = triad(a, b, c, tn, 2, reps + 2);
+    free(a);
+    free(b);
+    free(c);
+    printf("  triad (3 x %zu MB doubles, 24 B/iter): 1 thread %.2f GB/s, 2 threads %.2f GB/s\n",
+           tn * 8 >> 20, tri1, tri2);
+
+    /* updates */
+    make_layout(&g);
+    for (int k = 0; k < NCLIENTS; k++) {
+        make_layout(&u[k]);
+        fill(u[k].buf, u[k].total, (uint32_t)k);
+    }
+    f[0] = fold(&g, u, 1, 1, reps, &chk[0]);
+    f[1] = fold(&g, u, 2, 1, reps, &chk[1]);
+    f[2] = fold(&g, u, 1, NCLIENTS, reps, &chk[2]);
+    f[3] = fold(&g, u, 2, NCLIENTS, reps, &chk[3]);
+    for (int i = 1; i < 4; i++)
+        if (chk[i] != chk[0]) printf("  WARNING: fold variants disagree (%g vs %g)\n", chk[i], chk[0]);
+    printf("  fold, GB/s of update bytes (10 x %.1f MB):\n", TOTAL * 4.0 / 1e6);
+    printf("    streaming pst_fit_add, 1 thread  %6.2f GB/s  (%.0f%% of triad 1T)\n", f[0],
+           100 * f[0] / tri1);
+    printf("    streaming pst_fit_add, 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n", f[1],
+           100 * f[1] / tri2);
+    printf("    batched pst_fit_add_many(10), 1 thread  %6.2f GB/s  (%.0f%% of triad 1T)\n",
+           f[2], 100 * f[2] / tri1);
+    printf("    batched pst_fit_add_many(10), 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
+           f[3], 100 * f[3] / tri2);
+
+    /* numpy on the same data */
+    if (script) {
+        int fd = mkstemp(path);
+        FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
+        char cmd[1024], line[512];
+        int ok = fp != NULL;
+        for (int k = 0; ok && k < NCLIENTS; k++)
+            ok = fwrite(u[k].buf, sizeof(float), u[k].total, fp) == u[k].total;
+        if (fp) fclose(fp);
+        if (ok) {
+            char sizes[256];
+            size_t pos = 0;
+            for (size_t t = 0; t < g.n; t++)
+                pos += (size_t)snprintf(sizes + pos, sizeof sizes - pos, "%s%zu", t ? "," : "",
+                                        g.t[t].numel);
+            snprintf(cmd, sizeof cmd, "%s %s %s %d %s %d", python, script, path, NCLIENTS, sizes,
+                     reps);
+            FILE *pp = popen(cmd, "r");
+            while (pp && fgets(line, sizeof line, pp)) {
+                double x;
+                if (sscanf(line, "flower_aggregate_gbps %lf", &x) == 1) np_flower = x;
+                else if (sscanf(line, "tensordot_gbps %lf", &x) == 1) np_dot = x;
+                else if (!strncmp(line, "SKIP", 4)) fputs(line, stdout);
+            }
+            if (pp) pclose(pp);
+        }
+        unlink(path);
+        if (np_flower > 0) {
+            printf("  numpy (same data): Flower 1.6 aggregate() %.2f GB/s, "
+                   "np.tensordot (float32 BLAS) %.2f GB/s\n",
+                   np_flower, np_dot);
+            printf("  ratios: streaming fold 2T / Flower-numpy = %.1fx, / tensordot = %.1fx; "
+                   "batched 2T / Flower-numpy = %.1fx\n",
+                   f[1] / np_flower, np_dot > 0 ? f[1] / np_dot : 0, f[3] / np_flower);
+        } else {
+            printf("  numpy: not measured (no output from %s)\n", script);
+        }
+    }
+    for (int k = 0; k < NCLIENTS; k++) pt_params_free(&u[k]);
+    pt_params_free(&g);
+
+    /* RSS in fresh processes */
+    printf("  server RSS while streaming 100 client updates (4 x model = %.1f MB):\n",
+           4 * TOTAL * 4.0 / 1e6);
+    {
+        char *av1[] = {argv[0], "--rss-child", "FedAvg", NULL};
+        char *av2[] = {argv[0], "--rss-child", "FedAdam", NULL};
+        fflush(stdout);
+        if (spawn_wait(av1) || spawn_wait(av2)) fprintf(stderr, "rss child failed\n");
+    }
+    return 0;
+}
