@@ -1,13 +1,346 @@
-/* cmd_launch.c - 'petal launch' (work in progress: see the issue tracker). */
+/* cmd_launch.c - 'petal launch': run the experiment on AWS EC2 + S3. */
 #include "cmd.h"
+#include "launch_int.h"
 #include "petal.h"
+#include "plaunch.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static volatile int g_stop;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_stop++;
+    static const char m1[] = "\npetal launch: interrupted, cleaning up (Ctrl-C twice more to "
+                             "abandon the clean-up)\n";
+    static const char m3[] = "\npetal launch: clean-up abandoned; run 'petal launch --cleanup "
+                             "RUN_ID' later\n";
+    if (g_stop == 1) {
+        ssize_t w = write(2, m1, sizeof m1 - 1);
+        (void)w;
+    } else if (g_stop >= 3) {
+        ssize_t w = write(2, m3, sizeof m3 - 1);
+        (void)w;
+        _exit(130);
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: petal launch --n-client-instances N [options]\n"
+        "       petal launch --cleanup RUN_ID [--region R] [endpoint options]\n"
+        "\n"
+        "Runs the whole experiment on AWS: an S3 bucket for artifacts and results, a\n"
+        "security group that admits the Flower port only from its own members, one\n"
+        "server and N client instances (petal built from the source tarball), then\n"
+        "collects, verifies and reports the results (the same tree as 'petal run')\n"
+        "and removes everything. Ctrl-C or any failure cleans up. No long-lived\n"
+        "secret is given to the instances: their user-data holds one presigned URL.\n"
+        "\n"
+        "Experiment:\n"
+        "  --n-client-instances N  client instances (required; Learner Lab: N+1 <= 9)\n"
+        "  --num-rounds R          rounds per strategy (default 3)\n"
+        "  --strategy LIST         comma-separated (default FedAvg,FedAvgM,FedAdagrad,FedAdam)\n"
+        "  --backend B             agents' compute backend, results level (default openblas)\n"
+        "  --model M               model preset or JSON path on the instances\n"
+        "  --dataset D             dataset name, or a local folder (uploaded)\n"
+        "  --server-args 'ARGS'    extra 'petal server' arguments\n"
+        "  --client-args 'ARGS'    extra 'petal client' arguments\n"
+        "  --out DIR               results directory (default results)\n"
+        "AWS:\n"
+        "  --region R              default: AWS_REGION, AWS_DEFAULT_REGION, config, us-east-1\n"
+        "  --profile P             profile in ~/.aws/credentials (default $AWS_PROFILE)\n"
+        "  --env-file F            .env file with AWS_* or AWS_LAB_* keys (default ./.env)\n"
+        "  --instance-type T       default r5.large\n"
+        "  --ami ID                skip the AMI lookup\n"
+        "  --ami-parameter NAME    SSM public parameter for the AMI (default Debian 12)\n"
+        "  --key-name K            EC2 key pair (e.g. vockey) for SSH\n"
+        "  --ssh-cidr CIDR         open SSH from this range (default: no SSH rule)\n"
+        "  --instance-profile P    e.g. LabInstanceProfile: instances sign their uploads\n"
+        "                          with the role's IMDSv2 credentials (long runs)\n"
+        "  --endpoint-url URL      every service (emulators); per service:\n"
+        "  --ec2-endpoint URL  --s3-endpoint URL  --ssm-endpoint URL  --sts-endpoint URL\n"
+        "  --max-instances N       instance limit checked before any call (default 9)\n"
+        "Run control:\n"
+        "  --port P                Flower port (default 8080; strategy k uses P+k)\n"
+        "  --timeout S             deadline for the results, seconds (default 7200)\n"
+        "  --boot-timeout S        per wait for instances (default 900)\n"
+        "  --poll-interval S       seconds between polls (default 10)\n"
+        "  --dist-tarball F        source tarball (default: 'make dist' here)\n"
+        "  --agent-binary PATH     agents use this petal instead of building (rehearsals)\n"
+        "  --state-dir DIR         run state files (default ~/.petal/runs)\n"
+        "  --keep                  leave the instances running\n"
+        "  --dry-run               print the plan, manifests and user-data; call nothing\n"
+        "  --cleanup RUN_ID        remove a run's leftovers (found by tag petal:run-id)\n"
+        "  -q, --quiet             no progress display\n"
+        "  -h, --help              this help\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, const char *name, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "petal launch: %s must be an integer in %d..%d (got '%s')\n", name, lo,
+                hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_secs(const char *s, const char *name, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || v > 30 * 86400.0) {
+        fprintf(stderr, "petal launch: %s must be a positive number of seconds (got '%s')\n",
+                name, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int run_report(const char *dir, void *ud)
+{
+    (void)ud;
+    char *argv[] = {"report", (char *)dir, NULL};
+    return pt_cmd_report(2, argv);
+}
+
+static int make_dist(char *path, size_t cap)
+{
+    struct stat st;
+    if (stat("Makefile", &st)) {
+        fprintf(stderr, "petal launch: no --dist-tarball and no Makefile here to run 'make dist'\n");
+        return -1;
+    }
+    char *argv[] = {"make", "-s", "dist", NULL};
+    pid_t pid;
+    if (posix_spawnp(&pid, "make", NULL, NULL, argv, environ)) {
+        fprintf(stderr, "petal launch: cannot run make: %s\n", strerror(errno));
+        return -1;
+    }
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR) return -1;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws)) {
+        fprintf(stderr, "petal launch: 'make dist' failed\n");
+        return -1;
+    }
+    const char *b = getenv("BUILD");
+    snprintf(path, cap, "%s/petal-src.tar.gz", b && b[0] ? b : "build");
+    return 0;
+}
+
+enum {
+    O_NCLI = 256, O_ROUNDS, O_STRAT, O_BACKEND, O_ITYPE, O_REGION, O_PROFILE, O_ENVF, O_KEY,
+    O_SSH, O_MODEL, O_DATASET, O_AMI, O_AMIP, O_IPROF, O_EP, O_EC2, O_S3, O_SSM, O_STS, O_OUT,
+    O_STATE, O_DIST, O_AGENTBIN, O_SARGS, O_CARGS, O_PORT, O_KEEP, O_DRY, O_MAXI, O_TIMEOUT,
+    O_BOOT, O_POLL, O_CLEANUP, O_RUNID, O_APUT, O_BUCKET, O_OKEY, O_IMDS
+};
 
 int pt_cmd_launch(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "petal launch: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {
+        {"n-client-instances", required_argument, 0, O_NCLI},
+        {"clients", required_argument, 0, O_NCLI},
+        {"num-rounds", required_argument, 0, O_ROUNDS},
+        {"strategy", required_argument, 0, O_STRAT},
+        {"backend", required_argument, 0, O_BACKEND},
+        {"instance-type", required_argument, 0, O_ITYPE},
+        {"region", required_argument, 0, O_REGION},
+        {"profile", required_argument, 0, O_PROFILE},
+        {"env-file", required_argument, 0, O_ENVF},
+        {"key-name", required_argument, 0, O_KEY},
+        {"ssh-cidr", required_argument, 0, O_SSH},
+        {"model", required_argument, 0, O_MODEL},
+        {"dataset", required_argument, 0, O_DATASET},
+        {"ami", required_argument, 0, O_AMI},
+        {"ami-parameter", required_argument, 0, O_AMIP},
+        {"instance-profile", required_argument, 0, O_IPROF},
+        {"endpoint-url", required_argument, 0, O_EP},
+        {"ec2-endpoint", required_argument, 0, O_EC2},
+        {"s3-endpoint", required_argument, 0, O_S3},
+        {"ssm-endpoint", required_argument, 0, O_SSM},
+        {"sts-endpoint", required_argument, 0, O_STS},
+        {"out", required_argument, 0, O_OUT},
+        {"state-dir", required_argument, 0, O_STATE},
+        {"dist-tarball", required_argument, 0, O_DIST},
+        {"agent-binary", required_argument, 0, O_AGENTBIN},
+        {"server-args", required_argument, 0, O_SARGS},
+        {"client-args", required_argument, 0, O_CARGS},
+        {"port", required_argument, 0, O_PORT},
+        {"keep", no_argument, 0, O_KEEP},
+        {"dry-run", no_argument, 0, O_DRY},
+        {"max-instances", required_argument, 0, O_MAXI},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"boot-timeout", required_argument, 0, O_BOOT},
+        {"poll-interval", required_argument, 0, O_POLL},
+        {"cleanup", required_argument, 0, O_CLEANUP},
+        {"run-id", required_argument, 0, O_RUNID},
+        {"agent-put", required_argument, 0, O_APUT},
+        {"bucket", required_argument, 0, O_BUCKET},
+        {"key", required_argument, 0, O_OKEY},
+        {"imds-endpoint", required_argument, 0, O_IMDS},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    pl_launch_opts o;
+    memset(&o, 0, sizeof o);
+    o.progress = isatty(2);
+    const char *cleanup_id = NULL, *aput = NULL, *bucket = NULL, *okey = NULL, *imds = NULL;
+    static char strat_buf[1024];
+    size_t strat_used = 0;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+        switch (c) {
+        case O_NCLI:
+            if (parse_int(optarg, 1, 1000, "--n-client-instances", &o.n_clients)) return 2;
+            break;
+        case O_ROUNDS:
+            if (parse_int(optarg, 1, 100000, "--num-rounds", &o.num_rounds)) return 2;
+            break;
+        case O_STRAT: {
+            size_t l = strlen(optarg);
+            if (strat_used + l + 1 > sizeof strat_buf) {
+                fprintf(stderr, "petal launch: --strategy list too long\n");
+                return 2;
+            }
+            char *p = strat_buf + strat_used;
+            memcpy(p, optarg, l + 1);
+            strat_used += l + 1;
+            for (char *tok = strtok(p, ", "); tok; tok = strtok(NULL, ", ")) {
+                if (o.n_strategies >= PL_MAX_STRATEGIES) {
+                    fprintf(stderr, "petal launch: at most %d strategies\n", PL_MAX_STRATEGIES);
+                    return 2;
+                }
+                o.strategies[o.n_strategies++] = tok;
+            }
+            break;
+        }
+        case O_BACKEND: o.backend = optarg; break;
+        case O_ITYPE: o.instance_type = optarg; break;
+        case O_REGION: o.region = optarg; break;
+        case O_PROFILE: o.profile = optarg; break;
+        case O_ENVF: o.env_file = optarg; break;
+        case O_KEY: o.key_name = optarg; break;
+        case O_SSH: o.ssh_cidr = optarg; break;
+        case O_MODEL: o.model = optarg; break;
+        case O_DATASET: o.dataset = optarg; break;
+        case O_AMI: o.ami = optarg; break;
+        case O_AMIP: o.ami_parameter = optarg; break;
+        case O_IPROF: o.instance_profile = optarg; break;
+        case O_EP: o.endpoint_url = optarg; break;
+        case O_EC2: o.service_endpoint[PL_EC2] = optarg; break;
+        case O_S3: o.service_endpoint[PL_S3] = optarg; break;
+        case O_SSM: o.service_endpoint[PL_SSM] = optarg; break;
+        case O_STS: o.service_endpoint[PL_STS] = optarg; break;
+        case O_OUT: o.out_dir = optarg; break;
+        case O_STATE: o.state_dir = optarg; break;
+        case O_DIST: o.dist_tarball = optarg; break;
+        case O_AGENTBIN: o.agent_binary = optarg; break;
+        case O_SARGS: o.server_args = optarg; break;
+        case O_CARGS: o.client_args = optarg; break;
+        case O_PORT:
+            if (parse_int(optarg, 1024, 65535, "--port", &o.port)) return 2;
+            break;
+        case O_KEEP: o.keep = 1; break;
+        case O_DRY: o.dry_run = 1; break;
+        case O_MAXI:
+            if (parse_int(optarg, 2, 100000, "--max-instances", &o.max_instances)) return 2;
+            break;
+        case O_TIMEOUT:
+            if (parse_secs(optarg, "--timeout", &o.timeout_s)) return 2;
+            break;
+        case O_BOOT:
+            if (parse_secs(optarg, "--boot-timeout", &o.boot_timeout_s)) return 2;
+            break;
+        case O_POLL:
+            if (parse_secs(optarg, "--poll-interval", &o.poll_s)) return 2;
+            break;
+        case O_CLEANUP: cleanup_id = optarg; break;
+        case O_RUNID: o.run_id = optarg; break;
+        case O_APUT: aput = optarg; break;
+        case O_BUCKET: bucket = optarg; break;
+        case O_OKEY: okey = optarg; break;
+        case O_IMDS: imds = optarg; break;
+        case 'q': o.progress = 0; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fprintf(stderr, "petal launch: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "petal launch: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    char err[PT_ERRLEN] = "";
+    if (aput) { /* agent side of --instance-profile: sign with the role's credentials */
+        if (!bucket || !okey || !o.region) {
+            fprintf(stderr, "petal launch: --agent-put needs --bucket, --key and --region\n");
+            return 2;
+        }
+        int rc = pl_agent_put(aput, bucket, okey, o.region, o.service_endpoint[PL_S3]
+                                  ? o.service_endpoint[PL_S3] : o.endpoint_url, imds, err);
+        if (rc) fprintf(stderr, "petal launch: upload of %s failed: %s\n", aput, err);
+        return rc ? 1 : 0;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (cleanup_id) {
+        o.run_id = cleanup_id;
+        int rc = pl_launch_cleanup(&o, &g_stop, err);
+        if (rc) {
+            fprintf(stderr, "petal launch --cleanup: %s\n", err);
+            return 1;
+        }
+        fprintf(stderr, "petal launch --cleanup %s: done\n", cleanup_id);
+        return 0;
+    }
+    if (o.n_clients < 1) {
+        fprintf(stderr, "petal launch: --n-client-instances is required\n");
+        usage(stderr);
+        return 2;
+    }
+    char dist[1024];
+    if (!o.dry_run && !o.dist_tarball) {
+        if (make_dist(dist, sizeof dist)) return 1;
+        o.dist_tarball = dist;
+    }
+    o.report = run_report;
+    pl_str plan = {0};
+    int rc = pl_launch_run(&o, &g_stop, &plan, err);
+    if (plan.len) fwrite(plan.data, 1, plan.len, stdout);
+    pl_str_free(&plan);
+    if (rc) {
+        fprintf(stderr, "petal launch: %s\n", err);
+        return rc == PT_ERR_INVAL || rc == PT_ERR_RANGE ? 2 : (rc == PT_ERR_INTERRUPTED ? 130 : 1);
+    }
+    if (!o.dry_run) fprintf(stderr, "petal launch: results in %s\n", o.out_dir ? o.out_dir : "results");
+    return 0;
 }

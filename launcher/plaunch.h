@@ -288,47 +288,62 @@ int pl_ssm_get_parameter(pl_aws *a, const char *name, char *value, size_t cap, c
 #define PL_MAX_STRATEGIES 16
 #define PL_LAB_MAX_INSTANCES 9
 
+/* Runs 'petal report DIR' (or equivalent); 0 on success. */
+typedef int (*pl_report_fn)(const char *dir, void *ud);
+
 typedef struct pl_launch_opts {
-    int n_clients;              /* required, >= 1 */
+    int n_clients;              /* required, 1..max_instances-1 */
     int num_rounds;             /* default 3 */
     const char *strategies[PL_MAX_STRATEGIES];
-    int n_strategies;
-    const char *backend;        /* label in the results tree, default "petal" */
-    const char *instance_type;  /* default r5.large */
-    const char *region;
-    const char *key_name;
-    const char *ssh_cidr;
-    const char *model;
-    const char *dataset;        /* name, or a local folder (uploaded) */
-    const char *ami;            /* overrides SSM/DescribeImages */
-    const char *ami_parameter;  /* SSM parameter name */
-    const char *instance_profile;
-    const char *endpoint_url;
-    const char *service_endpoint[PL_NSERVICES];
+    int n_strategies;           /* default FedAvg FedAvgM FedAdagrad FedAdam */
+    const char *backend;        /* agents' compute backend + results tree level */
+    const char *instance_type;  /* default r5.large (as the original) */
+    const char *region;         /* NULL: from credentials/config, else us-east-1 */
+    const char *profile;        /* AWS profile (NULL: $AWS_PROFILE / default) */
+    const char *env_file;       /* NULL: ./.env */
+    const char *key_name;       /* NULL: no key pair */
+    const char *ssh_cidr;       /* NULL: no SSH rule */
+    const char *model;          /* passed to the agents (NULL: their default) */
+    const char *dataset;        /* name, or a local folder (uploaded as an archive) */
+    const char *ami;            /* overrides SSM / DescribeImages */
+    const char *ami_parameter;  /* SSM public parameter (default: Debian 12 amd64) */
+    const char *instance_profile; /* instances sign their uploads with the role */
+    const char *endpoint_url;   /* every service */
+    const char *service_endpoint[PL_NSERVICES]; /* per service, over endpoint_url */
     const char *out_dir;        /* default "results" */
     const char *state_dir;      /* default $HOME/.petal/runs */
-    const char *dist_tarball;   /* default: build with 'make dist' */
-    const char *agent_binary;   /* rehearsal: use this already-built petal */
-    const char *extra_agent_args; /* appended to server and client commands */
-    int port;                   /* Flower port, default 8080 (+k per strategy) */
-    int keep;                   /* leave instances up */
-    int dry_run;
-    int max_instances;          /* Learner Lab limit, default 9 */
-    double timeout_s;           /* deadline for the whole collection, default 3600 */
+    const char *dist_tarball;   /* source tarball ('make dist'); required unless dry_run */
+    const char *agent_binary;   /* rehearsal: agents use this prebuilt petal */
+    const char *server_args;    /* extra arguments for 'petal server' (space separated) */
+    const char *client_args;    /* extra arguments for 'petal client' */
+    int port;                   /* Flower port, default 8080 (+k for strategy k) */
+    int keep;                   /* leave instances (and their group) up */
+    int dry_run;                /* no AWS call: plan + rendered user-data into *plan */
+    int max_instances;          /* default 9 (Learner Lab) */
+    double timeout_s;           /* deadline for the agents' results, default 7200 */
+    double boot_timeout_s;      /* per wait for running/status ok, default 900 */
     double poll_s;              /* poll interval, default 10 */
-    double expected_hours;      /* estimate used for the credential-lifetime warning */
-    int progress;               /* show progress (TTY) */
+    int progress;               /* step display on stderr (callers: isatty(2)) */
+    pl_report_fn report;        /* run after collection (may be NULL) */
+    void *report_ud;
+    const char *run_id;         /* NULL: generated; for --cleanup: the run */
 } pl_launch_opts;
 
-/* Fill defaults (zeroed struct in, defaults out). */
+/* Fill defaults into a zeroed struct. */
 void pl_launch_opts_default(pl_launch_opts *o);
 
-/* Run the whole lifecycle (or, with dry_run, print the plan and rendered
- * user-data to stdout). stop is polled (SIGINT handler sets it); on failure
- * or stop everything created is cleaned up. PT_OK, PT_ERR_INTERRUPTED, ... */
-int pl_launch_run(const pl_launch_opts *o, volatile int *stop, char *err);
-/* Remove every resource tagged petal:run-id=run_id (and its bucket). */
-int pl_launch_cleanup(const pl_launch_opts *o, const char *run_id, volatile int *stop, char *err);
+/* Run the whole lifecycle. With o->dry_run, nothing is sent and plan gets
+ * the plan, the manifests and the rendered user-data (placeholder URLs signed
+ * with a dummy key). stop is polled (a SIGINT handler sets it): on failure
+ * or stop every resource created is cleaned up (results already uploaded are
+ * downloaded first; the bucket is kept, and named, only when some object
+ * could not be verified). Returns PT_OK, PT_ERR_INTERRUPTED, PT_ERR_AUTH,
+ * PT_ERR_TIMEOUT, PT_ERR_AWS, ... with err set. */
+int pl_launch_run(const pl_launch_opts *o, volatile int *stop, pl_str *plan, char *err);
+/* Remove every resource of run o->run_id: instances and groups found by the
+ * petal:run-id tag, and the run's bucket (from the state file, or its
+ * derived name). */
+int pl_launch_cleanup(const pl_launch_opts *o, volatile int *stop, char *err);
 
 #ifdef __cplusplus
 }

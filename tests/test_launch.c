@@ -1,0 +1,228 @@
+/* test_launch.c - credentials loading, user-data rendering, option checks
+ * and the --dry-run plan of 'petal launch' (no AWS call anywhere). */
+#include "test.h"
+
+#include "launch_int.h"
+#include "plaunch.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void put_file(const char *rel, const char *text)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, rel);
+    char d[512];
+    snprintf(d, sizeof d, "%s", p);
+    char *sl = strrchr(d, '/');
+    *sl = 0;
+    for (char *q = d + strlen(tmpdir) + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            mkdir(d, 0700);
+            *q = '/';
+        }
+    mkdir(d, 0700);
+    FILE *f = fopen(p, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void clear_env(void)
+{
+    const char *v[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                       "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAB_ACCESS_KEY_ID",
+                       "AWS_LAB_SECRET_ACCESS_KEY", "AWS_LAB_SESSION_TOKEN",
+                       "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) unsetenv(v[i]);
+}
+
+static void t_creds_env(void)
+{
+    clear_env();
+    setenv("AWS_ACCESS_KEY_ID", "ASIAENVEXAMPLE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+    setenv("AWS_SESSION_TOKEN", "envtoken", 1);
+    setenv("AWS_DEFAULT_REGION", "us-west-2", 1);
+    pl_creds c;
+    char err[PT_ERRLEN];
+    pl_creds_opts o = {.env_file = "", .home = tmpdir};
+    ASSERT_MSG(!pl_creds_load(&c, &o, err), "%s", err);
+    ASSERT_STR_EQ(c.access_key, "ASIAENVEXAMPLE");
+    ASSERT_STR_EQ(c.token, "envtoken");
+    ASSERT_STR_EQ(c.region, "us-west-2");
+    ASSERT_STR_EQ(c.source, "the environment");
+    /* half a pair is an error naming the missing variable */
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    ASSERT_EQ_INT(pl_creds_load(&c, &o, err), PT_ERR_AUTH);
+    ASSERT_CONTAINS(err, "AWS_SECRET_ACCESS_KEY");
+    clear_env();
+}
+
+static void t_creds_dotenv_lab_names(void)
+{
+    clear_env();
+    put_file("proj/.env", "# the original launcher's names\n"
+                          "export AWS_LAB_ACCESS_KEY_ID=\"ASIALABEXAMPLE\"\n"
+                          "AWS_LAB_SECRET_ACCESS_KEY='lab/secret+key'\n"
+                          "AWS_LAB_SESSION_TOKEN=labtoken==\n"
+                          "AWS_REGION = us-east-1\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/proj/.env", tmpdir);
+    pl_creds c;
+    char err[PT_ERRLEN];
+    pl_creds_opts o = {.env_file = path, .home = tmpdir};
+    ASSERT_MSG(!pl_creds_load(&c, &o, err), "%s", err);
+    ASSERT_STR_EQ(c.access_key, "ASIALABEXAMPLE");
+    ASSERT_STR_EQ(c.secret_key, "lab/secret+key");
+    ASSERT_STR_EQ(c.token, "labtoken==");
+    ASSERT_STR_EQ(c.region, "us-east-1");
+    ASSERT_CONTAINS(c.source, ".env");
+}
+
+static void t_creds_profiles(void)
+{
+    clear_env();
+    put_file("home/.aws/credentials", "[default]\naws_access_key_id = AKIADEFAULT\n"
+                                      "aws_secret_access_key = defsecret\n\n"
+                                      "[lab]\naws_access_key_id=ASIALAB\naws_secret_access_key="
+                                      "labsecret\naws_session_token=labtok\n");
+    put_file("home/.aws/config", "[default]\nregion = eu-west-1\n[profile lab]\nregion=us-west-2\n");
+    char home[512];
+    snprintf(home, sizeof home, "%s/home", tmpdir);
+    pl_creds c;
+    char err[PT_ERRLEN];
+    pl_creds_opts o = {.env_file = "", .home = home};
+    ASSERT_MSG(!pl_creds_load(&c, &o, err), "%s", err);
+    ASSERT_STR_EQ(c.access_key, "AKIADEFAULT");
+    ASSERT_STR_EQ(c.region, "eu-west-1");
+    setenv("AWS_PROFILE", "lab", 1);
+    ASSERT_MSG(!pl_creds_load(&c, &o, err), "%s", err);
+    ASSERT_STR_EQ(c.access_key, "ASIALAB");
+    ASSERT_STR_EQ(c.token, "labtok");
+    ASSERT_STR_EQ(c.region, "us-west-2");
+    o.profile = "missing";
+    ASSERT_EQ_INT(pl_creds_load(&c, &o, err), PT_ERR_AUTH);
+    ASSERT_CONTAINS(err, "missing");
+    clear_env();
+    /* nothing anywhere */
+    pl_creds_opts none = {.env_file = "", .home = tmpdir};
+    ASSERT_EQ_INT(pl_creds_load(&c, &none, err), PT_ERR_AUTH);
+    ASSERT_CONTAINS(err, "AWS_ACCESS_KEY_ID");
+}
+
+static void t_user_data(void)
+{
+    pl_str ud = {0};
+    char err[PT_ERRLEN];
+    const char *url = "https://s3.us-east-1.amazonaws.com/petal-r/manifest/client.json?"
+                      "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc";
+    ASSERT_MSG(!pl_render_user_data("20261128-1-abc", "client", url, 200, &ud, err), "%s", err);
+    ASSERT(!strncmp(pl_str_c(&ud), "#!/bin/sh\n", 10));
+    ASSERT_CONTAINS(pl_str_c(&ud), url);
+    ASSERT_CONTAINS(pl_str_c(&ud), "PETAL_ROLE='client'");
+    ASSERT_CONTAINS(pl_str_c(&ud), "shutdown -h +200");
+    ASSERT_CONTAINS(pl_str_c(&ud), "latest/api/token");
+    ASSERT(!strstr(pl_str_c(&ud), "@URL@") && !strstr(pl_str_c(&ud), "@RUN@"));
+    ASSERT(ud.len < 8192);
+    pl_str_free(&ud);
+    /* quoting: nothing can escape the single-quoted strings */
+    ASSERT_EQ_INT(pl_render_user_data("r1", "client", "https://x/'; rm -rf /", 1, &ud, err),
+                  PT_ERR_INVAL);
+    ASSERT_EQ_INT(pl_render_user_data("r1'", "client", url, 1, &ud, err), PT_ERR_INVAL);
+    ASSERT_EQ_INT(pl_render_user_data("r1", "admin", url, 1, &ud, err), PT_ERR_INVAL);
+    pl_str_free(&ud);
+    /* the script is valid POSIX sh */
+    ASSERT_OK(pl_render_user_data("r1", "server", url, 10, &ud, err));
+    char p[512];
+    snprintf(p, sizeof p, "%s/ud.sh", tmpdir);
+    FILE *f = fopen(p, "w");
+    fwrite(ud.data, 1, ud.len, f);
+    fclose(f);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "sh -n %s", p);
+    ASSERT_EQ_INT(system(cmd), 0);
+    pl_str_free(&ud);
+}
+
+static pl_launch_opts base_opts(void)
+{
+    pl_launch_opts o;
+    memset(&o, 0, sizeof o);
+    o.n_clients = 2;
+    o.dry_run = 1;
+    return o;
+}
+
+static void t_limits_before_aws(void)
+{
+    char err[PT_ERRLEN];
+    pl_launch_opts o = base_opts();
+    o.dry_run = 0; /* must fail before any credential lookup or call */
+    o.n_clients = 9;
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_RANGE);
+    ASSERT_CONTAINS(err, "at most 9");
+    o = base_opts();
+    o.n_clients = 0;
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
+    o = base_opts();
+    o.instance_type = "m5.4xlarge";
+    o.n_clients = 3;
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_RANGE);
+    ASSERT_CONTAINS(err, "vCPU");
+    o = base_opts();
+    o.strategies[0] = "FedAvg";
+    o.strategies[1] = "FedAvg";
+    o.n_strategies = 2;
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
+    o = base_opts();
+    o.ssh_cidr = "0.0.0.0";
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
+    o = base_opts();
+    o.client_args = "--x; rm -rf /";
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
+}
+
+static void t_dry_run_plan(void)
+{
+    clear_env();
+    setenv("AWS_ACCESS_KEY_ID", "ASIAREALKEYEXAMPLE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "RealSecretKeyDoNotLeak/abc+def", 1);
+    setenv("AWS_SESSION_TOKEN", "RealSessionTokenDoNotLeak", 1);
+    pl_launch_opts o = base_opts();
+    o.n_clients = 8; /* 9 instances */
+    const char *s[] = {"FedAvg", "FedAvgM", "FedAdagrad", "FedAdam"};
+    for (int i = 0; i < 4; i++) o.strategies[i] = s[i];
+    o.n_strategies = 4;
+    pl_str plan = {0};
+    char err[PT_ERRLEN];
+    ASSERT_MSG(!pl_launch_run(&o, NULL, &plan, err), "%s", err);
+    const char *p = pl_str_c(&plan);
+    ASSERT(!strstr(p, "RealSecretKeyDoNotLeak"));
+    ASSERT(!strstr(p, "RealSessionTokenDoNotLeak"));
+    ASSERT(!strstr(p, "ASIAREALKEYEXAMPLE"));
+    ASSERT_CONTAINS(p, "---- client user-data (");
+    ASSERT_CONTAINS(p, "client_7_log.log");
+    ASSERT_CONTAINS(p, "FedAdam");
+    ASSERT_CONTAINS(p, "9 of at most 9");
+    pl_str_free(&plan);
+    clear_env();
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/petal-test-launch-XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    static const test_case_ cases[] = {TEST(t_creds_env), TEST(t_creds_dotenv_lab_names),
+                                       TEST(t_creds_profiles), TEST(t_user_data),
+                                       TEST(t_limits_before_aws), TEST(t_dry_run_plan)};
+    char *argv[] = {"test_launch", NULL};
+    int rc = test_run_all_("test_launch", cases, (int)(sizeof cases / sizeof cases[0]), 1, argv);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd)) rc = 1;
+    return rc;
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""test_launch_dryrun.py - `petal launch --dry-run` for 9 instances (8 clients) and 4
+strategies: prints the plan, both manifests and both user-data scripts, calls nothing
+(every endpoint points at a closed loopback port), leaks no credential, and each
+user-data script is valid sh under 16 KB. Also: the Learner Lab limit is checked
+before any call."""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PETAL = os.environ.get("PETAL_BIN") or os.path.join(ROOT, os.environ.get("BUILD", "build"), "petal")
+SECRET = "RealSecretKeyDoNotLeak/abc+def"
+TOKEN = "RealSessionTokenDoNotLeakFQoGZXIvYXdz"
+AKID = "ASIAREALKEYEXAMPLE42"
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global failed
+    print("%s: test_launch_dryrun/%s%s" % ("PASS" if cond else "FAIL", name,
+                                           "" if cond else " " + detail))
+    if not cond:
+        failed += 1
+
+
+def main():
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET,
+               AWS_SESSION_TOKEN=TOKEN, AWS_LAB_SECRET_ACCESS_KEY=SECRET, HOME=tempfile.mkdtemp())
+    base = [PETAL, "launch", "--dry-run", "--endpoint-url", "http://127.0.0.1:1"]
+    p = subprocess.run(base + ["--n-client-instances", "8", "--num-rounds", "5",
+                               "--strategy", "FedAvg,FedAvgM", "--strategy", "FedAdagrad,FedAdam",
+                               "--model", "cnn", "--dataset", "fashion-mnist"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    out = p.stdout
+    check("exit_status", p.returncode == 0, "rc=%d %s" % (p.returncode, p.stderr[-300:]))
+    for bad, what in ((SECRET, "secret key"), (TOKEN, "session token"), (AKID, "access key id"),
+                      ("aws_secret_access_key", "secret name"), ("SECRET_ACCESS_KEY", "env name")):
+        check("no_" + what.replace(" ", "_"), bad not in out and bad not in p.stderr)
+    check("plan", "9 of at most 9" in out and "FedAdam (port 8083)" in out, out[:400])
+    # manifests: JSON, every URL presigned, every result object has a PUT URL
+    parts = re.split(r"^---- (.*) ----$", out, flags=re.M)
+    sec = dict(zip(parts[1::2], parts[2::2]))
+    man = {k.split()[0]: v for k, v in sec.items() if "manifest" in k}
+    uds = {k.split()[0]: v.lstrip("\n") for k, v in sec.items() if "user-data" in k}
+    ok = True
+    try:
+        ms = json.loads(man["server"])
+        mc = json.loads(man["client"])
+        ok = (len(mc["agents"]) == 8 and all(len(a["runs"]) == 4 for a in mc["agents"])
+              and len(ms["agents"]) == 1 and mc["server_ip"])
+        for a in mc["agents"] + ms["agents"]:
+            for r in a["runs"]:
+                for f in ("log", "events"):
+                    ok = ok and "X-Amz-Signature=" in r[f] and r[f].startswith("http://127.0.0.1:1/")
+            ok = ok and "X-Amz-Signature=" in a["agent_log"]
+        ok = ok and mc["agents"][7]["runs"][3]["argv"][:5] == [
+            "client", "--server", "{server_ip}:8083", "--partition", "7/8"]
+    except Exception as e:  # noqa: BLE001
+        ok = False
+        print("  manifest: %r" % e)
+    check("manifests", ok)
+    for role in ("server", "client"):
+        ud = uds.get(role, "")
+        size = len(ud.encode())
+        check("user_data_%s_under_16KB" % role, 0 < size < 16384, "size %d" % size)
+        check("user_data_%s_one_url" % role, ud.count("X-Amz-Signature=") == 1)
+        with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+            f.write(ud)
+        check("user_data_%s_sh_syntax" % role,
+              subprocess.run(["sh", "-n", f.name]).returncode == 0)
+        os.unlink(f.name)
+    # limits are checked before any call: 9 clients + 1 server
+    p = subprocess.run([PETAL, "launch", "--n-client-instances", "9", "--endpoint-url",
+                        "http://127.0.0.1:1", "--dist-tarball", "/dev/null"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    check("learner_lab_limit", p.returncode == 2 and "at most 9" in p.stderr, p.stderr[-300:])
+    p = subprocess.run([PETAL, "launch", "--num-rounds", "3"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    check("n_client_instances_required", p.returncode == 2 and
+          "--n-client-instances is required" in p.stderr, p.stderr[-200:])
+    p = subprocess.run([PETAL, "launch", "--n-client-instances", "x"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    check("bad_number", p.returncode == 2 and "--n-client-instances" in p.stderr)
+    # missing credentials are reported before anything is created
+    env2 = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "src.tar.gz"), "wb") as f:
+        f.write(b"x")
+    p = subprocess.run([PETAL, "launch", "--n-client-instances", "1", "--endpoint-url",
+                        "http://127.0.0.1:1", "--dist-tarball", os.path.join(d, "src.tar.gz"),
+                        "--env-file", "",
+                        "--state-dir", d], env=dict(env2, HOME=d), capture_output=True, text=True,
+                       timeout=60, cwd=d)
+    check("no_credentials", p.returncode == 1 and "no AWS credentials" in p.stderr,
+          p.stderr[-300:])
+    return 1 if failed else 0
+
+
+sys.exit(main())
