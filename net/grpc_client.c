@@ -371,9 +371,12 @@ int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *e
 int pnet_client_recv(pnet_client *c, uint8_t **msg, size_t *len, int timeout_ms, char *err)
 {
     pnet_msg *m;
+    /* the previous message is no longer needed: release it first so its
+       buffer can receive the next one (no fresh pages per message) */
+    pnet_msg_unref(c->cur);
+    c->cur = NULL;
     int rc = pnet_client_recv_msg(c, &m, timeout_ms, err);
     if (rc) return rc;
-    pnet_msg_unref(c->cur);
     c->cur = m;
     *msg = pnet_msg_data(m);
     *len = m->len;

@@ -17,6 +17,7 @@
 #define DEFAULT_MAX_CONN 1000
 #define DEFAULT_MAX_HDR ((size_t)16 << 10)
 #define READS_PER_EVENT 64
+#define HELLO_TIMEOUT_S 10.0 /* TLS handshake + HTTP/2 preface must arrive by then */
 
 typedef struct srv_conn srv_conn;
 
@@ -53,6 +54,8 @@ struct srv_conn {
     int warn;             /* closed for a peer error: log a warning */
     uint32_t evmask;
     size_t rx_buffered;
+    double born;          /* accept time */
+    int hello;            /* a valid HTTP/2 frame arrived */
 };
 
 struct pnet_server {
@@ -299,6 +302,7 @@ static void request_ready(srv_conn *c, srv_stream *st)
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     srv_conn *c = ud;
+    c->hello = 1;
     srv_stream *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)
                                      : NULL;
     switch (f->hd.type) {
@@ -445,6 +449,7 @@ static int conn_start_h2(pnet_server *s, srv_conn *c)
 static void conn_handshake(srv_conn *c)
 {
     ERR_clear_error();
+    c->h.tls_want_write = 0;
     int r = SSL_do_handshake(c->h.ssl);
     if (r == 1) {
         const unsigned char *alpn = NULL;
@@ -513,6 +518,7 @@ static void do_accept(pnet_server *s)
             continue;
         }
         c->srv = s;
+        c->born = pt_now();
         c->handshaking = s->tls != NULL;
         if (!c->handshaking && conn_start_h2(s, c)) {
             h2_conn_free(&c->h);
@@ -572,6 +578,14 @@ static void service_writes(pnet_server *s)
 
 static void reap(pnet_server *s)
 {
+    double now = pt_now();
+    for (srv_conn *c = s->conns; c; c = c->next)
+        if (!c->hello && !c->h.dead && now - c->born > HELLO_TIMEOUT_S) {
+            c->h.dead = 1;
+            c->warn = 1;
+            snprintf(c->h.why, sizeof c->h.why, "no %s within %.0f s",
+                     c->handshaking ? "TLS handshake" : "HTTP/2 preface", HELLO_TIMEOUT_S);
+        }
     srv_conn *c = s->conns;
     while (c) {
         srv_conn *nx = c->next;

@@ -371,11 +371,9 @@ static ssize_t io_read(h2_conn *c, uint8_t *buf, size_t n)
         return -2;
     }
     ERR_clear_error();
+    c->tls_want_write = 0;
     int r = SSL_read(c->ssl, buf, (int)(n > INT_MAX ? INT_MAX : n));
-    if (r > 0) {
-        c->tls_want_write = 0;
-        return r;
-    }
+    if (r > 0) return r;
     int e = SSL_get_error(c->ssl, r);
     if (e == SSL_ERROR_WANT_READ) return -1;
     if (e == SSL_ERROR_WANT_WRITE) {

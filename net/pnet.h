@@ -268,8 +268,9 @@ pnet_msg *pnet_msg_ref(pnet_msg *m);
 /* Drop a reference; frees on the last one. NULL-safe. */
 void pnet_msg_unref(pnet_msg *m);
 
-/* Traffic counters. "wire" bytes are what crossed the socket (HTTP/2 and
- * TLS framing included); "msg" bytes are gRPC message bodies. */
+/* Traffic counters. "wire" bytes are the HTTP/2 bytes read and written
+ * (frames included; under TLS, before encryption); "msg" bytes are gRPC
+ * message bodies. */
 typedef struct pnet_stats {
     uint64_t wire_in, wire_out;
     uint64_t msg_bytes_in, msg_bytes_out;
@@ -317,7 +318,8 @@ typedef struct pnet_server_opts {
                      void *user);
 } pnet_server_opts;
 
-/* Bind, listen and set up TLS. Returns PT_OK; PT_ERR_BUSY (address in use,
+/* Bind, listen and set up TLS. Connections that do not complete the TLS
+ * handshake and send a valid HTTP/2 preface within 10 s are closed. Returns PT_OK; PT_ERR_BUSY (address in use,
  * err says which), PT_ERR_INVAL (bad address or options), PT_ERR_TLS (cert/key
  * unreadable or not matching), PT_ERR_NET, PT_ERR_NOMEM. *out is NULL on error. */
 int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err);
@@ -386,9 +388,10 @@ typedef struct pnet_client_opts {
  * (deadline passed, err has the last failure), PT_ERR_TLS (handshake, ALPN or
  * certificate failure: not retried), PT_ERR_INVAL, PT_ERR_NET, PT_ERR_NOMEM. */
 int pnet_client_connect(pnet_client **out, const pnet_client_opts *o, char *err);
-/* Wait up to timeout_ms (-1 = forever) for the next whole message. *msg
- * (len bytes) is owned by the client and valid until the next recv/recv_msg/
- * free. Returns PT_OK; PT_ERR_CLOSED when the server ended the stream (err
+/* Wait up to timeout_ms (-1 = forever, 0 = only what is already there) for
+ * the next whole message. *msg (len bytes) is owned by the client and valid
+ * until the next pnet_client_recv or free (the next recv releases it first,
+ * so its buffer is reused). Returns PT_OK; PT_ERR_CLOSED when the server ended the stream (err
  * has "grpc-status N: message"; see pnet_client_status); PT_ERR_TIMEOUT;
  * PT_ERR_NET / PT_ERR_PROTO / PT_ERR_TLS (connection failed); PT_ERR_RANGE
  * (message over max_message: the stream is then cancelled). */
