@@ -33,3 +33,4 @@ test_report_fixture_LIBS := $(CORE_LIB)
 test_report_fixture_LDLIBS := -lcjson
 $(BUILD)/tests/test_report_fixture: $(CORE_LIB)
 core_TESTS += tests/test_report.py
+core_TESTS += tests/test_run.py
