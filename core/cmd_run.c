@@ -58,6 +58,8 @@
 #define DEF_BATCH "32"
 #define DEF_LR "0.002"
 #define DEF_LIMIT "4000"
+#define DEF_EVAL_LIMIT "5000"
+#define DEF_CLIENT_EVAL_LIMIT "1000"
 
 typedef struct run_opts {
     int clients, rounds;
@@ -65,6 +67,7 @@ typedef struct run_opts {
     int n_strategies;
     const char *backend, *model, *dataset, *partitioner;
     const char *epochs, *batch_size, *lr, *val_split, *seed, *threads, *limit;
+    const char *eval_limit, *client_eval_limit; /* server / per client */
     const char *round_timeout;
     const char *out;
     int port;              /* 0: pick a free one per strategy */
@@ -191,6 +194,13 @@ static int validate(run_opts *o, pst_options *po, char *err)
     if (o->limit && parse_int(o->limit, 0, 0x7fffffffL, &l))
         return pt_seterr(err, PT_ERR_INVAL, "--limit must be an integer >= 0 (0: no limit; got "
                                             "'%s')", o->limit);
+    if (o->eval_limit && parse_int(o->eval_limit, 0, 0x7fffffffL, &l))
+        return pt_seterr(err, PT_ERR_INVAL, "--eval-limit must be an integer >= 0 (got '%s')",
+                         o->eval_limit);
+    if (o->client_eval_limit && parse_int(o->client_eval_limit, 0, 0x7fffffffL, &l))
+        return pt_seterr(err, PT_ERR_INVAL,
+                         "--client-eval-limit must be an integer >= 0 (got '%s')",
+                         o->client_eval_limit);
     if (o->round_timeout && parse_double(o->round_timeout, 0.001, 1e7, &d))
         return pt_seterr(err, PT_ERR_INVAL, "--round-timeout must be seconds > 0 (got '%s')",
                          o->round_timeout);
@@ -564,17 +574,19 @@ static void server_args(argvec *a, const run_opts *o, const char *strategy, cons
     av_add2(a, "--threads", o->threads);
     av_add2(a, "--out", dir);
     if (o->round_timeout) av_add2(a, "--round-timeout", o->round_timeout);
+    if (o->eval_limit) av_add2(a, "--eval-limit", o->eval_limit);
     snprintf(n, sizeof n, "%d", o->clients);
+    av_add2(a, "--expected-clients", n);
+    av_add2(a, "--wait-clients", "120");
     int have_min_av = 0, have_min_fit = 0, have_min_ev = 0;
     for (int i = 0; i < o->n_pass; i++) {
-        char k[96];
-        snprintf(k, sizeof k, "--%s", o->pass_key[i]);
-        for (char *p = k; *p; p++)
-            if (*p == '_') *p = '-';
-        have_min_av |= !strcmp(k, "--min-available-clients");
-        have_min_fit |= !strcmp(k, "--min-fit-clients");
-        have_min_ev |= !strcmp(k, "--min-evaluate-clients");
-        av_add2(a, k, o->pass_val[i]);
+        char kv[512];
+        const char *k = o->pass_key[i];
+        have_min_av |= !strcmp(k, "min_available_clients");
+        have_min_fit |= !strcmp(k, "min_fit_clients");
+        have_min_ev |= !strcmp(k, "min_evaluate_clients");
+        snprintf(kv, sizeof kv, "%s=%s", k, o->pass_val[i]);
+        av_add2(a, "--strategy-opt", kv);
     }
     /* every round waits for all N clients, as the original */
     if (!have_min_av) av_add2(a, "--min-available-clients", n);
@@ -600,7 +612,15 @@ static void client_args(argvec *a, const run_opts *o, int i, const char *addr, c
     av_add2(a, "--id", buf);
     av_add2(a, "--out", dir);
     if (o->seed) av_add2(a, "--seed", o->seed);
-    if (o->limit) av_add2(a, "--limit", o->limit);
+    /* the client's --limit / --eval-limit apply before partitioning */
+    if (o->limit) {
+        snprintf(buf, sizeof buf, "%lld", atoll(o->limit) * o->clients);
+        av_add2(a, "--limit", buf);
+    }
+    if (o->client_eval_limit) {
+        snprintf(buf, sizeof buf, "%lld", atoll(o->client_eval_limit) * o->clients);
+        av_add2(a, "--eval-limit", buf);
+    }
 }
 
 static void print_argv(const argvec *a)
@@ -813,6 +833,10 @@ static void usage(FILE *f)
             "  --val-split X                 held-out share for evaluation (default 0.25)\n"
             "  --limit N                     training examples per client, 0 = all\n"
             "                                (default %s)\n"
+            "  --eval-limit N                server: held-out examples for centralised\n"
+            "                                evaluation, 0 = all (default %s)\n"
+            "  --client-eval-limit N         validation examples per client, 0 = all\n"
+            "                                (default %s)\n"
             "  --seed N                      seed for partitions, init and shuffling\n"
             "  --threads N                   compute threads per process (default 1)\n"
             "  --round-timeout SEC           server's per-round timeout\n"
@@ -826,13 +850,13 @@ static void usage(FILE *f)
             "Strategy options (e.g. --server-momentum 0.9, --proximal-mu 0.1, --eta 0.01)\n"
             "are passed to the server; 'petal server --help' lists them.\n",
             DEF_CLIENTS, DEF_ROUNDS, DEFAULT_STRATEGIES, DEF_EPOCHS, DEF_BATCH, DEF_LR,
-            DEF_LIMIT);
+            DEF_LIMIT, DEF_EVAL_LIMIT, DEF_CLIENT_EVAL_LIMIT);
 }
 
 enum {
     O_CLIENTS = 1000, O_ROUNDS, O_STRATEGY, O_BACKEND, O_MODEL, O_DATASET, O_PARTITION,
     O_EPOCHS, O_BATCH, O_LR, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_OUT, O_PORT, O_TIMEOUT,
-    O_ROUND_TIMEOUT, O_NO_REPORT, O_DRY_RUN
+    O_ROUND_TIMEOUT, O_NO_REPORT, O_DRY_RUN, O_EVAL_LIMIT, O_CLIENT_EVAL_LIMIT
 };
 
 static void free_opts(run_opts *o)
@@ -865,6 +889,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"limit", required_argument, 0, O_LIMIT},
+        {"eval-limit", required_argument, 0, O_EVAL_LIMIT},
+        {"client-eval-limit", required_argument, 0, O_CLIENT_EVAL_LIMIT},
         {"out", required_argument, 0, O_OUT},
         {"port", required_argument, 0, O_PORT},
         {"timeout", required_argument, 0, O_TIMEOUT},
@@ -921,6 +947,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
         case O_SEED: o->seed = optarg; break;
         case O_THREADS: o->threads = optarg; break;
         case O_LIMIT: o->limit = optarg; break;
+        case O_EVAL_LIMIT: o->eval_limit = optarg; break;
+        case O_CLIENT_EVAL_LIMIT: o->client_eval_limit = optarg; break;
         case O_OUT: o->out = optarg; break;
         case O_ROUND_TIMEOUT: o->round_timeout = optarg; break;
         case O_PORT:
@@ -976,6 +1004,9 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
                 fprintf(stderr, "petal run: too many strategy options\n");
                 return 2;
             }
+            /* the server takes them as --strategy-opt key=value (pst names) */
+            for (char *q = key; *q; q++)
+                if (*q == '-') *q = '_';
             o->pass_key[o->n_pass] = strdup(key); /* freed by free_opts */
             o->pass_val[o->n_pass] = val;
             if (!o->pass_key[o->n_pass]) return 2;
@@ -1035,6 +1066,8 @@ int pt_cmd_run(int argc, char **argv)
     o.val_split = "0.25";
     o.threads = "1";
     o.limit = DEF_LIMIT;
+    o.eval_limit = DEF_EVAL_LIMIT;
+    o.client_eval_limit = DEF_CLIENT_EVAL_LIMIT;
     o.out = "results";
     pst_options_init(&po);
 
@@ -1050,6 +1083,8 @@ int pt_cmd_run(int argc, char **argv)
         return 2;
     }
     if (!strcmp(o.limit, "0")) o.limit = NULL;
+    if (o.eval_limit && !strcmp(o.eval_limit, "0")) o.eval_limit = NULL;
+    if (o.client_eval_limit && !strcmp(o.client_eval_limit, "0")) o.client_eval_limit = NULL;
     if (o.port && !o.dry_run) {
         int p = probe_port(o.port, err);
         if (p < 0) {

@@ -34,3 +34,10 @@ test_report_fixture_LDLIBS := -lcjson
 $(BUILD)/tests/test_report_fixture: $(CORE_LIB)
 core_TESTS += tests/test_report.py
 core_TESTS += tests/test_run.py
+
+# agents: petal server / petal client (issue 3) - interop, federation, bad input
+core_TESTS += tests/test_agents_flower_client.py tests/test_agents_flower_server.py \
+              tests/test_agents_badinput.py tests/test_federation.py
+core_TEST_PREREQS += $(PETAL_BIN) $(BUILD)/gen/py/transport_pb2.py \
+                     $(BUILD)/gen/py/transport_pb2_grpc.py
+core_TESTS += tests/test_run_e2e.py

@@ -75,14 +75,15 @@ def test_options(tmp):
           and srv[srv.index("--rounds") + 1] == "4"
           and srv[srv.index("--strategy") + 1] == "FedAvg"  # canonical spelling
           and srv[srv.index("--out") + 1] == tmp + "/o/openblas/FedAvg/3"
-          and srv[srv.index("--server-momentum") + 1] == "0.9"
+          and srv[srv.index("--strategy-opt") + 1] == "server_momentum=0.9"
+          and srv[srv.index("--expected-clients") + 1] == "3"
           and srv[srv.index("--min-available-clients") + 1] == "3"
           and srv[srv.index("--address") + 1].startswith("127.0.0.1:"), lines[0])
     cl = lines[3].split()
     check("dry_run_client", cl[:2] == ["petal", "client"]
           and cl[cl.index("--partition") + 1] == "2/3" and cl[cl.index("--id") + 1] == "2"
           and cl[cl.index("--server") + 1] == srv[srv.index("--address") + 1]
-          and cl[cl.index("--limit") + 1] == "100" and cl[cl.index("--seed") + 1] == "7",
+          and cl[cl.index("--limit") + 1] == "300" and cl[cl.index("--seed") + 1] == "7",
           lines[3])
     check("dry_run_second_strategy", "FedAdam/3" in lines[4], lines[4])
 
