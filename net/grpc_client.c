@@ -96,6 +96,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
 {
     (void)flags;
     pnet_client *c = ud;
+    h2_data_seen(&c->h, sid, len);
     if (sid != c->sid || c->fail) return 0;
     int rc = grpc_rx_feed(&c->rx, data, len, deliver, c, c->fail_msg);
     if (rc) {
@@ -257,8 +258,16 @@ static int try_connect(pnet_client *c, double end, char *err)
     return PT_OK;
 }
 
+static uint8_t *direct_dst(h2_conn *h, int32_t sid, size_t *max)
+{
+    pnet_client *c = (pnet_client *)h;
+    if (sid != c->sid || c->fail || c->closed) return NULL;
+    return grpc_rx_direct(&c->rx, max);
+}
+
 static int open_stream(pnet_client *c, char *err)
 {
+    c->h.direct = direct_dst;
     if (nghttp2_session_client_new(&c->h.ng, c->cbs, c) || h2_conn_settings(&c->h, 0, 65536))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
     const char *ua = c->o.user_agent ? c->o.user_agent : CLIENT_UA;

@@ -107,6 +107,23 @@ static void rx_account(grpc_rx *rx, size_t add, size_t sub)
     *rx->buffered -= sub;
 }
 
+uint8_t *grpc_rx_direct(grpc_rx *rx, size_t *max)
+{
+    if (!rx->cur || rx->got >= rx->need) return NULL;
+    size_t left = rx->need - rx->got;
+    if (rx->got + left > rx->cur->cap) {
+        size_t want = rx->cur->cap * 2;
+        if (want < rx->got + H2_DIRECT_MIN) want = rx->got + H2_DIRECT_MIN;
+        if (want > rx->need) want = rx->need;
+        if (rx->buffered && rx->buf_cap && *rx->buffered + (want - rx->got) > rx->buf_cap)
+            return NULL; /* let the normal path report the cap */
+        if (msg_reserve(rx->cur, want) != PT_OK) return NULL;
+    }
+    size_t room = rx->cur->cap - rx->got;
+    *max = left < room ? left : room;
+    return rx->cur->buf + GRPC_PREFIX + rx->got;
+}
+
 int grpc_rx_partial(const grpc_rx *rx)
 {
     return rx->hdr_got > 0 || rx->cur != NULL;
@@ -220,7 +237,8 @@ int grpc_rx_feed(grpc_rx *rx, const uint8_t *p, size_t n, grpc_rx_cb cb, void *a
         if (rx->buffered && rx->buf_cap && *rx->buffered + take > rx->buf_cap)
             return pt_seterr(err, PT_ERR_RANGE,
                              "connection buffers over the cap of %zu bytes", rx->buf_cap);
-        if (take) memcpy(rx->cur->buf + GRPC_PREFIX + rx->got, p, take);
+        uint8_t *dst = rx->cur->buf + GRPC_PREFIX + rx->got;
+        if (take && dst != p) memmove(dst, p, take); /* equal: read in place (direct) */
         rx->got += take;
         rx_account(rx, take, 0);
         p += take;

@@ -345,7 +345,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
                          size_t len, void *ud)
 {
     (void)flags;
-    (void)ud;
+    h2_data_seen(ud, sid, len);
     srv_stream *st = nghttp2_session_get_stream_user_data(ng, sid);
     if (!st || !st->joined || st->discard || st->tx.ending) return 0;
     char err[PT_ERRLEN];
@@ -440,8 +440,16 @@ static void conn_close(pnet_server *s, srv_conn *c)
     free(c);
 }
 
+static uint8_t *direct_dst(h2_conn *h, int32_t sid, size_t *max)
+{
+    srv_stream *st = nghttp2_session_get_stream_user_data(h->ng, sid);
+    if (!st || !st->joined || st->discard || st->tx.ending) return NULL;
+    return grpc_rx_direct(&st->rx, max);
+}
+
 static int conn_start_h2(pnet_server *s, srv_conn *c)
 {
+    c->h.direct = direct_dst;
     if (nghttp2_session_server_new2(&c->h.ng, s->cbs, c, s->ngopt)) return PT_ERR_NOMEM;
     return h2_conn_settings(&c->h, 1, s->o.max_header_list);
 }

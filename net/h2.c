@@ -292,8 +292,23 @@ nghttp2_data_provider h2_tx_provider(h2_tx *tx)
     return d;
 }
 
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
+{
+    (void)ng;
+    h2_conn *c = ud;
+    if (hd->type == NGHTTP2_DATA && !(hd->flags & NGHTTP2_FLAG_PADDED)) {
+        c->dframe_sid = hd->stream_id;
+        c->dframe_left = hd->length;
+    } else {
+        c->dframe_sid = 0;
+        c->dframe_left = 0;
+    }
+    return 0;
+}
+
 void h2_callbacks_common(nghttp2_session_callbacks *cb)
 {
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_send_data_callback(cb, tx_send);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cb, read_len);
 }
@@ -390,7 +405,17 @@ static ssize_t io_read(h2_conn *c, uint8_t *buf, size_t n)
 int h2_conn_read(h2_conn *c, int max_reads)
 {
     for (int i = 0; i < max_reads && !c->dead; i++) {
-        ssize_t r = io_read(c, c->rbuf, H2_RBUF);
+        uint8_t *dst = c->rbuf;
+        size_t want = H2_RBUF;
+        if (c->direct && c->dframe_sid && c->dframe_left >= H2_DIRECT_MIN) {
+            size_t max = 0;
+            uint8_t *d = c->direct(c, c->dframe_sid, &max);
+            if (d && max >= H2_DIRECT_MIN) {
+                dst = d;
+                want = max < c->dframe_left ? max : c->dframe_left;
+            }
+        }
+        ssize_t r = io_read(c, dst, want);
         if (r == -1) return PT_OK;
         if (r == -2) return c->ssl ? PT_ERR_TLS : PT_ERR_NET;
         if (r == 0) {
@@ -399,14 +424,14 @@ int h2_conn_read(h2_conn *c, int max_reads)
             return PT_ERR_CLOSED;
         }
         c->wire_in += (uint64_t)r;
-        ssize_t k = nghttp2_session_mem_recv(c->ng, c->rbuf, (size_t)r);
+        ssize_t k = nghttp2_session_mem_recv(c->ng, dst, (size_t)r);
         if (k < 0) {
             if (k == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
                 return conn_fail(c, PT_ERR_PROTO, "%s",
                                  "bad HTTP/2 connection preface (not an h2c/gRPC client)");
             return conn_fail(c, PT_ERR_PROTO, "HTTP/2 error: %s", nghttp2_strerror((int)k));
         }
-        if ((size_t)r < H2_RBUF && !c->ssl) return PT_OK; /* drained the socket */
+        if ((size_t)r < want && !c->ssl) return PT_OK; /* drained the socket */
     }
     return PT_OK;
 }

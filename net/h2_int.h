@@ -24,6 +24,7 @@
 #define H2_OUT_SEGS 900                           /* and above this many segments */
 #define H2_RBUF ((size_t)256 << 10)
 #define H2_SOCKBUF (4 << 20)
+#define H2_DIRECT_MIN ((size_t)64 << 10) /* direct receive for chunks at least this big */
 
 /* ---- pnet_msg -------------------------------------------------------- */
 struct pnet_msg {
@@ -63,6 +64,9 @@ typedef int (*grpc_rx_cb)(pnet_msg *m, void *arg);
  * connection cap), PT_ERR_PROTO (compressed flag), PT_ERR_NOMEM, or the
  * callback's nonzero return; err says what. */
 int grpc_rx_feed(grpc_rx *rx, const uint8_t *p, size_t n, grpc_rx_cb cb, void *arg, char *err);
+/* Where the next body bytes of the current message go, growing the buffer
+ * as needed: NULL when no message body is pending. *max = bytes wanted. */
+uint8_t *grpc_rx_direct(grpc_rx *rx, size_t *max);
 /* 1 if a message is partially received. */
 int grpc_rx_partial(const grpc_rx *rx);
 void grpc_rx_free(grpc_rx *rx);
@@ -130,10 +134,23 @@ typedef struct h2_conn {
     uint8_t *rbuf;
     uint64_t wire_in, wire_out;
     int eof;                /* peer closed its side */
+    /* Direct receive: while inside a big unpadded DATA frame, the owner may
+       give the destination (the message buffer) and the socket is read
+       straight into it; nghttp2 then sees those bytes in place and the
+       reassembly copy is skipped. */
+    int32_t dframe_sid;     /* stream of the DATA frame being received, 0 = none */
+    size_t dframe_left;     /* its payload bytes not yet seen */
+    uint8_t *(*direct)(struct h2_conn *c, int32_t sid, size_t *max);
     int dead;               /* unusable: close it */
     char peer[72];
     char why[160];          /* reason when dead */
 } h2_conn;
+
+/* Owners call this from on_data_chunk_recv with the chunk length. */
+static inline void h2_data_seen(h2_conn *c, int32_t sid, size_t n)
+{
+    if (sid == c->dframe_sid) c->dframe_left = n < c->dframe_left ? c->dframe_left - n : 0;
+}
 
 /* nghttp2 callbacks common to both sides: the connection's user_data must
  * start with an h2_conn (struct embedding it first). */
