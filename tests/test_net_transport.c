@@ -578,7 +578,74 @@ static void t_server_end_stream(void)
     ASSERT(ended);
 }
 
-TEST_MAIN(TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
+typedef struct late_arg {
+    char addr[64];
+    int rc;
+    double took;
+    char err[PT_ERRLEN];
+} late_arg;
+
+static void *late_client(void *p)
+{
+    late_arg *a = p;
+    pnet_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = a->addr;
+    o.connect_deadline_s = 10;
+    o.backoff_initial_s = 0.05;
+    o.backoff_max_s = 0.2;
+    pnet_client *c = NULL;
+    double t0 = pt_now();
+    a->rc = pnet_client_connect(&c, &o, a->err);
+    if (!a->rc) {
+        uint8_t *m;
+        size_t len;
+        a->rc = pnet_client_send(c, "late", 4, a->err);
+        if (!a->rc) a->rc = pnet_client_recv(c, &m, &len, 5000, a->err);
+        if (!a->rc && (len != 4 || memcmp(m, "late", 4))) a->rc = -99;
+    }
+    a->took = pt_now() - t0;
+    pnet_client_free(c);
+    return NULL;
+}
+
+static void t_connect_retries_until_server_up(void)
+{
+    /* find a free port, start the client first, the server 0.6 s later */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof a;
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
+    getsockname(fd, (struct sockaddr *)&a, &sl);
+    close(fd);
+    late_arg la;
+    memset(&la, 0, sizeof la);
+    snprintf(la.addr, sizeof la.addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    pthread_t th;
+    pthread_create(&th, NULL, late_client, &la);
+    usleep(600000);
+    srv_ctx x;
+    memset(&x, 0, sizeof x);
+    pthread_mutex_init(&x.mu, NULL);
+    pnet_server_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = la.addr;
+    o.user = &x;
+    o.on_join = on_join;
+    o.on_message = on_message;
+    o.on_leave = on_leave;
+    char err[PT_ERRLEN];
+    int rc = pnet_server_new(&x.s, &o, err);
+    if (rc == PT_OK) pthread_create(&x.th, NULL, srv_main, &x);
+    pthread_join(th, NULL);
+    if (rc == PT_OK) srv_stop(&x);
+    ASSERT_MSG(rc == PT_OK, "server: %s", err);
+    ASSERT_MSG(la.rc == PT_OK, "late client: %d %s", la.rc, la.err);
+    ASSERT_MSG(la.took > 0.5 && la.took < 5, "took %.2f s", la.took);
+}
+
+TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
           TEST(t_server_end_stream))

@@ -123,6 +123,21 @@ def test_python_clients(tag, extra=(), ca=None):
         bad = [e for e in errs if e]
         report("py_concurrent_clients_%s" % tag, not bad, bad)
 
+        # several Join streams on ONE connection: each is its own client
+        ch = channel_for(srv.port, ca)
+        convs = [Conversation(ch) for _ in range(3)]
+        ok = True
+        for rnd in range(3):
+            for i, cv in enumerate(convs):
+                data = payload(200_000 + i, 50 + rnd * 10 + i)
+                if cv.ask(data) != data:
+                    ok = False
+        for cv in convs:
+            cv.close()
+            ok = ok and not list(cv.responses)
+        ch.close()
+        report("py_streams_on_one_connection_%s" % tag, ok, "echo mismatch")
+
         # error status from the server, percent-encoded message
         ch = channel_for(srv.port, ca)
         conv = Conversation(ch)
