@@ -7,10 +7,26 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static int conv_is_direct(const nn_layer *l)
 {
     return l->kh == 1 && l->kw == 1 && l->sh == 1 && l->sw == 1 && l->pt == 0 && l->pl == 0;
+}
+
+/* Short rows (first layers: 3x3x1, 3x3x3) are copied inline, not via memcpy. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static inline void copy_row(float *restrict d, const float *restrict s, size_t n)
+{
+    if (n > 32) {
+        memcpy(d, s, n * sizeof(float));
+        return;
+    }
+    for (size_t j = 0; j < n; j++) d[j] = s[j];
 }
 
 /* Rows x (kh*kw*ic) patch matrix of nb images. */
@@ -32,7 +48,7 @@ static void im2col(const nn_layer *l, int nb, const float *x, float *col)
                     }
                     const float *s = img + ((size_t)iy * iw) * ic;
                     if (ix0 >= 0 && ix0 + kw <= iw) {
-                        memcpy(d, s + (size_t)ix0 * ic, rowlen * sizeof(float));
+                        copy_row(d, s + (size_t)ix0 * ic, rowlen);
                     } else {
                         for (int kx = 0; kx < kw; kx++) {
                             int ix = ix0 + kx;
@@ -74,10 +90,10 @@ static void col2im(const nn_layer *l, int nb, const float *col, float *dx)
     }
 }
 
-static void bias_act(float *y, size_t rows, int oc, const float *b, int act)
+static void bias_act(float *restrict y, size_t rows, int oc, const float *restrict b, int act)
 {
     for (size_t r = 0; r < rows; r++) {
-        float *p = y + r * oc;
+        float *restrict p = y + r * oc;
         if (act == NN_ACT_RELU) {
             for (int c = 0; c < oc; c++) {
                 float v = p[c] + b[c];
@@ -101,12 +117,12 @@ static void bias_act(float *y, size_t rows, int oc, const float *b, int act)
 }
 
 /* gy <- d/d(pre-activation) given the activation's output y. */
-static void act_backward(float *gy, const float *y, size_t rows, int oc, int act)
+static void act_backward(float *restrict gy, const float *restrict y, size_t rows, int oc,
+                         int act)
 {
     size_t n = rows * (size_t)oc;
     if (act == NN_ACT_RELU) {
-        for (size_t i = 0; i < n; i++)
-            if (!(y[i] > 0.0f)) gy[i] = 0.0f;
+        for (size_t i = 0; i < n; i++) gy[i] = y[i] > 0.0f ? gy[i] : 0.0f;
     } else if (act == NN_ACT_SOFTMAX) {
         for (size_t r = 0; r < rows; r++) {
             float *g = gy + r * oc;
@@ -127,20 +143,34 @@ static void col_sums(float *db, const float *gy, size_t rows, int oc)
 }
 
 /* ---- conv ------------------------------------------------------------------ */
-static void conv_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
+/* Work is split in chunks of l->chunk images; thread t takes chunks t, t+T, ...
+ * with its own workspace and a single-threaded GEMM. */
+typedef struct conv_task {
+    pnn_model *m;
+    nn_layer *l;
+    int b;
+    const float *x, *y;
+    float *out, *gy, *dx;
+} conv_task;
+
+static void conv_forward_task(void *arg, int tid, int nt)
 {
+    conv_task *t = arg;
+    pnn_model *m = t->m;
+    nn_layer *l = t->l;
     const int K = l->kh * l->kw * l->ic;
     const size_t pix = (size_t)l->oh * l->ow;
     const float *W = m->w + l->woff, *B = m->w + l->boff;
+    float *ws = m->ws + (size_t)tid * m->ws_n;
     int chunk = l->chunk > 0 ? l->chunk : 1;
-    for (int n0 = 0; n0 < b; n0 += chunk) {
-        int nb = b - n0 < chunk ? b - n0 : chunk;
-        const float *xs = x + (size_t)n0 * l->isz;
-        float *ys = y + (size_t)n0 * l->osz;
+    for (int n0 = tid * chunk; n0 < t->b; n0 += nt * chunk) {
+        int nb = t->b - n0 < chunk ? t->b - n0 : chunk;
+        const float *xs = t->x + (size_t)n0 * l->isz;
+        float *ys = t->out + (size_t)n0 * l->osz;
         const float *A = xs;
         if (!conv_is_direct(l)) {
-            im2col(l, nb, xs, m->ws);
-            A = m->ws;
+            im2col(l, nb, xs, ws);
+            A = ws;
         }
         int rows = (int)(nb * pix);
         nn_sgemm(m->backend, 0, 0, rows, l->oc, K, 1.0f, A, K, W, l->oc, 0.0f, ys, l->oc);
@@ -148,68 +178,98 @@ static void conv_forward(pnn_model *m, nn_layer *l, int b, const float *x, float
     }
 }
 
-static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
-                          float *gy, float *dx)
+static void conv_backward_task(void *arg, int tid, int nt)
 {
+    conv_task *t = arg;
+    pnn_model *m = t->m;
+    nn_layer *l = t->l;
     const int K = l->kh * l->kw * l->ic;
     const size_t pix = (size_t)l->oh * l->ow;
     const float *W = m->w + l->woff;
-    float *dW = m->g + l->woff, *dB = m->g + l->boff;
-    act_backward(gy, y, (size_t)b * pix, l->oc, l->act);
-    col_sums(dB, gy, (size_t)b * pix, l->oc);
+    float *ws = m->ws + (size_t)tid * m->ws_n, *ws2 = m->ws2 + (size_t)tid * m->ws_n;
+    /* thread 0 accumulates straight into the model's gradient, others privately */
+    float *dW = tid == 0 ? m->g + l->woff : m->gpriv + (size_t)tid * m->gpriv_n;
+    float *dB = tid == 0 ? m->g + l->boff : dW + l->wn;
+    if (tid != 0) memset(dW, 0, (l->wn + l->bn) * sizeof(float));
     int chunk = l->chunk > 0 ? l->chunk : 1;
     int direct = conv_is_direct(l);
-    for (int n0 = 0; n0 < b; n0 += chunk) {
-        int nb = b - n0 < chunk ? b - n0 : chunk;
-        const float *xs = x + (size_t)n0 * l->isz;
-        float *gs = gy + (size_t)n0 * l->osz;
+    for (int n0 = tid * chunk; n0 < t->b; n0 += nt * chunk) {
+        int nb = t->b - n0 < chunk ? t->b - n0 : chunk;
+        const float *xs = t->x + (size_t)n0 * l->isz;
+        float *gs = t->gy + (size_t)n0 * l->osz;
         int rows = (int)(nb * pix);
+        act_backward(gs, t->y + (size_t)n0 * l->osz, (size_t)rows, l->oc, l->act);
+        col_sums(dB, gs, (size_t)rows, l->oc);
         const float *A = xs;
         if (!direct) {
-            im2col(l, nb, xs, m->ws);
-            A = m->ws;
+            im2col(l, nb, xs, ws);
+            A = ws;
         }
         nn_sgemm(m->backend, 1, 0, K, l->oc, rows, 1.0f, A, K, gs, l->oc, 1.0f, dW, l->oc);
-        if (dx) {
-            float *dxs = dx + (size_t)n0 * l->isz;
+        if (t->dx) {
+            float *dxs = t->dx + (size_t)n0 * l->isz;
             if (direct) {
                 nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f, dxs,
                          K);
             } else {
-                nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
-                         m->ws2, K);
+                nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f, ws2,
+                         K);
                 memset(dxs, 0, (size_t)nb * l->isz * sizeof(float));
-                col2im(l, nb, m->ws2, dxs);
+                col2im(l, nb, ws2, dxs);
             }
         }
     }
 }
 
+static void conv_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
+{
+    conv_task t = {m, l, b, x, NULL, y, NULL, NULL};
+    nn_blas_threads(1);
+    nn_parallel(m, conv_forward_task, &t);
+}
+
+static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
+                          float *gy, float *dx)
+{
+    conv_task t = {m, l, b, x, y, NULL, gy, dx};
+    nn_blas_threads(1);
+    nn_parallel(m, conv_backward_task, &t);
+    int used = (b + l->chunk - 1) / (l->chunk > 0 ? l->chunk : 1);
+    int nt = m->threads < used ? m->threads : used;
+    for (int k = 1; k < nt; k++) { /* reduce the private gradients, in thread order */
+        const float *p = m->gpriv + (size_t)k * m->gpriv_n;
+        float *g = m->g + l->woff; /* kernel and bias are adjacent */
+        for (size_t i = 0; i < l->wn + l->bn; i++) g[i] += p[i];
+    }
+}
+
 /* ---- max pool ------------------------------------------------------------- */
-static void pool_forward(nn_layer *l, int b, const float *x, float *y, int32_t *am)
+/* Forward keeps only the maxima; backward finds each window's winner again
+ * (the first element equal to the max, in window order). */
+static void pool_forward_range(nn_layer *l, int n0, int n1, const float *x, float *y)
 {
     const int c = l->ic;
-    for (int n = 0; n < b; n++) {
+    for (int n = n0; n < n1; n++) {
         const float *img = x + (size_t)n * l->isz;
-        float *o = y + (size_t)n * l->osz;
-        int32_t *a = am + (size_t)n * l->osz;
+        float *restrict o = y + (size_t)n * l->osz;
         for (int oy = 0; oy < l->oh; oy++) {
-            for (int ox = 0; ox < l->ow; ox++, o += c, a += c) {
-                int base = ((oy * l->sh) * l->iw + ox * l->sw) * c;
-                for (int k = 0; k < c; k++) {
-                    o[k] = img[base + k];
-                    a[k] = base + k;
+            for (int ox = 0; ox < l->ow; ox++, o += c) {
+                const float *base = img + ((size_t)(oy * l->sh) * l->iw + ox * l->sw) * c;
+                if (l->kh == 2 && l->kw == 2) {
+                    const float *restrict p0 = base, *restrict p1 = base + c;
+                    const float *restrict p2 = base + (size_t)l->iw * c, *restrict p3 = p2 + c;
+                    for (int k = 0; k < c; k++) {
+                        float m0 = p0[k] > p1[k] ? p0[k] : p1[k];
+                        float m1 = p2[k] > p3[k] ? p2[k] : p3[k];
+                        o[k] = m0 > m1 ? m0 : m1;
+                    }
+                    continue;
                 }
+                memcpy(o, base, (size_t)c * sizeof(float));
                 for (int ky = 0; ky < l->kh; ky++) {
                     for (int kx = ky ? 0 : 1; kx < l->kw; kx++) {
-                        int idx = base + (ky * l->iw + kx) * c;
-                        const float *p = img + idx;
-                        for (int k = 0; k < c; k++) {
-                            if (p[k] > o[k]) {
-                                o[k] = p[k];
-                                a[k] = idx + k;
-                            }
-                        }
+                        const float *restrict p = base + ((size_t)ky * l->iw + kx) * c;
+                        for (int k = 0; k < c; k++) o[k] = p[k] > o[k] ? p[k] : o[k];
                     }
                 }
             }
@@ -217,21 +277,111 @@ static void pool_forward(nn_layer *l, int b, const float *x, float *y, int32_t *
     }
 }
 
-static void pool_backward(nn_layer *l, int b, const float *gy, const int32_t *am, float *dx)
+static void pool_backward_range(nn_layer *l, int n0, int n1, const float *x, const float *y,
+                                const float *gy, float *dx)
 {
-    memset(dx, 0, (size_t)b * l->isz * sizeof(float));
-    for (int n = 0; n < b; n++) {
+    const int c = l->ic;
+    const size_t rowc = (size_t)l->iw * c;
+    /* 2x2 stride-2 windows tile the input exactly when the sizes are even: every
+     * dx element is then written once and needs no clearing */
+    int tiled = l->kh == 2 && l->kw == 2 && l->sh == 2 && l->sw == 2 && l->ih == 2 * l->oh &&
+                l->iw == 2 * l->ow;
+    if (!tiled) memset(dx + (size_t)n0 * l->isz, 0, (size_t)(n1 - n0) * l->isz * sizeof(float));
+    for (int n = n0; n < n1; n++) {
+        const float *img = x + (size_t)n * l->isz;
         float *d = dx + (size_t)n * l->isz;
-        const float *g = gy + (size_t)n * l->osz;
-        const int32_t *a = am + (size_t)n * l->osz;
-        for (size_t i = 0; i < l->osz; i++) d[a[i]] += g[i];
+        const float *o = y + (size_t)n * l->osz, *g = gy + (size_t)n * l->osz;
+        for (int oy = 0; oy < l->oh; oy++) {
+            for (int ox = 0; ox < l->ow; ox++, o += c, g += c) {
+                size_t base = ((size_t)(oy * l->sh) * l->iw + ox * l->sw) * c;
+                if (l->kh == 2 && l->kw == 2 && l->sh == 2 && l->sw == 2) {
+                    const float *restrict p0 = img + base, *restrict p1 = p0 + c;
+                    const float *restrict p2 = p0 + rowc;
+                    float *restrict d0 = d + base, *restrict d1 = d0 + c;
+                    float *restrict d2 = d0 + rowc, *restrict d3 = d2 + c;
+                    int k = 0;
+#ifdef __SSE2__
+                    for (; k + 4 <= c; k += 4) {
+                        __m128 v = _mm_loadu_ps(o + k), r = _mm_loadu_ps(g + k);
+                        __m128 q0 = _mm_cmpeq_ps(_mm_loadu_ps(p0 + k), v);
+                        _mm_storeu_ps(d0 + k, _mm_and_ps(q0, r));
+                        r = _mm_andnot_ps(q0, r);
+                        __m128 q1 = _mm_cmpeq_ps(_mm_loadu_ps(p1 + k), v);
+                        _mm_storeu_ps(d1 + k, _mm_and_ps(q1, r));
+                        r = _mm_andnot_ps(q1, r);
+                        __m128 q2 = _mm_cmpeq_ps(_mm_loadu_ps(p2 + k), v);
+                        _mm_storeu_ps(d2 + k, _mm_and_ps(q2, r));
+                        _mm_storeu_ps(d3 + k, _mm_andnot_ps(q2, r));
+                    }
+#endif
+                    for (; k < c; k++) {
+                        float v = o[k], r = g[k];
+                        float a0 = p0[k] == v ? r : 0.0f;
+                        r = p0[k] == v ? 0.0f : r;
+                        float a1 = p1[k] == v ? r : 0.0f;
+                        r = p1[k] == v ? 0.0f : r;
+                        float a2 = p2[k] == v ? r : 0.0f;
+                        r = p2[k] == v ? 0.0f : r;
+                        d0[k] = a0;
+                        d1[k] = a1;
+                        d2[k] = a2;
+                        d3[k] = r;
+                    }
+                    continue;
+                }
+                for (int k = 0; k < c; k++) {
+                    float v = o[k];
+                    size_t win = base + k;
+                    for (int ky = 0; ky < l->kh; ky++)
+                        for (int kx = 0; kx < l->kw; kx++) {
+                            size_t idx = base + ((size_t)ky * l->iw + kx) * c + k;
+                            if (img[idx] == v) {
+                                win = idx;
+                                goto found;
+                            }
+                        }
+                found:
+                    d[win] += g[k];
+                }
+            }
+        }
     }
+}
+
+typedef struct pool_task {
+    nn_layer *l;
+    int b;
+    const float *x, *y, *gy;
+    float *out;
+} pool_task;
+
+static void pool_task_fn(void *arg, int tid, int nt)
+{
+    pool_task *t = arg;
+    int per = (t->b + nt - 1) / nt, n0 = tid * per, n1 = n0 + per < t->b ? n0 + per : t->b;
+    if (n0 >= n1) return;
+    if (t->gy) pool_backward_range(t->l, n0, n1, t->x, t->y, t->gy, t->out);
+    else pool_forward_range(t->l, n0, n1, t->x, t->out);
+}
+
+static void pool_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
+{
+    pool_task t = {l, b, x, NULL, NULL, y};
+    nn_parallel(m, pool_task_fn, &t);
+}
+
+static void pool_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
+                          const float *gy, float *dx)
+{
+    pool_task t = {l, b, x, y, gy, dx};
+    nn_parallel(m, pool_task_fn, &t);
 }
 
 /* ---- dense ---------------------------------------------------------------- */
 static void dense_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
 {
     int in = (int)l->isz;
+    nn_blas_threads(m->threads);
     nn_sgemm(m->backend, 0, 0, b, l->oc, in, 1.0f, x, in, m->w + l->woff, l->oc, 0.0f, y, l->oc);
     bias_act(y, (size_t)b, l->oc, m->w + l->boff, l->act);
 }
@@ -240,6 +390,7 @@ static void dense_backward(pnn_model *m, nn_layer *l, int b, const float *x, con
                            float *gy, float *dx)
 {
     int in = (int)l->isz;
+    nn_blas_threads(m->threads);
     act_backward(gy, y, (size_t)b, l->oc, l->act);
     col_sums(m->g + l->boff, gy, (size_t)b, l->oc);
     nn_sgemm(m->backend, 1, 0, in, l->oc, b, 1.0f, x, in, gy, l->oc, 1.0f, m->g + l->woff,
@@ -255,7 +406,7 @@ void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y
     size_t n = (size_t)b * l->osz;
     switch (l->type) {
     case NN_CONV: conv_forward(m, l, b, x, y); break;
-    case NN_POOL: pool_forward(l, b, x, y, l->argmax); break;
+    case NN_POOL: pool_forward(m, l, b, x, y); break;
     case NN_DENSE: dense_forward(m, l, b, x, y); break;
     case NN_RELU:
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -301,7 +452,7 @@ void nn_layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const f
     switch (l->type) {
     case NN_CONV: conv_backward(m, l, b, x, y, gy, dx); break;
     case NN_POOL:
-        if (dx) pool_backward(l, b, gy, l->argmax, dx);
+        if (dx) pool_backward(m, l, b, x, y, gy, dx);
         break;
     case NN_DENSE: dense_backward(m, l, b, x, y, gy, dx); break;
     case NN_RELU:

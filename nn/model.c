@@ -113,11 +113,10 @@ void nn_big_free_all(pnn_model *m)
         munmap(m->blocks[2 * i], (size_t)(uintptr_t)m->blocks[2 * i + 1]);
     m->nblocks = 0;
     m->cap = m->gcap = 0;
-    m->xin = m->ws = m->ws2 = NULL;
+    m->xin = m->ws = m->ws2 = m->gpriv = NULL;
     m->gbuf[0] = m->gbuf[1] = NULL;
     for (int i = 0; i < m->nl; i++) {
         m->L[i].out = NULL;
-        m->L[i].argmax = NULL;
         m->L[i].mask = NULL;
     }
 }
@@ -638,6 +637,7 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
 void pnn_model_free(pnn_model *m)
 {
     if (!m) return;
+    nn_pool_free(m);
     nn_big_free_all(m);
     free(m->blocks);
     free(m->L);
@@ -654,6 +654,10 @@ int pnn_model_set_backend(pnn_model *m, pnn_backend b, int threads)
     if (!m || threads < 1 || threads > 256) return PNN_ERR_INVAL;
     if (b != PNN_BACKEND_OPENBLAS && b != PNN_BACKEND_REFERENCE) return PNN_ERR_BACKEND;
     m->backend = b;
+    if (threads != m->threads) {
+        nn_pool_free(m);
+        nn_big_free_all(m); /* per-thread workspaces are re-sized on next use */
+    }
     m->threads = threads;
     return PNN_OK;
 }

@@ -37,7 +37,6 @@ typedef struct nn_layer {
     int chunk;                  /* conv: images per im2col chunk */
     /* batch buffers (owned by the model's arena; cap images) */
     float *out;                 /* cap * osz (Flatten: aliases its input) */
-    int32_t *argmax;            /* pool: cap * osz indices into the image's input */
     float *mask;                /* dropout: cap * osz multipliers */
 } nn_layer;
 
@@ -46,6 +45,9 @@ void nn_sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, 
               int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* Apply the thread count to OpenBLAS (no-op when unchanged). */
 void nn_blas_threads(int threads);
+
+typedef void (*nn_task_fn)(void *ctx, int tid, int nthreads);
+struct nn_pool;
 
 struct pnn_model {
     pnn_backend backend;
@@ -72,12 +74,20 @@ struct pnn_model {
     int gcap;          /* images the gradient buffers hold */
     float *xin;        /* cap * input floats */
     float *gbuf[2];    /* gcap * max layer size, ping-pong gradients */
-    float *ws;         /* im2col workspace */
+    float *ws;         /* im2col workspace, ws_n floats per thread */
     size_t ws_n;
-    float *ws2;        /* dcol workspace */
+    float *ws2;        /* dcol workspace, ws_n floats per thread */
+    float *gpriv;      /* per-thread conv weight gradients, gpriv_n floats per thread */
+    size_t gpriv_n;
+    int buf_threads;   /* threads the workspaces were sized for */
+    struct nn_pool *pool;
     void **blocks;     /* big allocations to release */
     size_t nblocks, capblocks;
 };
+
+/* Run fn(ctx, tid, nthreads) on the model's threads (caller is tid 0). */
+void nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx);
+void nn_pool_free(pnn_model *m);
 
 /* Format err (may be NULL) and return code. */
 int nn_seterr(char *err, int code, const char *fmt, ...)

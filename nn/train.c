@@ -25,11 +25,12 @@ static float *logits_of(pnn_model *m)
 int nn_ensure_batch(pnn_model *m, int b, int grad)
 {
     if (b < 1) return PNN_ERR_INVAL;
-    if (b <= m->cap && (!grad || b <= m->gcap)) return PNN_OK;
+    if (b <= m->cap && (!grad || b <= m->gcap) && m->buf_threads == m->threads) return PNN_OK;
     int cap = b > m->cap ? b : m->cap;
     grad = grad || m->gcap > 0;
     nn_big_free_all(m);
-    size_t insz = pnn_input_size(m), maxsz = insz, ws = 0;
+    size_t insz = pnn_input_size(m), maxsz = insz, ws = 0, gp = 0;
+    const size_t T = (size_t)m->threads;
     m->xin = nn_big_alloc(m, (size_t)cap * insz * sizeof(float));
     if (!m->xin) goto nomem;
     const float *prev = m->xin;
@@ -42,30 +43,31 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
             l->out = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(float));
             if (!l->out) goto nomem;
         }
-        if (l->type == NN_POOL) {
-            l->argmax = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(int32_t));
-            if (!l->argmax) goto nomem;
-        }
         if (l->type == NN_DROPOUT) {
             l->mask = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(float));
             if (!l->mask) goto nomem;
         }
         if (l->type == NN_CONV) {
             size_t pix = (size_t)l->oh * l->ow, K = (size_t)l->kh * l->kw * l->ic;
-            size_t ch = CONV_TARGET_ROWS / pix;
+            size_t ch = CONV_TARGET_ROWS / pix, per = ((size_t)cap + T - 1) / T;
+            if (ch > per) ch = per; /* every thread gets a chunk */
             if (ch < 1) ch = 1;
-            if (ch > (size_t)cap) ch = (size_t)cap;
+            if (l->wn + l->bn > gp) gp = l->wn + l->bn;
             l->chunk = (int)ch;
             if (ch * pix * K > ws) ws = ch * pix * K;
         }
         prev = l->out;
     }
     m->ws_n = ws;
-    m->ws = nn_big_alloc(m, ws * sizeof(float));
+    m->ws = nn_big_alloc(m, T * ws * sizeof(float));
     if (!m->ws) goto nomem;
     m->cap = cap;
+    m->buf_threads = m->threads;
     if (grad) {
-        m->ws2 = nn_big_alloc(m, ws * sizeof(float));
+        m->gpriv_n = gp;
+        m->gpriv = nn_big_alloc(m, T * gp * sizeof(float));
+        m->ws2 = nn_big_alloc(m, T * ws * sizeof(float));
+        if (!m->gpriv) goto nomem;
         m->gbuf[0] = nn_big_alloc(m, (size_t)cap * maxsz * sizeof(float));
         m->gbuf[1] = nn_big_alloc(m, (size_t)cap * maxsz * sizeof(float));
         if (!m->ws2 || !m->gbuf[0] || !m->gbuf[1]) goto nomem;
