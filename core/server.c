@@ -131,7 +131,8 @@ static void on_join(pnet_server *net, uint64_t id, const char *peer, void *user)
     srv_client *c = &s->cl[s->ncl++];
     memset(c, 0, sizeof *c);
     c->id = id;
-    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
+    /* one connection may carry several Join streams: add the stream's id */
+    snprintf(c->peer, sizeof c->peer, "%s#%llu", peer ? peer : "?", (unsigned long long)id);
     SDEBUG(s, "client %s joined (%d connected)", c->peer, n_available(s));
 }
 
@@ -738,8 +739,11 @@ int pt_server_run(const pt_server_opts *o, char *err)
     memset(s, 0, sizeof *s);
     s->o = o;
     if (o->out_dir && (rc = pt_results_open(&s->res, o->out_dir, "server", err))) return rc;
-    SLOG(s, "Starting Flower server, config: ServerConfig(num_rounds=%d, round_timeout=%s)",
-         o->rounds, o->round_timeout > 0 ? "set" : "None");
+    {
+        char n1[40];
+        SLOG(s, "Starting Flower server, config: ServerConfig(num_rounds=%d, round_timeout=%s)",
+             o->rounds, o->round_timeout > 0 ? pyf(n1, sizeof n1, o->round_timeout) : "None");
+    }
     if ((rc = setup(s, err))) {
         PT_RERROR(s->res, "%s", err);
         pt_results_run_end(s->res, 0, 0, "error", err);
