@@ -460,34 +460,59 @@ static int flush_plain(h2_conn *c)
     return PT_OK;
 }
 
+/* TLS: big segments go to SSL_write straight from the message buffers;
+ * small ones (frame headers, control frames) are batched in a staging
+ * buffer so they do not become one TLS record each. */
+#define TLS_DIRECT_MIN ((size_t)16 << 10)
+
+static int tls_write(h2_conn *c, const uint8_t *p, size_t n, size_t *done)
+{
+    ERR_clear_error();
+    int w = SSL_write(c->ssl, p, (int)(n > (1u << 30) ? 1u << 30 : n));
+    if (w > 0) {
+        *done = (size_t)w;
+        c->wire_out += (uint64_t)w;
+        return PT_OK;
+    }
+    *done = 0;
+    int e = SSL_get_error(c->ssl, w);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return PT_ERR_CLOSED; /* later */
+    char eb[160];
+    return conn_fail(c, PT_ERR_TLS, "TLS write failed: %s", tls_errstr(eb, sizeof eb));
+}
+
 static int flush_tls(h2_conn *c)
 {
     h2_outq *q = &c->out;
     for (;;) {
-        if (c->toff == c->tlen) {
-            c->toff = c->tlen = 0;
-            if (!q->bytes) return PT_OK;
-            while (q->bytes && c->tlen < TLS_STAGE) {
-                h2_seg *s = &q->v[q->head];
-                size_t left = s->len - q->off, k = TLS_STAGE - c->tlen;
-                if (k > left) k = left;
-                memcpy(c->tbuf + c->tlen, seg_ptr(s) + q->off, k);
-                c->tlen += k;
-                outq_consume(q, k);
-            }
-        }
-        ERR_clear_error();
-        size_t n = c->tlen - c->toff;
-        int w = SSL_write(c->ssl, c->tbuf + c->toff, (int)n);
-        if (w > 0) {
-            c->toff += (size_t)w;
-            c->wire_out += (uint64_t)w;
+        size_t done;
+        int rc;
+        if (c->toff < c->tlen) { /* staged bytes first (same buffer on retry) */
+            rc = tls_write(c, c->tbuf + c->toff, c->tlen - c->toff, &done);
+            if (rc) return rc == PT_ERR_CLOSED ? PT_OK : rc;
+            c->toff += done;
             continue;
         }
-        int e = SSL_get_error(c->ssl, w);
-        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return PT_OK;
-        char eb[160];
-        return conn_fail(c, PT_ERR_TLS, "TLS write failed: %s", tls_errstr(eb, sizeof eb));
+        c->toff = c->tlen = 0;
+        if (!q->bytes) return PT_OK;
+        h2_seg *s = &q->v[q->head];
+        size_t left = s->len - q->off;
+        if (left >= TLS_DIRECT_MIN) {
+            rc = tls_write(c, seg_ptr(s) + q->off, left, &done);
+            if (rc) return rc == PT_ERR_CLOSED ? PT_OK : rc;
+            outq_consume(q, done);
+            continue;
+        }
+        while (q->bytes && c->tlen < TLS_STAGE) {
+            s = &q->v[q->head];
+            left = s->len - q->off;
+            if (left >= TLS_DIRECT_MIN && c->tlen > 0) break;
+            size_t k = TLS_STAGE - c->tlen;
+            if (k > left) k = left;
+            memcpy(c->tbuf + c->tlen, seg_ptr(s) + q->off, k);
+            c->tlen += k;
+            outq_consume(q, k);
+        }
     }
 }
 
