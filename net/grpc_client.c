@@ -246,7 +246,7 @@ static int try_connect(pnet_client *c, double end, char *err)
             return PT_ERR_TLS;
         }
     }
-    if (h2_conn_init(&c->h, fd, ssl, peer)) {
+    if (h2_conn_init(&c->h, fd, ssl, peer, NULL)) {
         if (ssl) SSL_free(ssl);
         close(fd);
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory");

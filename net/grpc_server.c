@@ -70,6 +70,7 @@ struct pnet_server {
     pnet_stats total;     /* messages of all clients; wire bytes of closed conns */
     nghttp2_session_callbacks *cbs;
     nghttp2_option *ngopt;
+    uint8_t *rbuf;        /* read buffer shared by all connections */
 };
 
 static const char *const leave_names[] = {"done",      "cancelled", "ended",  "connection lost",
@@ -517,10 +518,9 @@ static void do_accept(pnet_server *s)
             SSL_set_fd(ssl, fd);
             SSL_set_accept_state(ssl);
         }
-        if (!c || (s->tls && !ssl) || h2_conn_init(&c->h, fd, ssl, peer)) {
+        if (!c || (s->tls && !ssl) || h2_conn_init(&c->h, fd, ssl, peer, s->rbuf)) {
             PT_WARN("net: %s: connection dropped: out of memory", peer);
             if (ssl) SSL_free(ssl);
-            if (c && c->h.rbuf) free(c->h.rbuf);
             free(c);
             close(fd);
             continue;
@@ -660,7 +660,8 @@ int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err)
         rc = pt_seterr(err, PT_ERR_NET, "epoll_ctl: %s", strerror(errno));
         goto fail;
     }
-    if (nghttp2_session_callbacks_new(&s->cbs) || nghttp2_option_new(&s->ngopt)) {
+    if (nghttp2_session_callbacks_new(&s->cbs) || nghttp2_option_new(&s->ngopt) ||
+        !(s->rbuf = malloc(H2_RBUF))) {
         rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -795,5 +796,6 @@ void pnet_server_free(pnet_server *s)
     if (s->tls) SSL_CTX_free(s->tls);
     if (s->cbs) nghttp2_session_callbacks_del(s->cbs);
     if (s->ngopt) nghttp2_option_del(s->ngopt);
+    free(s->rbuf);
     free(s);
 }

@@ -20,7 +20,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define TLS_STAGE ((size_t)256 << 10)
+#define TLS_STAGE ((size_t)64 << 10)
 #define IOV_BATCH 1024
 
 /* ---- stream tx pieces ---------------------------------------------------- */
@@ -315,16 +315,19 @@ void h2_callbacks_common(nghttp2_session_callbacks *cb)
 
 /* ---- connection ------------------------------------------------------------ */
 
-int h2_conn_init(h2_conn *c, int fd, SSL *ssl, const char *peer)
+int h2_conn_init(h2_conn *c, int fd, SSL *ssl, const char *peer, uint8_t *shared_rbuf)
 {
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->ssl = ssl;
     snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
-    c->rbuf = malloc(H2_RBUF);
-    if (!c->rbuf) return PT_ERR_NOMEM;
+    c->rbuf = shared_rbuf;
+    if (!c->rbuf) {
+        if (!(c->rbuf = malloc(H2_RBUF))) return PT_ERR_NOMEM;
+        c->own_rbuf = 1;
+    }
     if (ssl && !(c->tbuf = malloc(TLS_STAGE))) {
-        free(c->rbuf);
+        if (c->own_rbuf) free(c->rbuf);
         c->rbuf = NULL;
         return PT_ERR_NOMEM;
     }
@@ -340,7 +343,7 @@ void h2_conn_free(h2_conn *c)
     c->ssl = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
-    free(c->rbuf);
+    if (c->own_rbuf) free(c->rbuf);
     free(c->tbuf);
     c->rbuf = c->tbuf = NULL;
 }

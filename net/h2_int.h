@@ -131,7 +131,8 @@ typedef struct h2_conn {
     h2_outq out;
     uint8_t *tbuf;          /* TLS staging: copied segments awaiting SSL_write */
     size_t toff, tlen;      /* tbuf[toff .. tlen) is unwritten */
-    uint8_t *rbuf;
+    uint8_t *rbuf;          /* H2_RBUF bytes: own, or shared (server: one for all) */
+    int own_rbuf;
     uint64_t wire_in, wire_out;
     int eof;                /* peer closed its side */
     /* Direct receive: while inside a big unpadded DATA frame, the owner may
@@ -158,7 +159,9 @@ void h2_callbacks_common(nghttp2_session_callbacks *cb);
 /* Data provider reading from an h2_tx (source.ptr). */
 nghttp2_data_provider h2_tx_provider(h2_tx *tx);
 
-int h2_conn_init(h2_conn *c, int fd, SSL *ssl, const char *peer);
+/* shared_rbuf: an H2_RBUF-byte read buffer used only during h2_conn_read
+ * (the server shares one across connections); NULL = allocate one. */
+int h2_conn_init(h2_conn *c, int fd, SSL *ssl, const char *peer, uint8_t *shared_rbuf);
 void h2_conn_free(h2_conn *c);
 /* Submit our SETTINGS (window, frame size, header list, ...) and grow the
  * connection window. */
