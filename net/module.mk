@@ -42,9 +42,9 @@ $(NET_CODEC_OBJS) $(BUILD)/tests/test_net_codec.o $(BUILD)/tests/test_net_codec_
 net_TESTS += $(BUILD)/tests/test_net_codec tests/test_net_codec.py
 net_TEST_PREREQS += $(BUILD)/tests/test_net_codec_peer $(NET_PY_STUBS)
 test_net_codec_LIBS := $(NET_LIB) $(CORE_LIB)
-test_net_codec_LDLIBS := -lprotobuf-c
+test_net_codec_LDLIBS := -lprotobuf-c -lnghttp2 -lssl -lcrypto
 test_net_codec_peer_LIBS := $(NET_LIB) $(CORE_LIB)
-test_net_codec_peer_LDLIBS := -lprotobuf-c
+test_net_codec_peer_LDLIBS := -lprotobuf-c -lnghttp2 -lssl -lcrypto
 $(BUILD)/tests/test_net_codec $(BUILD)/tests/test_net_codec_peer: $(NET_LIB) $(CORE_LIB)
 
 

@@ -701,3 +701,35 @@ const char *pnet_cmsg_name(pnet_cmsg_type t)
                                     "get_parameters_res", "fit_res", "evaluate_res"};
     return (unsigned)t < 6 ? n[t] : "unknown";
 }
+
+/* ---- into refcounted transport messages ------------------------------------- */
+
+int pnet_server_out_msg(const pnet_server_out *m, pnet_msg **out, char *err)
+{
+    size_t sz, w;
+    int rc;
+    *out = NULL;
+    if ((rc = pnet_server_out_size(m, &sz, err))) return rc;
+    if ((rc = pnet_msg_new(out, sz)))
+        return pt_seterr(err, rc, "ServerMessage of %zu bytes: %s", sz, pt_strerror(rc));
+    if ((rc = pnet_server_out_pack(m, pnet_msg_data(*out), sz, &w, err))) {
+        pnet_msg_unref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int pnet_client_out_msg(const pnet_client_out *m, pnet_msg **out, char *err)
+{
+    size_t sz, w;
+    int rc;
+    *out = NULL;
+    if ((rc = pnet_client_out_size(m, &sz, err))) return rc;
+    if ((rc = pnet_msg_new(out, sz)))
+        return pt_seterr(err, rc, "ClientMessage of %zu bytes: %s", sz, pt_strerror(rc));
+    if ((rc = pnet_client_out_pack(m, pnet_msg_data(*out), sz, &w, err))) {
+        pnet_msg_unref(*out);
+        *out = NULL;
+    }
+    return rc;
+}

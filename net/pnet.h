@@ -194,6 +194,13 @@ int pnet_server_out_pack(const pnet_server_out *m, uint8_t *buf, size_t cap, siz
                          char *err);
 int pnet_client_out_pack(const pnet_client_out *m, uint8_t *buf, size_t cap, size_t *written,
                          char *err);
+/* Encode straight into a new refcounted transport message (Part 2), sized
+ * exactly, ready for pnet_server_send (one message to many clients, no
+ * copies) or pnet_client_send_msg. *out holds one reference (pnet_msg_unref).
+ * Returns PT_OK, PT_ERR_INVAL, PT_ERR_NOMEM or PT_ERR_RANGE (over 4 GiB). */
+typedef struct pnet_msg pnet_msg;
+int pnet_server_out_msg(const pnet_server_out *m, pnet_msg **out, char *err);
+int pnet_client_out_msg(const pnet_client_out *m, pnet_msg **out, char *err);
 
 /* Decode a whole protobuf message buf[0..len) (no gRPC prefix). out is
  * overwritten (need not be initialised). Views in out point into buf.

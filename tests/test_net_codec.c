@@ -470,6 +470,38 @@ static void t_throughput(void)
     pt_params_free(&q);
 }
 
+/* Straight into refcounted transport messages. */
+static void t_into_pnet_msg(void)
+{
+    pt_params p = {0};
+    pt_config cfg = {0};
+    char err[PT_ERRLEN];
+    fill_params(&p, 3);
+    pt_config_set_int(&cfg, "epochs", 1);
+    pnet_server_out m = {PNET_SMSG_FIT, 0, &p, &cfg};
+    pnet_msg *msg = NULL;
+    size_t sz;
+    ASSERT_OK(pnet_server_out_size(&m, &sz, err));
+    ASSERT_OK(pnet_server_out_msg(&m, &msg, err));
+    ASSERT_EQ_INT(pnet_msg_len(msg), sz);
+    pnet_server_in in;
+    ASSERT_OK(pnet_server_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &in, err));
+    ASSERT_EQ_INT(in.params.n, 3);
+    pnet_server_in_free(&in);
+    pnet_msg_unref(msg);
+    pnet_client_out c = {0};
+    c.type = PNET_CMSG_DISCONNECT;
+    ASSERT_OK(pnet_client_out_msg(&c, &msg, err));
+    ASSERT_EQ_INT(pnet_msg_len(msg), 2);
+    ASSERT(!memcmp(pnet_msg_data(msg), "\x0a\x00", 2));
+    pnet_msg_unref(msg);
+    c.type = PNET_CMSG_NONE;
+    ASSERT_EQ_INT(pnet_client_out_msg(&c, &msg, err), PT_ERR_INVAL);
+    ASSERT(msg == NULL);
+    pt_params_free(&p);
+    pt_config_free(&cfg);
+}
+
 TEST_MAIN(TEST(t_golden_server), TEST(t_golden_client), TEST(t_npy_layout), TEST(t_npy_reject),
           TEST(t_npy_convert), TEST(t_params_roundtrip), TEST(t_scalars_vs_protobuf_c),
-          TEST(t_decoder_robust), TEST(t_throughput))
+          TEST(t_decoder_robust), TEST(t_throughput), TEST(t_into_pnet_msg))
