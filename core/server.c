@@ -400,16 +400,7 @@ static void send_to(srv *s, const int *idx, int k, pnet_msg *msg)
 
 static int build_msg(const pnet_server_out *m, pnet_msg **out, char *err)
 {
-    size_t sz, w;
-    int rc = pnet_server_out_size(m, &sz, err);
-    if (rc) return rc;
-    if ((rc = pnet_msg_new(out, sz))) return pt_seterr(err, rc, "message of %zu bytes", sz);
-    rc = pnet_server_out_pack(m, pnet_msg_data(*out), sz, &w, err);
-    if (rc) {
-        pnet_msg_unref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return pnet_server_out_msg(m, out, err);
 }
 
 /* ---- evaluation and history ------------------------------------------------------------ */
