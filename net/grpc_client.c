@@ -193,7 +193,10 @@ static int tls_handshake(pnet_client *c, double end, char *err)
     char eb[200];
     for (;;) {
         ERR_clear_error();
+        sock_sigpipe g;
+        sock_sigpipe_block(&g);
         int r = SSL_connect(c->h.ssl);
+        sock_sigpipe_restore(&g);
         if (r == 1) break;
         int e = SSL_get_error(c->h.ssl, r);
         struct pollfd p = {.fd = c->h.fd};

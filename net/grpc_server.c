@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_CONN 1000
@@ -459,7 +460,10 @@ static void conn_handshake(srv_conn *c)
 {
     ERR_clear_error();
     c->h.tls_want_write = 0;
+    sock_sigpipe g;
+    sock_sigpipe_block(&g);
     int r = SSL_do_handshake(c->h.ssl);
+    sock_sigpipe_restore(&g);
     if (r == 1) {
         const unsigned char *alpn = NULL;
         unsigned alen = 0;
@@ -493,7 +497,7 @@ static void refuse(int fd, const char *peer)
         0, 0, 0, 0, 0, 0, 0, 0xb,                               /* last 0, ENHANCE_YOUR_CALM */
         't', 'o', 'o', ' ', 'm', 'a', 'n', 'y', ' ', 'c', 'o', 'n', 'n', 'e', 'c', 't', 'i', 'o',
         'n', 's'};
-    ssize_t w = write(fd, frames, sizeof frames);
+    ssize_t w = send(fd, frames, sizeof frames, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)w;
     PT_WARN("net: %s: connection refused: too many connections", peer);
     close(fd);

@@ -10,6 +10,7 @@
  */
 #include "h2_int.h"
 #include "tls_int.h"
+#include "sock_int.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -390,7 +392,10 @@ static ssize_t io_read(h2_conn *c, uint8_t *buf, size_t n)
     }
     ERR_clear_error();
     c->tls_want_write = 0;
+    sock_sigpipe g;
+    sock_sigpipe_block(&g);
     int r = SSL_read(c->ssl, buf, (int)(n > INT_MAX ? INT_MAX : n));
+    sock_sigpipe_restore(&g);
     if (r > 0) return r;
     int e = SSL_get_error(c->ssl, r);
     if (e == SSL_ERROR_WANT_READ) return -1;
@@ -450,8 +455,12 @@ static int flush_plain(h2_conn *c)
             iov[k].iov_base = (void *)(seg_ptr(&q->v[i]) + skip);
             iov[k].iov_len = q->v[i].len - skip;
         }
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)k;
         ssize_t w;
-        do w = writev(c->fd, iov, k);
+        do w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         while (w < 0 && errno == EINTR);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return PT_OK;
@@ -549,7 +558,15 @@ int h2_conn_write(h2_conn *c)
         }
         size_t packed = c->out.bytes - packed0;
         size_t before = c->out.bytes + (c->tlen - c->toff);
-        int rc = c->ssl ? flush_tls(c) : flush_plain(c);
+        int rc;
+        if (c->ssl) {
+            sock_sigpipe g;
+            sock_sigpipe_block(&g);
+            rc = flush_tls(c);
+            sock_sigpipe_restore(&g);
+        } else {
+            rc = flush_plain(c);
+        }
         if (rc) return rc;
         size_t after = c->out.bytes + (c->tlen - c->toff);
         if (after > 0 && after == before) return PT_OK; /* socket full */

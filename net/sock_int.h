@@ -25,4 +25,15 @@ int sock_connect(const char *host, const char *port, int timeout_ms, int *fd_out
 void sock_tune(int fd);
 void sock_peer_string(const struct sockaddr *sa, char *buf, size_t len);
 
+/* Keep SIGPIPE away from the process around writes that cannot pass
+ * MSG_NOSIGNAL (OpenSSL's socket BIO): block it in this thread, and on
+ * restore swallow one raised meanwhile. */
+#include <signal.h>
+typedef struct sock_sigpipe {
+    sigset_t old;
+    int was_pending;
+} sock_sigpipe;
+void sock_sigpipe_block(sock_sigpipe *g);
+void sock_sigpipe_restore(sock_sigpipe *g);
+
 #endif /* PETAL_NET_SOCK_INT_H */

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 /* ---- a server running in a thread ---------------------------------------- */
@@ -427,7 +428,7 @@ static void t_garbage_bytes(void)
     pthread_t th;
     pthread_create(&th, NULL, good_thread, &g);
     const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\x01\x02\x03 garbage garbage garbage";
-    ssize_t w = write(fd, junk, sizeof junk);
+    ssize_t w = send(fd, junk, sizeof junk, MSG_NOSIGNAL);
     int eof = raw_drain(fd, NULL, 5);
     close(fd);
     pthread_join(th, NULL);
@@ -447,7 +448,7 @@ static void t_truncated_message(void)
     uint8_t out[4096];
     craft k;
     size_t n = craft_request(&k, H2_PATH_JOIN, NULL, NULL, body, sizeof body, 0, out, sizeof out);
-    ssize_t w = write(fd, out, n);
+    ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
     int joined = log_has(&x, "join ", 5);
     close(fd); /* truncated: 1000 bytes announced, 10 sent */
     int left = log_has(&x, "protocol error: connection closed inside a gRPC message", 5);
@@ -469,7 +470,7 @@ static int crafted_status(int port, const char *path, const uint8_t *body, size_
     static uint8_t out[1 << 17];
     craft k;
     size_t n = craft_request(&k, path, xname, xval, body, blen, 1, out, sizeof out);
-    ssize_t w = write(fd, out, n);
+    ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
     (void)w;
     *eof = raw_drain(fd, &k, 5);
     close(fd);
@@ -645,7 +646,49 @@ static void t_connect_retries_until_server_up(void)
     ASSERT_MSG(la.took > 0.5 && la.took < 5, "took %.2f s", la.took);
 }
 
-TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
+/* Mutated and truncated copies of a valid request stream, many connections
+ * in a row: the server must survive them all and still serve a good client. */
+static void t_mutation_fuzz(void)
+{
+    srv_ctx x;
+    ASSERT_OK(srv_start(&x, 1 << 20, 0));
+    uint8_t body[64] = {0, 0, 0, 0, 20};
+    for (int i = 5; i < 25; i++) body[i] = (uint8_t)i;
+    memcpy(body + 25, body, 25); /* two messages, then garbage tail */
+    static uint8_t base[8192], buf[8192];
+    craft k;
+    size_t n = craft_request(&k, H2_PATH_JOIN, "x-pad", "abcdefgh", body, 50, 1, base, sizeof base);
+    nghttp2_session_del(k.ng);
+    uint32_t seed = 12345;
+    int sent = 0;
+    for (int it = 0; it < 300; it++) {
+        memcpy(buf, base, n);
+        size_t len = n;
+        int flips = 1 + it % 8;
+        for (int f = 0; f < flips; f++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t pos = 24 + (seed >> 8) % (len - 24); /* keep the preface mostly */
+            buf[pos] = (uint8_t)(seed >> 3);
+        }
+        if (it % 5 == 0) {
+            seed = seed * 1103515245u + 12345u;
+            len = 24 + (seed >> 8) % (len - 24);
+        }
+        int fd = raw_connect(x.port);
+        if (fd < 0) continue;
+        struct timeval tv = {0, 200000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len) sent++;
+        if (it % 3 == 0) raw_drain(fd, NULL, 0.05);
+        close(fd);
+    }
+    int good = good_client(x.port, 500000);
+    srv_stop(&x);
+    ASSERT(sent > 250);
+    ASSERT_EQ_INT(good, 0);
+}
+
+TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
           TEST(t_server_end_stream))
