@@ -32,7 +32,7 @@ NN_PC_WRITE = printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=
 	  'Cflags: -I$${includedir}'
 
 # ---- tests ------------------------------------------------------------------
-nn_TESTS := $(BUILD)/tests/test_nn $(BUILD)/tests/test_nn_grad
+nn_TESTS := $(BUILD)/tests/test_nn $(BUILD)/tests/test_nn_grad tests/test_nn_install.sh
 nn_TEST_PREREQS := $(NN_LIB) $(NN_SO)
 test_nn_LIBS := $(NN_LIB)
 test_nn_LDLIBS := $(NN_LDLIBS)
@@ -59,3 +59,13 @@ $(NN_BENCH): $(BUILD)/nn/bench/bench_nn.o $(NN_LIB)
 .PHONY: bench-nn
 bench-nn: $(NN_BENCH)
 	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_BENCH) $(BENCH_ARGS)
+
+# ---- accuracy check (uses data/'s IDX reader; nn itself does not depend on it) ----
+NN_CHECKACC := $(BUILD)/nn/bench/check_accuracy
+$(NN_CHECKACC): $(BUILD)/nn/bench/check_accuracy.o $(NN_LIB) $$(DATA_LIB) $$(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(NN_LIB) $(DATA_LIB) $(CORE_LIB) $(NN_LDLIBS) $(DATA_LDLIBS)
+
+.PHONY: check-accuracy-nn
+check-accuracy: check-accuracy-nn
+check-accuracy-nn: $(NN_CHECKACC)
+	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_CHECKACC)

@@ -368,11 +368,48 @@ static void backends_agree(const char *preset, int n)
     pnn_model_free(r);
 }
 
+/* 2 threads (work split across images, private conv gradients reduced) agree
+ * with 1 thread; and the finite-difference check holds with 2 threads. */
+static void t_threads_agree(void)
+{
+    pnn_model *a = mk("fmnist-cnn", PNN_BACKEND_OPENBLAS), *b = mk("fmnist-cnn",
+                                                                    PNN_BACKEND_OPENBLAS);
+    ASSERT(a && b);
+    ASSERT_OK(pnn_model_set_backend(b, PNN_BACKEND_OPENBLAS, 2));
+    int n = 7;
+    size_t insz = pnn_input_size(a), np = pnn_param_count(a);
+    float *x = malloc((size_t)n * insz * 4), *ga = malloc(np * 4), *gb = malloc(np * 4);
+    float *dxa = malloc((size_t)n * insz * 4), *dxb = malloc((size_t)n * insz * 4);
+    int32_t y[7] = {0, 1, 2, 3, 4, 5, 6};
+    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = nn_rng_uniform(&rng_state);
+    double la, lb;
+    ASSERT_OK(pnn_gradient(a, x, y, n, 0, NULL, &la, ga, dxa, NULL));
+    ASSERT_OK(pnn_gradient(b, x, y, n, 0, NULL, &lb, gb, dxb, NULL));
+    ASSERT_REL(la, lb, 1e-6);
+    double e = rel_inf(gb, ga, np);
+    ASSERT_MSG(e < 1e-5, "weights gradient: relative error %g", e);
+    e = rel_inf(dxb, dxa, (size_t)n * insz);
+    ASSERT_MSG(e < 1e-5, "input gradient: relative error %g", e);
+    free(x);
+    free(ga);
+    free(gb);
+    free(dxa);
+    free(dxb);
+    pnn_model_free(a);
+    pnn_model_free(b);
+    pnn_model *m = mk(SMALL, PNN_BACKEND_REFERENCE);
+    ASSERT(m);
+    ASSERT_OK(pnn_model_set_backend(m, PNN_BACKEND_REFERENCE, 2));
+    ASSERT_EQ_INT(check_model(m, 5, 0, NULL, 1e-3), 0);
+    pnn_model_free(m);
+}
+
 static void t_backends_fmnist(void) { backends_agree("fmnist-cnn", 8); }
 static void t_backends_seed(void) { backends_agree("seed-cnn", 2); }
 
 TEST_MAIN(TEST(t_grad_conv_valid), TEST(t_grad_conv_same_stride), TEST(t_grad_conv_1x1),
           TEST(t_grad_conv_relu), TEST(t_grad_maxpool), TEST(t_grad_dense), TEST(t_grad_relu),
           TEST(t_grad_softmax), TEST(t_grad_flatten), TEST(t_grad_dropout), TEST(t_grad_loss),
-          TEST(t_grad_small_model), TEST(t_grad_fedprox), TEST(t_backends_fmnist),
+          TEST(t_grad_small_model), TEST(t_grad_fedprox), TEST(t_threads_agree),
+          TEST(t_backends_fmnist),
           TEST(t_backends_seed))
