@@ -123,6 +123,19 @@ def test_python_clients(tag, extra=(), ca=None):
         bad = [e for e in errs if e]
         report("py_concurrent_clients_%s" % tag, not bad, bad)
 
+        # garbage instead of a TLS handshake / h2 preface: that connection is dropped
+        import socket
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as so:
+            so.sendall(b"\x16\x03\x01\x00\x05garbage" if ca else b"GARBAGE * HTTP/1.1\r\n\r\n")
+            try:
+                closed = so.recv(4096) is not None
+                while so.recv(4096):
+                    pass
+            except (ConnectionResetError, socket.timeout):
+                closed = True
+        err = client_session(srv.port, 11, [3, 0, 100_000], ca)
+        report("py_garbage_connection_dropped_%s" % tag, closed and err is None, err)
+
         # several Join streams on ONE connection: each is its own client
         ch = channel_for(srv.port, ca)
         convs = [Conversation(ch) for _ in range(3)]
