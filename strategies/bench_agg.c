@@ -18,6 +18,7 @@
 #include "petal.h"
 #include "pst.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -116,7 +117,8 @@ static double triad(double *a, double *b, double *c, size_t n, int nth, int reps
 
 /* Best time of the adds over reps rounds; batch = 1 (streaming, one add per
  * arriving FitRes) or NCLIENTS (pst_fit_add_many). Returns GB/s of update bytes. */
-static double fold(pt_params *g, pt_params *u, int threads, int batch, int reps, double *check)
+static double fold(pt_params *g, pt_params *u, int threads, int batch, int delta, int reps,
+                   double *check)
 {
     pst_options o;
     pst_strategy *s = NULL;
@@ -125,6 +127,7 @@ static double fold(pt_params *g, pt_params *u, int threads, int batch, int reps,
     int upd;
     pst_options_init(&o);
     o.threads = threads;
+    o.accumulator = delta ? PST_ACC_FLOAT_DELTA : PST_ACC_DOUBLE;
     if (pst_create(&s, "FedAvg", &o, err)) {
         fprintf(stderr, "%s\n", err);
         exit(1);
@@ -173,7 +176,7 @@ static long status_kb(const char *key)
     return v;
 }
 
-static int rss_child(const char *name)
+static int rss_child(const char *name, const char *acc)
 {
     pt_params g, u;
     pst_options o;
@@ -188,7 +191,9 @@ static int rss_child(const char *name)
     fill(u.buf, u.total, 0);
     base = status_kb("VmRSS:");
     pst_options_init(&o);
-    if (pst_create(&s, name, &o, err) || pst_fit_begin(s, 1, &g, err)) goto fail;
+    if (pst_option_set(&o, "accumulator", acc, err) || pst_create(&s, name, &o, err) ||
+        pst_fit_begin(s, 1, &g, err))
+        goto fail;
     for (int k = 0; k < 100; k++) {
         fill(u.buf, u.total, (uint32_t)k + 1); /* the next client's update "arrives" */
         if (pst_fit_add(s, &u, 50 + k, NULL, err)) goto fail;
@@ -196,10 +201,10 @@ static int rss_child(const char *name)
     if (pst_fit_end(s, &g, &upd, NULL, err) || !upd) goto fail;
     {
         long hwm = status_kb("VmHWM:");
-        printf("  %-8s 100 clients: peak RSS %.1f MB = %.2f x model (%.1f MB); "
-               "global+update+binary before the strategy %.1f MB, strategy adds %.1f MB "
+        printf("    %-7s %-11s peak RSS %6.1f MB = %.2f x model (%.1f MB); before the "
+               "strategy (global + update + binary) %.1f MB, strategy adds %.1f MB "
                "(%.2f x model)\n",
-               name, hwm / 1e3 * 1.024, hwm * 1024.0 / (TOTAL * 4.0), model_mb,
+               name, acc, hwm / 1e3 * 1.024, hwm * 1024.0 / (TOTAL * 4.0), model_mb,
                base / 1e3 * 1.024, (hwm - base) / 1e3 * 1.024,
                (hwm - base) * 1024.0 / (TOTAL * 4.0));
     }
@@ -226,12 +231,13 @@ int main(int argc, char **argv)
     const char *script = NULL, *python = "/usr/bin/python3";
     int reps = 3;
     pt_params g, u[NCLIENTS];
-    double tri1, tri2, f[4], chk[4], np_flower = 0, np_dot = 0;
+    double tri1, tri2, f[6], chk[6], np_flower = 0, np_dot = 0, np_avg = 0;
     size_t tn = (size_t)1 << 25; /* 3 x 256 MB triad arrays: beyond the caches */
     double *a, *b, *c;
     char path[] = "/tmp/petal_bench_agg_XXXXXX";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--rss-child") && i + 1 < argc) return rss_child(argv[i + 1]);
+        if (!strcmp(argv[i], "--rss-child") && i + 2 < argc)
+            return rss_child(argv[i + 1], argv[i + 2]);
         if (!strcmp(argv[i], "--numpy") && i + 1 < argc) script = argv[++i];
         else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -268,12 +274,15 @@ int main(int argc, char **argv)
         make_layout(&u[k]);
         fill(u[k].buf, u[k].total, (uint32_t)k);
     }
-    f[0] = fold(&g, u, 1, 1, reps, &chk[0]);
-    f[1] = fold(&g, u, 2, 1, reps, &chk[1]);
-    f[2] = fold(&g, u, 1, NCLIENTS, reps, &chk[2]);
-    f[3] = fold(&g, u, 2, NCLIENTS, reps, &chk[3]);
-    for (int i = 1; i < 4; i++)
-        if (chk[i] != chk[0]) printf("  WARNING: fold variants disagree (%g vs %g)\n", chk[i], chk[0]);
+    f[0] = fold(&g, u, 1, 1, 0, reps, &chk[0]);
+    f[1] = fold(&g, u, 2, 1, 0, reps, &chk[1]);
+    f[2] = fold(&g, u, 1, NCLIENTS, 0, reps, &chk[2]);
+    f[3] = fold(&g, u, 2, NCLIENTS, 0, reps, &chk[3]);
+    f[4] = fold(&g, u, 2, 1, 1, reps, &chk[4]);
+    f[5] = fold(&g, u, 2, NCLIENTS, 1, reps, &chk[5]);
+    for (int i = 1; i < 6; i++)
+        if (fabs(chk[i] - chk[0]) > 1e-6)
+            printf("  WARNING: fold variants disagree (%g vs %g)\n", chk[i], chk[0]);
     printf("  fold, GB/s of update bytes (10 x %.1f MB):\n", TOTAL * 4.0 / 1e6);
     printf("    streaming pst_fit_add, 1 thread  %6.2f GB/s  (%.0f%% of triad 1T)\n", f[0],
            100 * f[0] / tri1);
@@ -283,6 +292,10 @@ int main(int argc, char **argv)
            f[2], 100 * f[2] / tri1);
     printf("    batched pst_fit_add_many(10), 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
            f[3], 100 * f[3] / tri2);
+    printf("    float-delta accumulator, streaming, 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
+           f[4], 100 * f[4] / tri2);
+    printf("    float-delta accumulator, batched(10), 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
+           f[5], 100 * f[5] / tri2);
 
     /* numpy on the same data */
     if (script) {
@@ -306,18 +319,22 @@ int main(int argc, char **argv)
                 double x;
                 if (sscanf(line, "flower_aggregate_gbps %lf", &x) == 1) np_flower = x;
                 else if (sscanf(line, "tensordot_gbps %lf", &x) == 1) np_dot = x;
+                else if (sscanf(line, "np_average_gbps %lf", &x) == 1) np_avg = x;
                 else if (!strncmp(line, "SKIP", 4)) fputs(line, stdout);
             }
             if (pp) pclose(pp);
         }
         unlink(path);
         if (np_flower > 0) {
-            printf("  numpy (same data): Flower 1.6 aggregate() %.2f GB/s, "
-                   "np.tensordot (float32 BLAS) %.2f GB/s\n",
-                   np_flower, np_dot);
-            printf("  ratios: streaming fold 2T / Flower-numpy = %.1fx, / tensordot = %.1fx; "
-                   "batched 2T / Flower-numpy = %.1fx\n",
-                   f[1] / np_flower, np_dot > 0 ? f[1] / np_dot : 0, f[3] / np_flower);
+            printf("  numpy (same data): Flower 1.6 aggregate() %.2f GB/s, np.average(weights=) "
+                   "%.2f GB/s, np.tensordot (float32 BLAS sgemv) %.2f GB/s\n",
+                   np_flower, np_avg, np_dot);
+            printf("  ratios vs Flower's aggregate(): streaming 2T %.1fx, batched 2T %.1fx, "
+                   "float-delta streaming %.1fx; vs np.average: %.1fx / %.1fx; "
+                   "vs tensordot: %.2fx / %.2fx\n",
+                   f[1] / np_flower, f[3] / np_flower, f[4] / np_flower,
+                   np_avg > 0 ? f[1] / np_avg : 0, np_avg > 0 ? f[3] / np_avg : 0,
+                   np_dot > 0 ? f[1] / np_dot : 0, np_dot > 0 ? f[3] / np_dot : 0);
         } else {
             printf("  numpy: not measured (no output from %s)\n", script);
         }
@@ -329,10 +346,13 @@ int main(int argc, char **argv)
     printf("  server RSS while streaming 100 client updates (4 x model = %.1f MB):\n",
            4 * TOTAL * 4.0 / 1e6);
     {
-        char *av1[] = {argv[0], "--rss-child", "FedAvg", NULL};
-        char *av2[] = {argv[0], "--rss-child", "FedAdam", NULL};
+        char *av1[] = {argv[0], "--rss-child", "FedAvg", "double", NULL};
+        char *av2[] = {argv[0], "--rss-child", "FedAvg", "float-delta", NULL};
+        char *av3[] = {argv[0], "--rss-child", "FedAdam", "double", NULL};
+        char *av4[] = {argv[0], "--rss-child", "FedAdam", "float-delta", NULL};
         fflush(stdout);
-        if (spawn_wait(av1) || spawn_wait(av2)) fprintf(stderr, "rss child failed\n");
+        if (spawn_wait(av1) || spawn_wait(av2) || spawn_wait(av3) || spawn_wait(av4))
+            fprintf(stderr, "rss child failed\n");
     }
     return 0;
 }

@@ -6,8 +6,9 @@ usage: bench_agg_numpy.py FILE NCLIENTS SIZE,SIZE,... REPS
 FILE holds NCLIENTS float32 updates back to back, each split into layers of
 the given sizes. Times (best of REPS) Flower 1.6's FedAvg aggregate(): every
 layer multiplied by num_examples, summed with functools.reduce(np.add), divided
-by the total; and the fastest plain-numpy weighted average, np.tensordot of the
-float32 weights with the stacked updates (BLAS sgemv). Prints GB/s of update
+by the total; and numpy's weighted average np.average(stack, axis=0, weights=n); and
+the fastest plain-numpy weighted average, np.tensordot of the float32
+weights with the stacked updates (BLAS sgemv, float32 sums). Prints GB/s of update
 bytes for each (the same metric as the C fold).
 """
 import sys
@@ -48,6 +49,12 @@ def main():
         flower_aggregate(results)
         best = min(best, time.perf_counter() - t0)
     print("flower_aggregate_gbps %.4f" % (nbytes / best / 1e9))
+    best = 1e30
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        np.average(data, axis=0, weights=nums)
+        best = min(best, time.perf_counter() - t0)
+    print("np_average_gbps %.4f" % (nbytes / best / 1e9))
     w = (np.asarray(nums, dtype=np.float32) / np.float32(sum(nums))).astype(np.float32)
     best = 1e30
     for _ in range(reps):

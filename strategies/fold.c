@@ -74,9 +74,43 @@ KERNEL static void blk_fold4(double *restrict a, const unsigned char *restrict p
     }
 }
 
+/* PST_ACC_FLOAT_DELTA: a[j] += w * (x[j] - g[j]), in double, rounded to float. */
+KERNEL static void blk_fold_d(float *restrict a, const unsigned char *restrict p,
+                              const float *restrict g, size_t n, double w)
+{
+    for (size_t j = 0; j < n; j++) {
+        float x;
+        memcpy(&x, p + 4 * j, 4);
+        a[j] = (float)((double)a[j] + w * ((double)x - (double)g[j]));
+    }
+}
+
+/* Four updates, rounded to float once. */
+KERNEL static void blk_fold4_d(float *restrict a, const unsigned char *restrict p0,
+                               const unsigned char *restrict p1, const unsigned char *restrict p2,
+                               const unsigned char *restrict p3, const float *restrict g,
+                               size_t n, const double *w)
+{
+    double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (size_t j = 0; j < n; j++) {
+        float x0, x1, x2, x3;
+        double acc = a[j], gj = g[j];
+        memcpy(&x0, p0 + 4 * j, 4);
+        memcpy(&x1, p1 + 4 * j, 4);
+        memcpy(&x2, p2 + 4 * j, 4);
+        memcpy(&x3, p3 + 4 * j, 4);
+        acc += w0 * ((double)x0 - gj);
+        acc += w1 * ((double)x1 - gj);
+        acc += w2 * ((double)x2 - gj);
+        acc += w3 * ((double)x3 - gj);
+        a[j] = (float)acc;
+    }
+}
+
 typedef struct fold_job {
     const pst_strategy *s;
-    double *acc;
+    double *acc;  /* PST_ACC_DOUBLE */
+    float *accf;  /* PST_ACC_FLOAT_DELTA (then s->global is read too) */
     size_t k;
     const unsigned char *const *const *src;
     const double *w;
@@ -115,6 +149,14 @@ static void *fold_worker(void *arg)
                 j->gx[ng] = x;
                 j->gw[ng++] = j->w[i];
             }
+            if (j->accf) {
+                const float *g = s->global->t[t].data + (p - t0);
+                for (i = 0; i + 4 <= ng; i += 4)
+                    blk_fold4_d(j->accf + p, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3],
+                                g, n, j->gw + i);
+                for (; i < ng; i++) blk_fold_d(j->accf + p, j->gx[i], g, n, j->gw[i]);
+                continue;
+            }
             for (i = 0; i + 4 <= ng; i += 4)
                 blk_fold4(j->acc + p, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3], n,
                           j->gw + i);
@@ -131,11 +173,16 @@ static void unfold(const fold_job *j, size_t i)
     for (size_t t = 0; t < s->nt; t++) {
         size_t t0 = s->off[t], t1 = s->off[t + 1];
         size_t a = t0 > j->lo ? t0 : j->lo, b = t1 < j->stop[i] ? t1 : j->stop[i];
-        if (a < b) blk_fold(j->acc + a, j->src[i][t] + 4 * (a - t0), b - a, -j->w[i]);
+        if (a >= b) continue;
+        if (j->accf)
+            blk_fold_d(j->accf + a, j->src[i][t] + 4 * (a - t0), s->global->t[t].data + (a - t0),
+                       b - a, -j->w[i]);
+        else
+            blk_fold(j->acc + a, j->src[i][t] + 4 * (a - t0), b - a, -j->w[i]);
     }
 }
 
-int pst__fold(const pst_strategy *s, double *acc, size_t k,
+int pst__fold(const pst_strategy *s, void *acc, size_t k,
               const unsigned char *const *const *src, const double *w, int *bad)
 {
     enum { MAXT = 8 };
@@ -165,8 +212,19 @@ int pst__fold(const pst_strategy *s, double *acc, size_t k,
         size_t lo = per * (size_t)t, hi = per * (size_t)(t + 1);
         if (lo > s->total) lo = s->total;
         if (hi > s->total || t == nth - 1) hi = s->total;
-        jobs[t] = (fold_job){s,  acc, k, src, w, lo, hi, ibuf + (size_t)t * k,
-                             sbuf + (size_t)t * k, xbuf + (size_t)t * k, wbuf + (size_t)t * k};
+        int delta = s->o.accumulator == PST_ACC_FLOAT_DELTA;
+        jobs[t] = (fold_job){s,
+                             delta ? NULL : acc,
+                             delta ? acc : NULL,
+                             k,
+                             src,
+                             w,
+                             lo,
+                             hi,
+                             ibuf + (size_t)t * k,
+                             sbuf + (size_t)t * k,
+                             xbuf + (size_t)t * k,
+                             wbuf + (size_t)t * k};
     }
     for (int t = 1; t < nth; t++)
         started[t] = pthread_create(&tid[t], NULL, fold_worker, &jobs[t]) == 0;

@@ -26,4 +26,4 @@ $(BENCH_AGG): $(BUILD)/strategies/bench_agg.o $(STRAT_LIB) $(CORE_LIB)
 $(BUILD)/strategies/bench_agg.o: CFLAGS += -O3
 .PHONY: bench-agg
 bench-agg: $(BENCH_AGG)
-	$(BENCH_AGG) --numpy strategies/bench_agg_numpy.py
+	$(BENCH_AGG) --numpy strategies/bench_agg_numpy.py --python /usr/bin/python3

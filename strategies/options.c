@@ -220,6 +220,15 @@ int pst_option_set(pst_options *o, const char *key, const char *value, char *err
         else return pt_seterr(err, PT_ERR_INVAL, "--defaults: '%s' is not petal or flower", value);
         return PT_OK;
     }
+    if (!strcmp(k, "accumulator")) {
+        if (!strcasecmp(value, "double")) o->accumulator = PST_ACC_DOUBLE;
+        else if (!strcasecmp(value, "float-delta") || !strcasecmp(value, "float_delta"))
+            o->accumulator = PST_ACC_FLOAT_DELTA;
+        else
+            return pt_seterr(err, PT_ERR_INVAL, "--accumulator: '%s' is not double or float-delta",
+                             value);
+        return PT_OK;
+    }
     if (!strcmp(k, "metrics")) {
         if (!strcasecmp(value, "weighted")) o->metrics = PST_METRICS_WEIGHTED;
         else if (!strcasecmp(value, "none")) o->metrics = PST_METRICS_NONE;
@@ -294,7 +303,9 @@ const char *pst_help(void)
            "              --min-completion-rate-evaluate (0.5)\n"
            "  DP wrapper: --noise-multiplier Z --clipping-norm C --num-sampled-clients M\n"
            "              (all required) --seed S (noise RNG, 0)\n"
-           "  --threads N (0 = auto)        threads for the streaming fold\n";
+           "  --threads N (0 = auto)        threads for the streaming fold\n"
+           "  --accumulator double|float-delta  running sum: 8 B/float in double (default)\n"
+           "                                or 4 B/float float32 deltas from the global\n";
 }
 
 /* ---- defaults and validation ---------------------------------------------------- */
@@ -316,6 +327,8 @@ int pst__resolve_options(pst_kind k, int dp, pst_options *e, char *err)
     uint32_t mask = B(k) | (dp ? DPBIT : 0);
     if (e->defaults != PST_DEFAULTS_PETAL && e->defaults != PST_DEFAULTS_FLOWER)
         return pt_seterr(err, PT_ERR_INVAL, "defaults: unknown default set %d", (int)e->defaults);
+    if (e->accumulator != PST_ACC_DOUBLE && e->accumulator != PST_ACC_FLOAT_DELTA)
+        return pt_seterr(err, PT_ERR_INVAL, "accumulator: unknown kind %d", (int)e->accumulator);
     if (e->metrics != PST_METRICS_WEIGHTED && e->metrics != PST_METRICS_NONE)
         return pt_seterr(err, PT_ERR_INVAL, "metrics: unknown mode %d", (int)e->metrics);
     /* options that do not apply are reset to unset (and logged) */

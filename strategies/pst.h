@@ -100,6 +100,20 @@ typedef enum pst_metrics_mode {
     PST_METRICS_NONE = 1
 } pst_metrics_mode;
 
+/* The FedAvg family's running sum (streaming strategies).
+ * PST_ACC_DOUBLE (default): sum_k n_k*w_k in double, 8 bytes per model float;
+ *   the average is exact to the final float32 rounding.
+ * PST_ACC_FLOAT_DELTA: sum_k n_k*(w_k - w_global) in float32 (each step
+ *   computed in double, rounded once), 4 bytes per model float: for servers
+ *   that must stay within ~3x the model size. Error ~k*2^-24*mean|w_k - w|,
+ *   i.e. far below Flower's own float32 sum of weights (k*2^-24*|w|) because
+ *   client deltas are small next to the weights; reads the global as well,
+ *   so a single add moves 16 instead of 20 bytes per float. */
+typedef enum pst_accumulator {
+    PST_ACC_DOUBLE = 0,
+    PST_ACC_FLOAT_DELTA = 1
+} pst_accumulator;
+
 /* Every field starts "unset" (pst_options_init); the strategy fills unset
  * fields from the chosen default set. Options that do not apply to the
  * chosen strategy are ignored (logged at DEBUG), so one option set can serve
@@ -148,15 +162,19 @@ typedef struct pst_options {
     /* Petal: worker threads for the streaming fold (0 or unset = auto: 2 on
      * machines with >= 2 CPUs for models of >= 1M floats, else 1). */
     int threads;
+    /* Petal: accumulator of the streaming strategies (PST_ACC_DOUBLE unless
+     * set; text option "accumulator" = "double" | "float-delta"). */
+    pst_accumulator accumulator;
 } pst_options;
 
-/* Set every field to "unset" (defaults PETAL, metrics WEIGHTED). */
+/* Set every field to "unset" (defaults PETAL, metrics WEIGHTED, accumulator DOUBLE). */
 void pst_options_init(pst_options *o);
 
 /* Set one option from text, for command lines and config files. `key` is the
  * field name with '_' or '-' (e.g. "server-momentum", "proximal_mu",
  * "accept-failures", "defaults" = "petal"|"flower", "metrics" =
- * "weighted"|"none"); a leading "--" is skipped. Booleans accept
+ * "weighted"|"none", "accumulator" = "double"|"float-delta"); a leading
+ * "--" is skipped. Booleans accept
  * 1/0/true/false/yes/no. Returns PT_OK, PT_ERR_NOTFOUND (unknown key) or
  * PT_ERR_INVAL (value not a number / out of range), with err naming both. */
 int pst_option_set(pst_options *o, const char *key, const char *value, char *err);

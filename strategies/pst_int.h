@@ -61,7 +61,8 @@ struct pst_strategy {
     double sqsum;    /* QFedAvg: sum_k ||w - w_k||^2 (after clipping) */
     int have_loss;
     double central_loss;
-    double *acc;     /* total doubles (streaming strategies) */
+    double *acc;     /* total doubles (streaming strategies, PST_ACC_DOUBLE) */
+    float *accf;     /* total floats (streaming strategies, PST_ACC_FLOAT_DELTA) */
     pst_metric_acc fit_metrics;
 
     /* kept updates (median, trimmed mean, Krum, Bulyan) */
@@ -94,11 +95,13 @@ const char *pst__kind_name(pst_kind k);
 /* ---- fold.c ---- */
 
 /* Streaming fold of k updates into acc over the layout of s:
- * acc[j] += w[i] * x_i[j] for every update i, block by block, each block
+ * acc[j] += w[i] * x_i[j] for every update i (PST_ACC_DOUBLE: acc is
+ * double*; PST_ACC_FLOAT_DELTA: acc is float* and gets w[i] * (x_i[j] -
+ * global[j]) with s->global), block by block, each block
  * checked for non-finite values before it is folded; an update found
  * non-finite is unfolded again and bad[i] set to 1. src[i][t] is tensor t's
  * data of update i. Uses up to s->threads threads. */
-int pst__fold(const pst_strategy *s, double *acc, size_t k,
+int pst__fold(const pst_strategy *s, void *acc, size_t k,
               const unsigned char *const *const *src, const double *w, int *bad);
 
 /* Sum of squared differences sum_j (x[j] - g[j])^2 in double over all

@@ -297,6 +297,7 @@ void pst_free(pst_strategy *s)
     free(s->numel);
     free(s->off);
     free(s->acc);
+    free(s->accf);
     for (size_t i = 0; i < s->nalloc; i++) free(s->kept[i]);
     free(s->kept);
     free(s->kept_n);
@@ -396,7 +397,13 @@ int pst_fit_begin(pst_strategy *s, int round, const pt_params *global, char *err
     if (round < 1) return pt_seterr(err, PT_ERR_INVAL, "fit round %d: rounds start at 1", round);
     rc = record_layout(s, global, "global parameters", err);
     if (rc) return rc;
-    if (is_streaming(s->kind)) {
+    if (is_streaming(s->kind) && s->o.accumulator == PST_ACC_FLOAT_DELTA) {
+        if (!s->accf) {
+            s->accf = malloc((s->total ? s->total : 1) * sizeof *s->accf);
+            if (!s->accf) return pt_seterr(err, PT_ERR_NOMEM, "out of memory (accumulator)");
+        }
+        memset(s->accf, 0, s->total * sizeof *s->accf);
+    } else if (is_streaming(s->kind)) {
         if (!s->acc) {
             s->acc = malloc((s->total ? s->total : 1) * sizeof *s->acc);
             if (!s->acc) return pt_seterr(err, PT_ERR_NOMEM, "out of memory (accumulator)");
@@ -476,6 +483,8 @@ static int ensure_kept_slot(pst_strategy *s)
     return PT_OK;
 }
 
+static void *acc_ptr(pst_strategy *s) { return s->accf ? (void *)s->accf : (void *)s->acc; }
+
 /* One update for DP-wrapped, QFedAvg or kept strategies (validated already). */
 static int add_one(pst_strategy *s, const unsigned char *const *src, int64_t n, char *err)
 {
@@ -494,10 +503,12 @@ static int add_one(pst_strategy *s, const unsigned char *const *src, int64_t n, 
         double w = s->kind == PST_K_QFEDAVG ? 1.0 : (double)n, wc = w * c;
         const unsigned char *const *srcs[1] = {src};
         int bad = 0;
-        if (pst__fold(s, s->acc, 1, srcs, &wc, &bad))
+        if (pst__fold(s, acc_ptr(s), 1, srcs, &wc, &bad))
             return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
         if (bad) goto nonfinite;
-        s->gcoef += w * (1.0 - c);
+        /* double: sum of w*(g + c(x - g)) = w*c*x + w*(1-c)*g; the delta
+         * accumulator holds w*c*(x - g) directly */
+        if (!s->accf) s->gcoef += w * (1.0 - c);
         s->wsum += w;
         s->sqsum += sq;
     } else {
@@ -571,7 +582,7 @@ int pst_fit_add_many(pst_strategy *s, size_t k, const pt_params *const *updates,
         }
     }
     if (nv) {
-        if (pst__fold(s, s->acc, nv, srcs, w, bad)) {
+        if (pst__fold(s, acc_ptr(s), nv, srcs, w, bad)) {
             first = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
             goto done;
         }
@@ -613,8 +624,9 @@ int pst_fit_add(pst_strategy *s, const pt_params *update, int64_t num_examples,
 }
 
 /* Compute (commit = 0: check only) or write (commit = 1) the new global and
- * the optimizer state from acc (the FedAvg average, or for QFedAvg the sum of
- * the updates). Returns PT_OK or PT_ERR_DIVERGED (check pass). */
+ * the optimizer state from the accumulator (sum of weight * update, or of
+ * weight * (update - global)) and K = the sum of the weights. Returns PT_OK
+ * or PT_ERR_DIVERGED (check pass). */
 static int apply_streaming(pst_strategy *s, pt_params *g, int commit)
 {
     const pst_options *o = &s->o;
@@ -631,8 +643,14 @@ static int apply_streaming(pst_strategy *s, pt_params *g, int commit)
     for (size_t t = 0; t < s->nt; t++) {
         float *gd = g->t[t].data;
         for (size_t j = 0, i = s->off[t]; j < s->numel[t]; j++, i++) {
-            double a = s->acc[i], gv = gd[j], out;
+            double gv = gd[j], out, a;
             float fm = 0, fv = 0;
+            /* a = the average of the (clipped) updates; QFedAvg: their sum */
+            if (s->accf) a = s->kind == PST_K_QFEDAVG ? K * gv + s->accf[i] : gv + s->accf[i] / K;
+            else {
+                a = s->acc[i] + (s->gcoef != 0 ? s->gcoef * gv : 0.0);
+                if (s->kind != PST_K_QFEDAVG) a /= K;
+            }
             if (s->kind != PST_K_QFEDAVG) a = (float)a; /* Flower's FedAvg result is float32 */
             switch (s->kind) {
             case PST_K_FEDAVGM:
@@ -714,14 +732,6 @@ int pst_fit_end(pst_strategy *s, pt_params *global, int *updated, pt_config *met
             return pt_seterr(err, PT_ERR_INVAL,
                              "%s: the results have 0 examples in total, cannot average",
                              s->name);
-        /* acc := average (or, QFedAvg, sum) of the possibly clipped updates */
-        for (size_t t = 0; t < s->nt; t++) {
-            const float *gd = global->t[t].data;
-            for (size_t j = 0, i = s->off[t]; j < s->numel[t]; j++, i++) {
-                double a = s->acc[i] + (s->gcoef != 0 ? s->gcoef * gd[j] : 0.0);
-                s->acc[i] = s->kind == PST_K_QFEDAVG ? a : a / s->wsum;
-            }
-        }
         if (fedopt && !s->m) {
             s->m = calloc(s->total ? s->total : 1, sizeof *s->m);
             s->v = calloc(s->total ? s->total : 1, sizeof *s->v);

@@ -339,6 +339,16 @@ def main():
         ("dp_fedmedian", "DPFixedClipping(FedMedian)", dp, dict(outliers=2)),
         ("dp_qfedavg", "DPFixedClipping(QFedAvg)", dp,
          dict(outliers=2, losses=[1.0, 0.9, 0.8, 0.7])),
+        # the float32-delta accumulator: same results within float32 rounding
+        ("delta_fedavg", "FedAvg", {"accumulator": "float-delta"}, dict(nclients=9)),
+        ("delta_fedavg_big", "FedAvg", {"accumulator": "float-delta", "threads": 2},
+         dict(shapes=BIG, nclients=6, nrounds=2)),
+        ("delta_fedavgm", "FedAvgM", {"accumulator": "float-delta", "server_momentum": 0.9}),
+        ("delta_fedadam", "FedAdam", {"accumulator": "float-delta"}),
+        ("delta_qfedavg", "QFedAvg", {"accumulator": "float-delta"},
+         dict(losses=[2.3, 1.1, 0.7, 0.5])),
+        ("delta_dp_fedavg", "DPFixedClipping(FedAvg)", dict(dp, accumulator="float-delta"),
+         dict(outliers=2)),
     ]
     fails = 0
     for i, c in enumerate(cases):

@@ -17,6 +17,15 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STRAT_ASAN_ 1
+#endif
+#endif
+#ifndef STRAT_ASAN_
+#define STRAT_ASAN_ 0
+#endif
+
 static void mk(pt_params *p, size_t n, float v)
 {
     int nd = 1;
@@ -942,15 +951,6 @@ static void t_state_save_load(void)
     }
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define STRAT_ASAN_ 1
-#endif
-#endif
-#ifndef STRAT_ASAN_
-#define STRAT_ASAN_ 0
-#endif
-
 #if !(defined(__SANITIZE_ADDRESS__) || STRAT_ASAN_)
 static size_t heap_in_use(void)
 {
@@ -1001,7 +1001,70 @@ static void t_streaming_memory(void)
 #endif
 }
 
-TEST_MAIN(TEST(t_worked_fedavgm), TEST(t_worked_fedopt), TEST(t_petal_defaults),
+#if !(defined(__SANITIZE_ADDRESS__) || STRAT_ASAN_)
+static size_t heap_in_use(void);
+#endif
+
+/* The float32-delta accumulator: worked values, rejection (unfold), memory. */
+static void t_float_delta(void)
+{
+    enum { N = 300000 };
+    pst_options o;
+    double v[2];
+    pt_params g, u;
+    char err[PT_ERRLEN];
+    int upd;
+    pst_options_init(&o);
+    ASSERT_OK(pst_option_set(&o, "accumulator", "float-delta", err));
+    ASSERT_EQ_INT(pst_option_set(&o, "accumulator", "half", err), PT_ERR_INVAL);
+    o.server_momentum = 0.9;
+    pst_strategy *s = create("FedAvgM", &o);
+    ASSERT(s);
+    ASSERT_OK(plus_one_rounds(s, 2, 3, v));
+    ASSERT_NEAR(v[0], 1.0, 1e-6);
+    ASSERT_NEAR(v[1], 2.9, 1e-6);
+    pst_free(s);
+    o.server_momentum = PST_UNSET;
+    o.threads = 2;
+    s = create("FedAvg", &o);
+    mk(&g, N, 0);
+    mk(&u, N, 0);
+    for (size_t i = 0; i < N; i++) g.buf[i] = (float)(i % 13) * 0.25f;
+    ASSERT_OK(pst_fit_begin(s, 1, &g, err));
+    for (size_t i = 0; i < N; i++) u.buf[i] = g.buf[i] + 0.5f;
+    ASSERT_OK(pst_fit_add(s, &u, 1, NULL, err));
+    u.buf[N - 3] = NAN; /* found in the last block of the second thread: unfolded */
+    ASSERT_EQ_INT(pst_fit_add(s, &u, 7, NULL, err), PT_ERR_DIVERGED);
+    for (size_t i = 0; i < N; i++) u.buf[i] = g.buf[i] + 1.5f;
+    ASSERT_OK(pst_fit_add(s, &u, 3, NULL, err));
+    ASSERT_OK(pst_fit_end(s, &g, &upd, NULL, err));
+    ASSERT_EQ_INT(upd, 1);
+    for (size_t i = 0; i < N; i++)
+        if (fabs(g.buf[i] - ((double)(i % 13) * 0.25 + 1.25)) > 1e-6)
+            ASSERT_MSG(0, "at %zu: %.9g", i, g.buf[i]);
+    pst_free(s);
+#if !(defined(__SANITIZE_ADDRESS__) || STRAT_ASAN_)
+    {   /* 100 clients: the strategy adds about one model size */
+        size_t base = heap_in_use(), peak = 0;
+        s = create("FedAvg", &o);
+        ASSERT_OK(pst_fit_begin(s, 1, &g, err));
+        for (int k = 0; k < 100; k++) {
+            size_t now;
+            ASSERT_OK(pst_fit_add(s, &u, 1, NULL, err));
+            now = heap_in_use();
+            if (now > peak) peak = now;
+        }
+        ASSERT_OK(pst_fit_end(s, &g, &upd, NULL, err));
+        ASSERT_MSG(peak - base <= N * sizeof(float) + N / 2, "float-delta grew %zu bytes",
+                   peak - base);
+        pst_free(s);
+    }
+#endif
+    pt_params_free(&g);
+    pt_params_free(&u);
+}
+
+TEST_MAIN(TEST(t_worked_fedavgm), TEST(t_float_delta), TEST(t_worked_fedopt), TEST(t_petal_defaults),
           TEST(t_names_and_options), TEST(t_sampling), TEST(t_fedavg_weighted_and_metrics),
           TEST(t_views_unaligned_and_reject), TEST(t_batch_and_threads),
           TEST(t_failures_semantics), TEST(t_evaluate), TEST(t_fedprox_config), TEST(t_robust),
