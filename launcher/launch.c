@@ -381,8 +381,17 @@ static cJSON *agent_argv(const run *r, int k, int index, int have_dataset_archiv
         add_arg(a, buf);
         add_arg(a, "--strategy");
         add_arg(a, o->strategies[k]);
-        add_arg(a, "--clients");
+        /* every client takes part in every round; clients boot and build
+         * after the server, so it waits long for them */
         snprintf(buf, sizeof buf, "%d", o->n_clients);
+        const char *nopt[] = {"--min-available-clients", "--min-fit-clients",
+                              "--min-evaluate-clients", "--expected-clients"};
+        for (int i = 0; i < 4; i++) {
+            add_arg(a, nopt[i]);
+            add_arg(a, buf);
+        }
+        add_arg(a, "--wait-clients");
+        snprintf(buf, sizeof buf, "%.0f", o->timeout_s);
         add_arg(a, buf);
     } else {
         add_arg(a, "client");
@@ -391,6 +400,10 @@ static cJSON *agent_argv(const run *r, int k, int index, int have_dataset_archiv
         add_arg(a, buf);
         add_arg(a, "--partition");
         snprintf(buf, sizeof buf, "%d/%d", index, o->n_clients);
+        add_arg(a, buf);
+        /* the next strategy's server starts when the previous one ends */
+        add_arg(a, "--connect-timeout");
+        snprintf(buf, sizeof buf, "%.0f", o->timeout_s);
         add_arg(a, buf);
     }
     add_arg(a, "--backend");
@@ -401,7 +414,7 @@ static cJSON *agent_argv(const run *r, int k, int index, int have_dataset_archiv
     }
     if (have_dataset_archive) {
         add_arg(a, "--dataset");
-        add_arg(a, "{data}");
+        add_arg(a, "folder:{data}");
     } else if (o->dataset) {
         add_arg(a, "--dataset");
         add_arg(a, o->dataset);
@@ -433,7 +446,17 @@ static int build_manifest(run *r, const char *role, const char *server_ip, int h
     cJSON *art = cJSON_AddObjectToObject(m, "artifacts");
     rc = presign_or_key(r, "GET", PL_KEY_ARTIFACT_SRC, exp, art, "source", err);
     if (!rc && have_data) rc = presign_or_key(r, "GET", PL_KEY_ARTIFACT_DATA, exp, art, "dataset", err);
-    if (o->agent_binary) cJSON_AddStringToObject(m, "agent_binary", o->agent_binary);
+    if (o->agent_binary) {
+        /* rehearsal: the agents run on this machine, so this very binary
+         * can sign role uploads even when agent_binary is a stand-in */
+        cJSON_AddStringToObject(m, "agent_binary", o->agent_binary);
+        char self[1024];
+        ssize_t l = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (l > 0) {
+            self[l] = 0;
+            cJSON_AddStringToObject(m, "uploader_binary", self);
+        }
+    }
     cJSON *up = cJSON_AddObjectToObject(m, "upload");
     cJSON_AddStringToObject(up, "mode", o->instance_profile ? "role" : "presigned");
     if (o->instance_profile) {

@@ -47,3 +47,4 @@ test_launch_LDLIBS := $(LAUNCHER_LDLIBS)
 $(BUILD)/tests/test_launch: $(LAUNCHER_LIB) $(CORE_LIB)
 launcher_TESTS += tests/test_launch_dryrun.py
 launcher_TEST_PREREQS += $(PETAL_BIN)
+launcher_TESTS += tests/test_launch_rehearsal.py

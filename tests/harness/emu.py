@@ -79,17 +79,24 @@ class Proc:
 
 S3RVER_JS = r"""
 const S3rver = require("@20minutes/s3rver");
+if (process.env.S3_EXTRA_KEY) {
+  const [ak, sk] = process.env.S3_EXTRA_KEY.split(":");
+  require("@20minutes/s3rver/lib/models/account").DUMMY_ACCOUNT.createKeyPair(ak, sk);
+}
 new S3rver({address: "127.0.0.1", port: 0, directory: process.env.S3DATA, silent: true})
   .run().then(({port}) => { console.log("listening " + port); })
   .catch((e) => { console.error(e); process.exit(1); });
 """
 
 
-def start_s3rver():
+def start_s3rver(extra_key=None):
+    """extra_key: (access key, secret) accepted besides S3RVER/S3RVER."""
     tmp = tempfile.mkdtemp(prefix="petal-s3rver-")
     data = os.path.join(tmp, "data")
     os.mkdir(data)
     env = dict(os.environ, S3DATA=data, NODE_PATH=os.path.join(TESTS, "node_modules"))
+    if extra_key:
+        env["S3_EXTRA_KEY"] = "%s:%s" % extra_key
     p = subprocess.Popen(["node", "--openssl-legacy-provider", "-e", S3RVER_JS], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True, cwd=TESTS)
