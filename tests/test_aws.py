@@ -36,8 +36,8 @@ def ec2_err(code, msg, rid):
             % (code, msg, rid)).encode()
 
 
-def scripted(mode):
-    state = {"n": 0}
+def scripted(mode, state=None):
+    state = state if state is not None else {"n": 0}
 
     class H(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a):
@@ -68,13 +68,56 @@ def scripted(mode):
     return srv, "http://127.0.0.1:%d" % srv.server_address[1]
 
 
+PETAL = os.environ.get("PETAL_BIN") or os.path.join(os.path.dirname(HERE), BUILD, "petal")
+
+
+def cli_checks(expired_ep, expired_state, moto):
+    """`petal launch` stops before creating anything when the credentials are bad."""
+    import tempfile
+    failed = 0
+    d = tempfile.mkdtemp(prefix="petal-awscli-")
+    tar = os.path.join(d, "src.tar.gz")
+    with open(tar, "wb") as f:
+        f.write(b"not used")
+    base = [PETAL, "launch", "--n-client-instances", "1", "--dist-tarball", tar, "--state-dir", d,
+            "--env-file", ""]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=d, AWS_ACCESS_KEY_ID="ASIAEXPIREDEXAMPLE", AWS_SECRET_ACCESS_KEY="oldsecret",
+               AWS_SESSION_TOKEN="oldtoken")
+    before = expired_state["n"]
+    p = subprocess.run(base + ["--endpoint-url", expired_ep], env=env, capture_output=True,
+                       text=True, timeout=120)
+    ok = (p.returncode == 1 and "ExpiredToken" in p.stderr and "Refresh" in p.stderr and
+          expired_state["n"] - before == 1 and "oldsecret" not in p.stderr)
+    print("%s: test_aws/cli_expired_token_stops_before_creating%s" % (
+        "PASS" if ok else "FAIL", "" if ok else " rc=%d requests=%d %s" % (
+            p.returncode, expired_state["n"] - before, p.stderr[-400:])))
+    failed += not ok
+    if moto is not None:
+        env.update(AWS_ACCESS_KEY_ID=moto.creds["ak"], AWS_SECRET_ACCESS_KEY="wrong-secret")
+        env.pop("AWS_SESSION_TOKEN")
+        p = subprocess.run(base + ["--endpoint-url", moto.endpoint], env=env, capture_output=True,
+                           text=True, timeout=120)
+        good = emu.cl(moto.endpoint, "ec2", moto.creds["ak"], moto.creds["sk"])
+        groups = [g["GroupName"] for g in good.describe_security_groups()["SecurityGroups"]
+                  if g["GroupName"].startswith("petal-")]
+        ok = p.returncode == 1 and "AuthFailure" in p.stderr and not groups
+        print("%s: test_aws/cli_bad_secret_moto_nothing_created%s" % (
+            "PASS" if ok else "FAIL", "" if ok else " rc=%d %s %s" % (
+                p.returncode, groups, p.stderr[-400:])))
+        failed += not ok
+    return failed
+
+
 def main():
     env = dict(os.environ)
     select = ["http_"]
     procs = []
     servers = []
+    states = {}
     for mode in ("throttle", "fail500", "expired", "huge"):
-        srv, ep = scripted(mode)
+        states[mode] = {"n": 0}
+        srv, ep = scripted(mode, states[mode])
         servers.append(srv)
         env["PL_T_" + mode.upper()] = ep
     try:
@@ -94,9 +137,15 @@ def main():
                        PL_T_MOTO_STOKEN=m.creds["session_token"])
             select.append("moto_")
         else:
+            m = None
             print("SKIP: test_aws/moto moto is not installed for %s" % sys.executable)
         sys.stdout.flush()
         rc = subprocess.run([EXE] + select, env=env).returncode
+        if os.access(PETAL, os.X_OK):
+            rc |= cli_checks(env["PL_T_EXPIRED"], states["expired"], m)
+        else:
+            print("FAIL: test_aws/cli petal binary %s missing" % PETAL)
+            rc = 1
     finally:
         for p in procs:
             p.stop()

@@ -294,6 +294,35 @@ def rehearsal_sigint(env, agent, port, strategies, real):
               (live, groups, buckets))
 
 
+def rehearsal_keep_cleanup(env, agent, port, real):
+    """--keep leaves the instances up; --cleanup RUN_ID finds them by tag (no state file)"""
+    hv_root = os.path.join(env.tmp, "keep-hv")
+    os.makedirs(hv_root)
+    hv = fakehv.FakeHypervisor(env.ec2, hv_root, extra_env={"STANDIN_SECONDS": "1"})
+    hv.start()
+    cmd, out, state = launch_cmd(env, "keep", agent, port, ["FedAvg"], real_args(real) + ["--keep"])
+    p = subprocess.run(cmd, env=run_env(env, hv_root), capture_output=True, text=True, timeout=300)
+    check("keep_exit_0", p.returncode == 0, p.stderr)
+    run_id, st = run_id_of(state)
+    if not run_id:
+        hv.stop()
+        return
+    live, groups, buckets = leftovers(env, run_id)
+    check("keep_instances_left_up", len(live) == 3 and len(groups) == 1 and not buckets,
+          (live, groups, buckets))
+    check("keep_tells_how_to_clean", "--cleanup " + run_id in p.stderr, p.stderr[-500:])
+    os.remove(os.path.join(state, run_id + ".json"))
+    c = subprocess.run([PETAL, "launch", "--cleanup", run_id, "--endpoint-url", env.moto.endpoint,
+                        "--s3-endpoint", env.s3.endpoint, "--state-dir", state,
+                        "--poll-interval", "0.5"],
+                       env=run_env(env, hv_root), capture_output=True, text=True, timeout=300)
+    hv.stop()
+    check("cleanup_exit_0", c.returncode == 0, c.stderr)
+    live, groups, buckets = leftovers(env, run_id)
+    check("cleanup_removed_everything", not live and not groups and not buckets,
+          (live, groups, buckets))
+
+
 def main():
     if not emu.have_s3rver():
         print("SKIP: test_launch_rehearsal @20minutes/s3rver not installed (scripts/deps.sh)")
@@ -305,7 +334,7 @@ def main():
     standin = os.path.join(HERE, "harness", "standin_agent.sh")
     env = Env()
     try:
-        only = os.environ.get("PETAL_REHEARSAL_ONLY", "full,role,kill,sigint").split(",")
+        only = os.environ.get("PETAL_REHEARSAL_ONLY", "full,role,kill,sigint,keep").split(",")
         base = emu.free_port()
         if "full" not in only:
             pass
@@ -322,6 +351,8 @@ def main():
             rehearsal_kill(env, agent, emu.free_port(), ["FedAvg"], real)
         if "sigint" in only:
             rehearsal_sigint(env, agent, emu.free_port(), ["FedAvg"], real)
+        if "keep" in only:
+            rehearsal_keep_cleanup(env, standin, emu.free_port(), False)
     finally:
         env.close()
     return 1 if failed else 0
