@@ -55,6 +55,7 @@ typedef struct srv {
     size_t n_cent, n_dist;
     pt_config fit_metrics_hist, eval_metrics_hist; /* "key" -> "[(r, v), ...]" strings */
     double central_loss;   /* centralised loss of the current global (QFedAvg) */
+    double t_phase;        /* when the current phase's instructions went out */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -544,6 +545,7 @@ static int fit_round(srv *s, const pt_config *base_cfg, int *sampled, int *updat
     s->phase = PH_FIT;
     s->results = s->failures = 0;
     *sampled = k;
+    s->t_phase = pt_now();
     send_to(s, idx, k, msg);
     pnet_msg_unref(msg);
     msg = NULL;
@@ -596,6 +598,7 @@ static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_conf
     if ((rc = pst_evaluate_begin(s->st, s->round))) goto done;
     s->phase = PH_EVAL;
     s->results = s->failures = 0;
+    s->t_phase = pt_now();
     send_to(s, idx, k, msg);
     pnet_msg_unref(msg);
     msg = NULL;
@@ -810,13 +813,16 @@ int pt_server_run(const pt_server_opts *o, char *err)
                 goto fail;
             }
         }
-        double t0 = pt_now();
+        pt_cpu_sample cpu0;
+        pt_cpu_mark(&cpu0);
         rc = fit_round(s, &base, &sampled, &updated, &fit_m, err);
         if (rc) {
             pt_config_free(&fit_m);
             goto fail;
         }
-        rs.fit_time = pt_now() - t0;
+        /* from the FitIns going out (waiting for clients excluded) to the aggregate */
+        rs.fit_time = sampled ? pt_now() - s->t_phase : 0;
+        if (sampled) t_round = s->t_phase; /* the round's clock starts with the FitIns */
         rs.clients_sampled = sampled;
         pst_fit_counts(s->st, &rs.results, &rs.failures, NULL);
         if (sampled == 0) rs.results = rs.failures = 0;
@@ -842,14 +848,13 @@ int pt_server_run(const pt_server_opts *o, char *err)
                  pyf(n3, sizeof n3, pt_now() - s->t_start));
         }
         /* federated evaluation */
-        t0 = pt_now();
         rc = evaluate_round(s, &ran, &dloss, &has_loss, &eval_m, &eres, &efail, err);
         if (rc) {
             pt_config_free(&fit_m);
             pt_config_free(&eval_m);
             goto fail;
         }
-        rs.evaluate_time = ran ? pt_now() - t0 : NAN;
+        rs.evaluate_time = ran ? pt_now() - s->t_phase : NAN;
         rs.eval_results = ran ? eres : -1;
         rs.eval_failures = ran ? efail : -1;
         if (has_loss) {
@@ -872,6 +877,11 @@ int pt_server_run(const pt_server_opts *o, char *err)
             char k[160];
             snprintf(k, sizeof k, "evaluate_%s", eval_m.e[i].key);
             pt_config_set(&all_m, k, &eval_m.e[i].val);
+        }
+        {
+            double proc_pct = NAN;
+            pt_cpu_since(&cpu0, &proc_pct, NULL);
+            pt_config_set_double(&all_m, "server_cpu_seconds", proc_pct / 100 * rs.round_time);
         }
         rs.metrics = &all_m;
         pt_results_round(s->res, &rs);
