@@ -512,6 +512,8 @@ int pst__describe(const pst_strategy *s, char *buf, size_t len)
         default: put(buf, len, &pos, "%d", *(const int *)p); break;
         }
     }
+    if (s->o.accumulator == PST_ACC_FLOAT_DELTA)
+        put(buf, len, &pos, "%saccumulator=float-delta", first ? "" : ", ");
     put(buf, len, &pos, ")%s", s->dp ? ")" : "");
     return (int)pos;
 }

@@ -335,10 +335,12 @@ int pst_set_central_loss(pst_strategy *s, double loss);
  * Server optimizer state (momentum, m, v) advances only when updated.
  * Returns PT_OK (also when not updated), PT_ERR_STATE (no open round; QFedAvg
  * without central loss), PT_ERR_INVAL (Flower's ValueErrors: Bulyan with
- * n < 4f+3, FedTrimmedAvg cutting everything, MultiKrum keeping more than
- * received, total num_examples 0 for weighted strategies) - the global is then
- * unchanged - or PT_ERR_DIVERGED (the new parameters are non-finite: global
- * unchanged, state not advanced). The round is closed in every case. */
+ * n < 4f+3; total num_examples 0 for the weighted strategies, where Flower
+ * would divide by zero) - the global is then unchanged - or PT_ERR_DIVERGED
+ * (the new parameters are non-finite: global unchanged, state not advanced).
+ * The round is closed in every case. MultiKrum with fewer results than
+ * num_clients_to_keep averages all of them (logged; Flower's slice would
+ * silently keep 2n - keep of them). */
 int pst_fit_end(pst_strategy *s, pt_params *global, int *updated, pt_config *metrics_out,
                 char *err);
 

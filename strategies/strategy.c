@@ -721,6 +721,12 @@ int pst_fit_end(pst_strategy *s, pt_params *global, int *updated, pt_config *met
     } else if (!s->o.accept_failures && s->failures > 0) {
         return PT_OK;
     }
+    if (s->dp && s->results != s->o.num_sampled_clients)
+        PT_WARN("The number of clients returning parameters (%d) differs from the number of "
+                "sampled clients (%d). This could impact the differential privacy guarantees "
+                "of the system, potentially leading to privacy leakage or inadequate noise "
+                "calibration.",
+                s->results, s->o.num_sampled_clients);
     if (s->kind == PST_K_QFEDAVG && !s->have_loss)
         return pt_seterr(err, PT_ERR_STATE,
                          "QFedAvg needs the centralised loss of the global weights "
@@ -786,6 +792,11 @@ int pst_fit_end(pst_strategy *s, pt_params *global, int *updated, pt_config *met
         for (size_t t = 0; t < s->nt; t++)
             memcpy(global->t[t].data, s->res + s->off[t], s->numel[t] * sizeof(float));
     }
+    if (s->dp)
+        PT_INFO("aggregate_fit: parameters are clipped by value: %.4f; central DP noise with "
+                "%.4f stdev added",
+                s->o.clipping_norm,
+                s->o.noise_multiplier * s->o.clipping_norm / s->o.num_sampled_clients);
     *updated = 1;
     s->last_round = s->round;
     if (metrics_out && metrics_emit(&s->fit_metrics, metrics_out))
