@@ -559,6 +559,14 @@ static int fit_round(srv *s, const pt_config *base_cfg, int *sampled, int *updat
     SLOG(s, "fit_round %d received %d results and %d failures", s->round, s->results,
            s->failures);
     rc = pst_fit_end(s->st, &s->global, updated, fit_metrics, err);
+    if (rc == PT_ERR_INVAL || rc == PT_ERR_DIVERGED) {
+        /* Flower would raise here; a federation outlives one bad round */
+        SWARN(s, "fit_round %d: aggregation failed, keeping the previous global model: %s",
+              s->round, err);
+        pt_results_failure(s->res, s->round, NULL, "aggregate_fit", err);
+        *updated = 0;
+        rc = PT_OK;
+    }
 done:
     pnet_msg_unref(msg);
     free(idx);
@@ -615,6 +623,11 @@ static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_conf
     SLOG(s, "evaluate_round %d received %d results and %d failures", s->round, s->results,
            s->failures);
     rc = pst_evaluate_end(s->st, loss, has_loss, eval_metrics, err);
+    if (rc == PT_ERR_INVAL || rc == PT_ERR_DIVERGED) {
+        SWARN(s, "evaluate_round %d: aggregation failed: %s", s->round, err);
+        *has_loss = 0;
+        rc = PT_OK;
+    }
 done:
     pnet_msg_unref(msg);
     free(idx);

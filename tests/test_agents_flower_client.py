@@ -98,7 +98,53 @@ def run(tag, ca=None, cert=None, key=None):
         srv.kill()
 
 
+def run_init_from_client(tag, shapes, expect_ok):
+    """--init-from-client: one client's GetParametersRes becomes the global."""
+    with L.tmpdir() as d:
+        out = os.path.join(d, "out")
+        srv, port = L.start_server(
+            ["--rounds", "1", "--model", L.TINY_MODEL, "--init-from-client",
+             "--min-fit-clients", "2", "--min-available-clients", "2", "--fraction-evaluate", "0",
+             "--wait-clients", "60", "--round-timeout", "60", "--out", out], d)
+        rng = np.random.default_rng(11)
+        init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+        def fit(arrays, cfg):
+            return arrays, 10, {}
+
+        def ev(arrays, cfg):
+            return 1.0, 10, {}
+        cs = [L.NumpyClient(port, fit, ev, get_parameters=lambda: init) for _ in range(2)]
+        for c in cs:
+            c.start()
+        for c in cs:
+            c.done.wait(60)
+        rc = srv.wait(60)
+        slog = open(os.path.join(out, "server_log.log")).read()
+        asked = [c for c in cs if c.received and c.received[0][0] == "get_parameters_ins"]
+        if expect_ok:
+            fits = [m for c in cs for k, m in c.received if k == "fit_ins"]
+            want = [L.npy(a) for a in init]
+            L.check("%s_server_exit_0" % tag, rc == 0, srv.output()[-2000:])
+            L.check("%s_one_client_asked" % tag, len(asked) == 1, [c.received for c in cs])
+            L.check("%s_global_is_clients_parameters" % tag, len(fits) == 2 and all(
+                list(m.fit_ins.parameters.tensors) == want for m in fits))
+            L.check("%s_log" % tag, "Requesting initial parameters from one random client" in slog
+                    and "Received initial parameters from one random client" in slog, slog[-800:])
+        else:
+            L.check("%s_server_exit_1_clear_error" % tag, rc == 1 and
+                    "do not fit the server's model" in srv.output() and
+                    "tensor 2" in srv.output(), srv.output()[-1500:])
+            L.check("%s_clients_told_to_leave" % tag, all(
+                c.reconnect is not None and c.error is None for c in cs),
+                [(c.error, c.reconnect) for c in cs])
+        srv.kill()
+
+
 def main():
+    run_init_from_client("init_from_client", L.TINY_SHAPES, True)
+    run_init_from_client("init_from_client_mismatch",
+                         L.TINY_SHAPES[:2] + [(675, 10)] + L.TINY_SHAPES[3:], False)
     run("h2c")
     with L.tmpdir() as d:
         c = L.make_certs(d)

@@ -23,12 +23,19 @@ LIMIT = 240  # training examples before partitioning (2 parts)
 
 class Servicer(pbg.FlowerServiceServicer):
     def __init__(self):
+        self.sessions = 0
+        self.second = []          # replies of the second session
+        self.second_clean = False
         self.replies = []
         self.ended = threading.Event()
         self.stream_end_clean = False
         self.error = None
 
     def Join(self, request_iterator, context):
+        self.sessions += 1
+        if self.sessions == 2:  # the client came back after ReconnectIns(seconds=1)
+            yield from self.second_session(request_iterator)
+            return
         try:
             sm = pb.ServerMessage()
             sm.get_parameters_ins.SetInParent()
@@ -72,13 +79,33 @@ class Servicer(pbg.FlowerServiceServicer):
             self.replies.append(next(request_iterator))
 
             sm = pb.ServerMessage()
-            sm.reconnect_ins.SetInParent()
+            sm.reconnect_ins.seconds = 1
+            self.t_reconnect = time.time()
             yield sm
             self.replies.append(next(request_iterator))
             try:
                 next(request_iterator)
             except StopIteration:
                 self.stream_end_clean = True
+        except Exception as e:  # noqa: BLE001
+            self.error = e
+            self.ended.set()
+
+    def second_session(self, request_iterator):
+        try:
+            self.t_second = time.time()
+            sm = pb.ServerMessage()
+            sm.get_parameters_ins.SetInParent()
+            yield sm
+            self.second.append(next(request_iterator))
+            sm = pb.ServerMessage()
+            sm.reconnect_ins.SetInParent()
+            yield sm
+            self.second.append(next(request_iterator))
+            try:
+                next(request_iterator)
+            except StopIteration:
+                self.second_clean = True
         except Exception as e:  # noqa: BLE001
             self.error = e
         finally:
@@ -147,7 +174,15 @@ def run(tag, ca=None, creds=None):
                 ev.loss > 0 and np.isfinite(ev.loss) and
                 0 <= ev.metrics["accuracy"].double <= 1, ev)
         L.check("%s_disconnect_res_and_half_close" % tag,
-                r[6].HasField("disconnect_res") and svc.stream_end_clean, r[6])
+                r[6].HasField("disconnect_res") and
+                r[6].disconnect_res.reason == pb.RECONNECT and svc.stream_end_clean, r[6])
+        L.check("%s_reconnects_after_seconds" % tag, svc.sessions == 2 and
+                svc.t_second - svc.t_reconnect >= 0.9 and len(svc.second) == 2 and
+                svc.second[0].HasField("get_parameters_res") and
+                list(svc.second[0].get_parameters_res.parameters.tensors) ==
+                list(r[4].fit_res.parameters.tensors) and
+                svc.second[1].disconnect_res.reason == pb.ACK and svc.second_clean,
+                (svc.sessions, svc.second))
         clog = open(os.path.join(out, "client_py%s_log.log" % tag)).read()
         L.check("%s_client_log" % tag, "Disconnect and shut down" in clog and
                 " flwr " in clog, clog[-800:])

@@ -160,8 +160,10 @@ class NumpyClient(threading.Thread):
     or "cancel" (DisconnectRes queued, then the channel closed at once, like
     flwr 1.6's Python client)."""
 
-    def __init__(self, port, fit, evaluate, ca=None, goodbye="halfclose", raw_fit=None):
+    def __init__(self, port, fit, evaluate, ca=None, goodbye="halfclose", raw_fit=None,
+                 get_parameters=None):
         super().__init__(daemon=True)
+        self.get_parameters = get_parameters
         self.port, self.fit_fn, self.eval_fn, self.ca = port, fit, evaluate, ca
         self.goodbye, self.raw_fit = goodbye, raw_fit
         self.received = []      # (kind, message) in order
@@ -222,6 +224,11 @@ class NumpyClient(threading.Thread):
                         call.cancel()
                         break
                     q.put(None)
+                elif kind == "get_parameters_ins" and self.get_parameters:
+                    r = pb.ClientMessage()
+                    r.get_parameters_res.status.message = "Success"
+                    r.get_parameters_res.parameters.CopyFrom(params(self.get_parameters()))
+                    q.put(r)
                 else:
                     r = pb.ClientMessage()
                     r.get_parameters_res.status.code = pb.GET_PARAMETERS_NOT_IMPLEMENTED
