@@ -140,7 +140,7 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
     pnn_epoch_stats *st = NULL;
     pt_cpu_mark(&mark);
     c->fits++;
-    c->round = c->fits;
+    c->round = (int)pt_config_number_or(&in->config, "server_round", c->fits);
     r.type = PNET_CMSG_FIT;
     r.status_message = "Success";
     if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))
@@ -204,7 +204,7 @@ static int do_evaluate(cli *c, const pnet_server_in *in, char *err)
     pnet_client_out r = {0};
     pt_cpu_mark(&mark);
     c->evals++;
-    c->round = c->evals;
+    c->round = (int)pt_config_number_or(&in->config, "server_round", c->evals);
     r.type = PNET_CMSG_EVALUATE;
     r.status_message = "Success";
     if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))

@@ -530,6 +530,7 @@ static int fit_round(srv *s, const pt_config *base_cfg, int *sampled, int *updat
     if (!(idx = malloc((size_t)(k ? k : 1) * sizeof *idx))) return PT_ERR_NOMEM;
     if ((rc = pst_sample(&s->rng, avail, k, idx))) goto done;
     if ((rc = pt_config_copy(&cfg, base_cfg))) goto done;
+    pt_config_set_int(&cfg, "server_round", s->round); /* as Flower's examples do */
     if ((rc = pst_configure_fit(s->st, s->round, &cfg, err))) goto done;
     pnet_server_out m = {PNET_SMSG_FIT, 0, &s->global, &cfg};
     if ((rc = build_msg(&m, &msg, err))) goto done;
@@ -598,6 +599,7 @@ static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_conf
     }
     if (!(idx = malloc((size_t)k * sizeof *idx))) return PT_ERR_NOMEM;
     if ((rc = pst_sample(&s->rng, avail, k, idx))) goto done;
+    pt_config_set_int(&cfg, "server_round", s->round);
     pt_config_set_int(&cfg, "batch_size", s->o->batch_size);
     if ((rc = pst_configure_evaluate(s->st, s->round, &cfg, err))) goto done;
     pnet_server_out m = {PNET_SMSG_EVALUATE, 0, &s->global, &cfg};

@@ -73,6 +73,7 @@ def run(tag, ca=None, cert=None, key=None):
         fit_cfg = a.received[0][1].fit_ins.config
         L.check("%s_fit_config" % tag,
                 fit_cfg["epochs"].sint64 == 3 and fit_cfg["batch_size"].sint64 == 16 and
+                fit_cfg["server_round"].sint64 == 1 and
                 abs(fit_cfg["lr"].double - 0.01) < 1e-15, fit_cfg)
         # round 1's update comes back bit-exactly as the global of the evaluate and of round 2
         if len(a.received) >= 3 and returned.get("a"):
