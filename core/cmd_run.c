@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -712,6 +713,7 @@ static int run_strategy(const run_opts *o, int si, run_state *rs)
                 o->rounds, dir);
 
     double t0 = pt_now(), last_draw = 0, clients_gone_at = 0;
+    int clients_failed = 0;
     while (result == 0) {
         if (g_stop) {
             result = 2;
@@ -724,8 +726,19 @@ static int run_strategy(const run_opts *o, int si, run_state *rs)
         for (int i = 1; i < n; i++) clients_alive += cs[i].alive;
         double now = pt_now();
         if (clients_alive == 0) {
+            int failed_clients = 0;
+            for (int i = 1; i < n; i++) failed_clients += !exit_ok(&cs[i]);
             if (clients_gone_at == 0) clients_gone_at = now;
-            else if (now - clients_gone_at > 20) {
+            if (failed_clients == n - 1 && !p->run_end) {
+                /* every client failed (bad dataset, impossible partition...):
+                 * nothing can complete; their errors are printed below */
+                fprintf(stderr, "%spetal run: %s: every client failed; stopping the server\n",
+                        rs->tty ? "\r\033[K" : "", strategy);
+                result = 1;
+                clients_failed = 1;
+                break;
+            }
+            if (now - clients_gone_at > 20) {
                 fprintf(stderr, "%spetal run: %s: every client has exited but the server is "
                                 "still running after 20 s; stopping it\n",
                         rs->tty ? "\r\033[K" : "", strategy);
@@ -755,11 +768,16 @@ static int run_strategy(const run_opts *o, int si, run_state *rs)
             double eta_s = left_this + per_strat * (o->n_strategies - si - 1);
             fmt_dur(now - rs->t_start, el, sizeof el);
             fmt_dur(eta_s, eta, sizeof eta);
-            fprintf(stderr, "\r\033[K[%d/%d %s] round %d/%d | clients %d/%d | %s | elapsed %s | "
-                            "ETA %s",
-                    si + 1, o->n_strategies, strategy,
-                    p->rounds_done < p->rounds_req ? p->rounds_done + 1 : p->rounds_req,
-                    p->rounds_req, p->clients_up, o->clients, phase, el, eta);
+            char line[512];
+            snprintf(line, sizeof line,
+                     "[%d/%d %s] round %d/%d | clients %d/%d | %s | elapsed %s | ETA %s",
+                     si + 1, o->n_strategies, strategy,
+                     p->rounds_done < p->rounds_req ? p->rounds_done + 1 : p->rounds_req,
+                     p->rounds_req, p->clients_up, o->clients, phase, el, eta);
+            struct winsize ws;
+            if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10 && ws.ws_col < sizeof line)
+                line[ws.ws_col - 1] = '\0'; /* one line, or \r cannot redraw it */
+            fprintf(stderr, "\r\033[K%s", line);
             fflush(stderr);
             last_draw = now;
         }
@@ -782,7 +800,7 @@ static int run_strategy(const run_opts *o, int si, run_state *rs)
         describe_exit(&cs[0], why, sizeof why);
         fprintf(stderr, "petal run: %s: the server %s (%s)\n", strategy,
                 cs[0].stopped ? "was stopped" : "failed", why);
-        print_tail(cs[0].log, 12);
+        if (!clients_failed) print_tail(cs[0].log, 12); /* else the clients say why */
         result = 1;
     }
     for (int i = 1; i < n && result != 2; i++) { /* clients that failed on their own */

@@ -101,6 +101,13 @@ def run(tmp):
                                   f"{runs[s]['mean_round_time']:.2f} s/round"
                                   for s in STRATEGIES if s in runs))
 
+    # an impossible partition: the clients' error reaches the user quickly
+    r = subprocess.run([PETAL, "run", "--strategy", "FedAvg", "--partition", "shards:50000",
+                        "--limit", "10", "--rounds", "1", "--out", os.path.join(tmp, "imp"),
+                        "--timeout", "120"], capture_output=True, text=True, timeout=300)
+    check("impossible_partition", r.returncode == 1 and "every client failed" in r.stderr
+          and "100000 shards but only 20 training examples" in r.stderr, r.stderr[-2000:])
+
     html = os.path.join(out, "report.html")
     if not chromium_binary():
         print("SKIP: test_run_e2e/chromium_render chromium not installed "
