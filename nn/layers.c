@@ -17,74 +17,92 @@ static int conv_is_direct(const nn_layer *l)
 }
 
 /* Short rows (first layers: 3x3x1, 3x3x3) are copied inline, not via memcpy. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-#endif
 static inline void copy_row(float *restrict d, const float *restrict s, size_t n)
 {
     if (n > 32) {
         memcpy(d, s, n * sizeof(float));
         return;
     }
-    for (size_t j = 0; j < n; j++) d[j] = s[j];
+    size_t j = 0;
+#ifdef __SSE2__
+    for (; j + 4 <= n; j += 4) _mm_storeu_ps(d + j, _mm_loadu_ps(s + j));
+#endif
+    for (; j < n; j++) d[j] = s[j];
 }
 
-/* Rows x (kh*kw*ic) patch matrix of nb images. */
-static void im2col(const nn_layer *l, int nb, const float *x, float *col)
+/* Patch matrix rows [r0, r1) of a batch (row r = image r / pix, output pixel
+ * r % pix), each kh*kw*ic floats. x is the batch's first image. */
+static void im2col(const nn_layer *l, const float *x, size_t r0, size_t r1, float *col)
 {
-    const int ic = l->ic, kw = l->kw, iw = l->iw, ih = l->ih;
-    const size_t rowlen = (size_t)kw * ic;
+    const int ic = l->ic, kw = l->kw, iw = l->iw, ih = l->ih, ow = l->ow;
+    const size_t rowlen = (size_t)kw * ic, pix = (size_t)l->oh * ow;
+    size_t n = r0 / pix, p = r0 % pix;
+    int oy = (int)(p / ow), ox = (int)(p % ow);
+    const float *img = x + n * l->isz;
     float *d = col;
-    for (int n = 0; n < nb; n++) {
-        const float *img = x + (size_t)n * l->isz;
-        for (int oy = 0; oy < l->oh; oy++) {
-            for (int ox = 0; ox < l->ow; ox++) {
-                const int ix0 = ox * l->sw - l->pl;
-                for (int ky = 0; ky < l->kh; ky++, d += rowlen) {
-                    const int iy = oy * l->sh - l->pt + ky;
-                    if (iy < 0 || iy >= ih) {
-                        memset(d, 0, rowlen * sizeof(float));
-                        continue;
-                    }
-                    const float *s = img + ((size_t)iy * iw) * ic;
-                    if (ix0 >= 0 && ix0 + kw <= iw) {
-                        copy_row(d, s + (size_t)ix0 * ic, rowlen);
-                    } else {
-                        for (int kx = 0; kx < kw; kx++) {
-                            int ix = ix0 + kx;
-                            if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
-                            else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
-                        }
-                    }
+    for (size_t r = r0; r < r1; r++) {
+        const int ix0 = ox * l->sw - l->pl;
+        for (int ky = 0; ky < l->kh; ky++, d += rowlen) {
+            const int iy = oy * l->sh - l->pt + ky;
+            if (iy < 0 || iy >= ih) {
+                memset(d, 0, rowlen * sizeof(float));
+                continue;
+            }
+            const float *s = img + ((size_t)iy * iw) * ic;
+            if (ix0 >= 0 && ix0 + kw <= iw) {
+                copy_row(d, s + (size_t)ix0 * ic, rowlen);
+            } else {
+                for (int kx = 0; kx < kw; kx++) {
+                    int ix = ix0 + kx;
+                    if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
+                    else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
                 }
+            }
+        }
+        if (++ox == ow) {
+            ox = 0;
+            if (++oy == l->oh) {
+                oy = 0;
+                img += l->isz;
             }
         }
     }
 }
 
-/* Scatter-add the patch-matrix gradient back into dx (zeroed by the caller). */
-static void col2im(const nn_layer *l, int nb, const float *col, float *dx)
+/* Scatter-add patch-matrix gradient rows [r0, r1) into dx (the batch's first
+ * image; cleared by the caller). */
+static void col2im(const nn_layer *l, const float *col, size_t r0, size_t r1, float *dx)
 {
-    const int ic = l->ic, kw = l->kw, iw = l->iw, ih = l->ih;
-    const size_t rowlen = (size_t)kw * ic;
+    const int ic = l->ic, kw = l->kw, iw = l->iw, ih = l->ih, ow = l->ow;
+    const size_t rowlen = (size_t)kw * ic, pix = (size_t)l->oh * ow;
+    size_t n = r0 / pix, p = r0 % pix;
+    int oy = (int)(p / ow), ox = (int)(p % ow);
+    float *img = dx + n * l->isz;
     const float *d = col;
-    for (int n = 0; n < nb; n++) {
-        float *img = dx + (size_t)n * l->isz;
-        for (int oy = 0; oy < l->oh; oy++) {
-            for (int ox = 0; ox < l->ow; ox++) {
-                const int ix0 = ox * l->sw - l->pl;
-                for (int ky = 0; ky < l->kh; ky++, d += rowlen) {
-                    const int iy = oy * l->sh - l->pt + ky;
-                    if (iy < 0 || iy >= ih) continue;
-                    float *s = img + ((size_t)iy * iw) * ic;
-                    for (int kx = 0; kx < kw; kx++) {
-                        int ix = ix0 + kx;
-                        if (ix < 0 || ix >= iw) continue;
-                        float *t = s + (size_t)ix * ic;
-                        const float *g = d + kx * ic;
-                        for (int c = 0; c < ic; c++) t[c] += g[c];
-                    }
-                }
+    for (size_t r = r0; r < r1; r++) {
+        const int ix0 = ox * l->sw - l->pl;
+        for (int ky = 0; ky < l->kh; ky++, d += rowlen) {
+            const int iy = oy * l->sh - l->pt + ky;
+            if (iy < 0 || iy >= ih) continue;
+            float *s = img + ((size_t)iy * iw) * ic;
+            if (ix0 >= 0 && ix0 + kw <= iw) {
+                float *restrict t = s + (size_t)ix0 * ic;
+                for (size_t j = 0; j < rowlen; j++) t[j] += d[j];
+                continue;
+            }
+            for (int kx = 0; kx < kw; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= iw) continue;
+                float *t = s + (size_t)ix * ic;
+                const float *g = d + kx * ic;
+                for (int c = 0; c < ic; c++) t[c] += g[c];
+            }
+        }
+        if (++ox == ow) {
+            ox = 0;
+            if (++oy == l->oh) {
+                oy = 0;
+                img += l->isz;
             }
         }
     }
@@ -153,26 +171,38 @@ typedef struct conv_task {
     float *out, *gy, *dx;
 } conv_task;
 
+/* Thread tid owns images [n0, n1) (so no two threads touch one image's dx) and
+ * walks their output rows in blocks of l->chunk rows, keeping each block's patch
+ * matrix and GEMM operands cache-resident. */
+static void thread_rows(const conv_task *t, int tid, int nt, size_t *r0, size_t *r1)
+{
+    const size_t pix = (size_t)t->l->oh * t->l->ow;
+    size_t per = ((size_t)t->b + nt - 1) / nt, n0 = per * tid, n1 = n0 + per;
+    if (n1 > (size_t)t->b) n1 = (size_t)t->b;
+    if (n0 > n1) n0 = n1;
+    *r0 = n0 * pix;
+    *r1 = n1 * pix;
+}
+
 static void conv_forward_task(void *arg, int tid, int nt)
 {
     conv_task *t = arg;
     pnn_model *m = t->m;
     nn_layer *l = t->l;
     const int K = l->kh * l->kw * l->ic;
-    const size_t pix = (size_t)l->oh * l->ow;
     const float *W = m->w + l->woff, *B = m->w + l->boff;
     float *ws = m->ws + (size_t)tid * m->ws_n;
-    int chunk = l->chunk > 0 ? l->chunk : 1;
-    for (int n0 = tid * chunk; n0 < t->b; n0 += nt * chunk) {
-        int nb = t->b - n0 < chunk ? t->b - n0 : chunk;
-        const float *xs = t->x + (size_t)n0 * l->isz;
-        float *ys = t->out + (size_t)n0 * l->osz;
-        const float *A = xs;
+    size_t rb = l->chunk > 0 ? (size_t)l->chunk : 1, r0, r1;
+    thread_rows(t, tid, nt, &r0, &r1);
+    for (size_t r = r0; r < r1; r += rb) {
+        size_t re = r + rb < r1 ? r + rb : r1;
+        int rows = (int)(re - r);
+        const float *A = t->x + r * K; /* direct: pixels are the rows */
         if (!conv_is_direct(l)) {
-            im2col(l, nb, xs, ws);
+            im2col(l, t->x, r, re, ws);
             A = ws;
         }
-        int rows = (int)(nb * pix);
+        float *ys = t->out + r * l->oc;
         nn_sgemm(m->backend, 0, 0, rows, l->oc, K, 1.0f, A, K, W, l->oc, 0.0f, ys, l->oc);
         bias_act(ys, (size_t)rows, l->oc, B, l->act);
     }
@@ -184,38 +214,39 @@ static void conv_backward_task(void *arg, int tid, int nt)
     pnn_model *m = t->m;
     nn_layer *l = t->l;
     const int K = l->kh * l->kw * l->ic;
-    const size_t pix = (size_t)l->oh * l->ow;
     const float *W = m->w + l->woff;
     float *ws = m->ws + (size_t)tid * m->ws_n, *ws2 = m->ws2 + (size_t)tid * m->ws_n;
     /* thread 0 accumulates straight into the model's gradient, others privately */
     float *dW = tid == 0 ? m->g + l->woff : m->gpriv + (size_t)tid * m->gpriv_n;
     float *dB = tid == 0 ? m->g + l->boff : dW + l->wn;
     if (tid != 0) memset(dW, 0, (l->wn + l->bn) * sizeof(float));
-    int chunk = l->chunk > 0 ? l->chunk : 1;
     int direct = conv_is_direct(l);
-    for (int n0 = tid * chunk; n0 < t->b; n0 += nt * chunk) {
-        int nb = t->b - n0 < chunk ? t->b - n0 : chunk;
-        const float *xs = t->x + (size_t)n0 * l->isz;
-        float *gs = t->gy + (size_t)n0 * l->osz;
-        int rows = (int)(nb * pix);
-        act_backward(gs, t->y + (size_t)n0 * l->osz, (size_t)rows, l->oc, l->act);
+    size_t rb = l->chunk > 0 ? (size_t)l->chunk : 1, r0, r1;
+    thread_rows(t, tid, nt, &r0, &r1);
+    if (t->dx && !direct && r1 > r0) {
+        size_t pix = (size_t)l->oh * l->ow;
+        memset(t->dx + r0 / pix * l->isz, 0, (r1 - r0) / pix * l->isz * sizeof(float));
+    }
+    for (size_t r = r0; r < r1; r += rb) {
+        size_t re = r + rb < r1 ? r + rb : r1;
+        int rows = (int)(re - r);
+        float *gs = t->gy + r * l->oc;
+        if (!l->relu_masked) act_backward(gs, t->y + r * l->oc, (size_t)rows, l->oc, l->act);
         col_sums(dB, gs, (size_t)rows, l->oc);
-        const float *A = xs;
+        const float *A = t->x + r * K;
         if (!direct) {
-            im2col(l, nb, xs, ws);
+            im2col(l, t->x, r, re, ws);
             A = ws;
         }
         nn_sgemm(m->backend, 1, 0, K, l->oc, rows, 1.0f, A, K, gs, l->oc, 1.0f, dW, l->oc);
         if (t->dx) {
-            float *dxs = t->dx + (size_t)n0 * l->isz;
             if (direct) {
-                nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f, dxs,
-                         K);
+                nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
+                         t->dx + r * K, K);
             } else {
                 nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f, ws2,
                          K);
-                memset(dxs, 0, (size_t)nb * l->isz * sizeof(float));
-                col2im(l, nb, ws2, dxs);
+                col2im(l, ws2, r, re, t->dx);
             }
         }
     }
@@ -233,9 +264,7 @@ static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, cons
 {
     conv_task t = {m, l, b, x, y, NULL, gy, dx};
     nn_blas_threads(1);
-    nn_parallel(m, conv_backward_task, &t);
-    int used = (b + l->chunk - 1) / (l->chunk > 0 ? l->chunk : 1);
-    int nt = m->threads < used ? m->threads : used;
+    int nt = nn_parallel(m, conv_backward_task, &t); /* each thread cleared its buffer */
     for (int k = 1; k < nt; k++) { /* reduce the private gradients, in thread order */
         const float *p = m->gpriv + (size_t)k * m->gpriv_n;
         float *g = m->g + l->woff; /* kernel and bias are adjacent */
@@ -303,6 +332,7 @@ static void pool_backward_range(nn_layer *l, int n0, int n1, const float *x, con
 #ifdef __SSE2__
                     for (; k + 4 <= c; k += 4) {
                         __m128 v = _mm_loadu_ps(o + k), r = _mm_loadu_ps(g + k);
+                        if (l->relu_in) r = _mm_and_ps(r, _mm_cmpgt_ps(v, _mm_setzero_ps()));
                         __m128 q0 = _mm_cmpeq_ps(_mm_loadu_ps(p0 + k), v);
                         _mm_storeu_ps(d0 + k, _mm_and_ps(q0, r));
                         r = _mm_andnot_ps(q0, r);
@@ -316,6 +346,7 @@ static void pool_backward_range(nn_layer *l, int n0, int n1, const float *x, con
 #endif
                     for (; k < c; k++) {
                         float v = o[k], r = g[k];
+                        if (l->relu_in && !(v > 0.0f)) r = 0.0f;
                         float a0 = p0[k] == v ? r : 0.0f;
                         r = p0[k] == v ? 0.0f : r;
                         float a1 = p1[k] == v ? r : 0.0f;
@@ -341,7 +372,7 @@ static void pool_backward_range(nn_layer *l, int n0, int n1, const float *x, con
                             }
                         }
                 found:
-                    d[win] += g[k];
+                    d[win] += l->relu_in && !(v > 0.0f) ? 0.0f : g[k];
                 }
             }
         }

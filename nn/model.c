@@ -437,6 +437,14 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                                             "Flatten/Dense), got %dx%dx%d", h, w, c);
     if (c < 2)
         return nn_seterr(err, PNN_ERR_JSON, "the model needs at least 2 outputs (classes)");
+    /* a max pool after a ReLU conv applies the ReLU mask in its backward pass:
+     * the window winner is the pooled value, positive iff the ReLU passed it */
+    for (int i = 0; i + 1 < n; i++)
+        if (m->L[i].type == NN_CONV && m->L[i].act == NN_ACT_RELU &&
+            m->L[i + 1].type == NN_POOL) {
+            m->L[i].relu_masked = 1;
+            m->L[i + 1].relu_in = 1;
+        }
     nn_layer *last = &m->L[n - 1];
     if (last->type == NN_SOFTMAX) {
         m->final_softmax = 1;

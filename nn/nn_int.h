@@ -34,7 +34,9 @@ typedef struct nn_layer {
     size_t woff, boff;          /* kernel / bias offsets in the flat weights (w layers) */
     size_t wn, bn;              /* kernel / bias sizes */
     size_t isz, osz;            /* floats per image in / out */
-    int chunk;                  /* conv: images per im2col chunk */
+    int chunk;                  /* conv: output rows per im2col block */
+    int relu_in;                /* pool: input is a ReLU output; backward applies its mask */
+    int relu_masked;            /* conv: the next layer (pool) applies our ReLU mask */
     /* batch buffers (owned by the model's arena; cap images) */
     float *out;                 /* cap * osz (Flatten: aliases its input) */
     float *mask;                /* dropout: cap * osz multipliers */
@@ -85,8 +87,9 @@ struct pnn_model {
     size_t nblocks, capblocks;
 };
 
-/* Run fn(ctx, tid, nthreads) on the model's threads (caller is tid 0). */
-void nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx);
+/* Run fn(ctx, tid, nthreads) on the model's threads (caller is tid 0);
+ * returns nthreads. */
+int nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx);
 void nn_pool_free(pnn_model *m);
 
 /* Format err (may be NULL) and return code. */

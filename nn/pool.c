@@ -95,7 +95,7 @@ static struct nn_pool *pool_new(int n)
     return p;
 }
 
-void nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx)
+int nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx)
 {
     int want = m->threads - 1;
     if (want > 0 && (!m->pool || m->pool->n != want)) {
@@ -105,7 +105,7 @@ void nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx)
     struct nn_pool *p = m->pool;
     if (want <= 0 || !p || p->n == 0) {
         fn(ctx, 0, 1); /* no pool (1 thread, or threads could not start): run inline */
-        return;
+        return 1;
     }
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
@@ -119,4 +119,5 @@ void nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx)
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    return p->n + 1;
 }

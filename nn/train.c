@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONV_TARGET_ROWS 4096
-
 static int nfwd(const pnn_model *m)
 {
     return m->L[m->nl - 1].type == NN_SOFTMAX ? m->nl - 1 : m->nl;
@@ -48,13 +46,13 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
             if (!l->mask) goto nomem;
         }
         if (l->type == NN_CONV) {
-            size_t pix = (size_t)l->oh * l->ow, K = (size_t)l->kh * l->kw * l->ic;
-            size_t ch = CONV_TARGET_ROWS / pix, per = ((size_t)cap + T - 1) / T;
-            if (ch > per) ch = per; /* every thread gets a chunk */
-            if (ch < 1) ch = 1;
+            /* row blocks of ~1 MiB patch matrices (at least 256, at most 8192 rows) */
+            size_t K = (size_t)l->kh * l->kw * l->ic, rb = ((size_t)1 << 18) / K;
+            if (rb < 256) rb = 256;
+            if (rb > 8192) rb = 8192;
+            l->chunk = (int)rb;
+            if (rb * K > ws) ws = rb * K;
             if (l->wn + l->bn > gp) gp = l->wn + l->bn;
-            l->chunk = (int)ch;
-            if (ch * pix * K > ws) ws = ch * pix * K;
         }
         prev = l->out;
     }
