@@ -292,6 +292,57 @@ static void t_open_errors(void)
     rm_rf(d);
 }
 
+
+/* ---- reading back ------------------------------------------------------------- */
+
+static void t_reader_runs_and_rounds(void)
+{
+    char err[PT_ERRLEN] = "", path[512];
+    pt_results *r = NULL;
+    const char *d = mktmp();
+    ASSERT(d);
+    ASSERT_OK(pt_results_open(&r, d, "server", err));
+    for (int run = 0; run < 2; run++) { /* two runs appended to one file */
+        pt_run_info info = {"FedAvg", 2, "openblas", "m", "ds", 3, NULL, NULL};
+        ASSERT_OK(pt_results_run_start(r, &info));
+        int order[] = {2, 1, 2}; /* out of order, and round 2 twice: the last wins */
+        for (int i = 0; i < 3; i++) {
+            pt_round_stats s;
+            pt_round_stats_init(&s);
+            s.round = order[i];
+            s.round_time = 1.0 + i;
+            s.accuracy_centralized = 0.5 + 0.1 * i + 0.01 * run;
+            ASSERT_OK(pt_results_round(r, &s));
+        }
+    }
+    pt_results_close(r);
+    pt_runset set = {0};
+    snprintf(path, sizeof path, "%s/events.jsonl", d);
+    ASSERT_OK(pt_runset_load_file(&set, path, d, err));
+    ASSERT_EQ_INT(set.n, 2);
+    ASSERT_EQ_INT(set.runs[0].n_rounds, 2);
+    ASSERT_EQ_INT(set.runs[0].rounds[0].round, 1);
+    ASSERT_EQ_INT(set.runs[0].rounds[1].round, 2);
+    ASSERT_NEAR(set.runs[0].rounds[1].accuracy_centralized, 0.7, 1e-12);
+    char label[64];
+    pt_runset_label(&set, 1, label, sizeof label);
+    ASSERT_STR_EQ(label, "FedAvg #2");
+    pt_run_summary sm;
+    pt_run_summarize(&set.runs[1], &sm);
+    ASSERT_NEAR(sm.final_accuracy, 0.71, 1e-12);
+    ASSERT_NEAR(sm.best_accuracy, 0.71, 1e-12);
+    ASSERT_EQ_INT(sm.best_round, 2);
+    ASSERT_NEAR(sm.mean_round_time, (2.0 + 3.0) / 2, 1e-12);
+    ASSERT_EQ_INT(sm.rounds_completed, 2);
+    pt_runset_free(&set);
+    /* load() errors */
+    ASSERT_EQ_INT(pt_runset_load(&set, "/nonexistent/dir", err), PT_ERR_NOTFOUND);
+    ASSERT_CONTAINS(err, "/nonexistent/dir");
+    ASSERT_EQ_INT(pt_runset_load(&set, path, err), PT_ERR_INVAL); /* a file */
+    ASSERT_CONTAINS(err, "not a directory");
+    rm_rf(d);
+}
+
 /* ---- system stats ---------------------------------------------------------- */
 
 static volatile double sink;
@@ -398,6 +449,6 @@ static void t_rss(void)
     ASSERT_EQ_INT(pt_cpu_since(NULL, NULL, NULL), PT_ERR_INVAL);
 }
 
-TEST_MAIN(TEST(t_server_events), TEST(t_client_events_and_generic), TEST(t_concurrent_appends),
+TEST_MAIN(TEST(t_server_events), TEST(t_reader_runs_and_rounds), TEST(t_client_events_and_generic), TEST(t_concurrent_appends),
           TEST(t_open_errors), TEST(t_cpu_busy), TEST(t_cpu_sleep), TEST(t_cpu_two_threads),
           TEST(t_rss))
