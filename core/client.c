@@ -145,9 +145,12 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
     r.status_message = "Success";
     if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))
         return pt_seterr(err, rc, "FitIns parameters do not fit this client's model: %s", e);
-    if ((rc = config_int(&in->config, "epochs", 1, 0, 100000, &epochs, e)) ||
+    /* Petal's keys, or the names Flower's examples use */
+    const char *k_epochs = pt_config_get(&in->config, "epochs") ? "epochs" : "local_epochs";
+    const char *k_lr = pt_config_get(&in->config, "lr") ? "lr" : "learning_rate";
+    if ((rc = config_int(&in->config, k_epochs, 1, 0, 100000, &epochs, e)) ||
         (rc = config_int(&in->config, "batch_size", 32, 1, 1 << 20, &batch, e)) ||
-        (rc = config_real(&in->config, "lr", 1e-3, 0, 1e6, &lr, e)) ||
+        (rc = config_real(&in->config, k_lr, 1e-3, 0, 1e6, &lr, e)) ||
         (rc = config_real(&in->config, "proximal_mu", 0, 0, 1e12, &mu, e))) {
         /* answer with a non-OK status: the server counts a failure */
         CWARN(c, "fit refused: %s", e);
