@@ -63,7 +63,11 @@ static int send_reply(cli *c, const pnet_client_out *m, char *err)
         c->outcap = sz;
     }
     if ((rc = pnet_client_out_pack(m, c->out, c->outcap, &w, err))) return rc;
-    return pnet_client_send(c->net, c->out, w, err);
+    double t0 = pt_now();
+    rc = pnet_client_send(c->net, c->out, w, err);
+    CDEBUG(c, "Sent: %s (%zu bytes in %.1f ms)", pnet_cmsg_name(m->type), w,
+           (pt_now() - t0) * 1e3);
+    return rc;
 }
 
 static int progress_cb(const pnn_progress *p, void *user)
