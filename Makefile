@@ -92,3 +92,5 @@ RUN_ARGS ?=
 run: deps
 	@$(MAKE) --no-print-directory all
 	$(PETAL_BIN) run --out results $(RUN_ARGS)
+
+-include tests/fuzz/fuzz.mk
