@@ -888,9 +888,20 @@ static int poll_results(run *r, char *err)
                     if (agent_failed(r, ag[a].name, ag[a].inst, err)) rc = PT_ERR_STATE;
                 }
         }
+        size_t reported = 0;
+        for (size_t a = 0; a < n_agents; a++) reported += ag[a].done;
         free(objs);
         if (rc) break;
-        if (have == n_exp) break;
+        /* done when every result is in and every agent has reported (its
+         * status is its last upload, so nothing arrives after collection) */
+        if (have == n_exp && reported == n_agents) break;
+        if (reported == n_agents) {
+            rc = pt_seterr(err, PT_ERR_STATE,
+                           "every agent finished but only %zu of %zu result files arrived (see "
+                           "the agent logs under %s/agents/%s)",
+                           have, n_exp, o->out_dir, r->run_id);
+            break;
+        }
         /* instances that died */
         pl_instance *d = NULL;
         size_t nd = 0;

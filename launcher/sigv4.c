@@ -183,7 +183,7 @@ static int parse_query(sigctx *x, const char *q)
 
 static int build_query(sigctx *x, pl_str *out)
 {
-    qsort(x->q, x->nq, sizeof *x->q, q_cmp);
+    if (x->nq) qsort(x->q, x->nq, sizeof *x->q, q_cmp);
     for (size_t i = 0; i < x->nq; i++)
         if (pl_str_addf(out, "%s%s=%s", i ? "&" : "", pl_str_c(&x->q[i].name),
                         pl_str_c(&x->q[i].value)))

@@ -295,6 +295,8 @@ static void moto_ec2_lifecycle(void)
     free(d);
     ASSERT_MSG(!pl_ec2_delete_security_group(a, sg, 5, err), "%s", err);
     ASSERT_MSG(!pl_ec2_delete_security_group(a, sg, 5, err), "again: %s", err);
+    free(inst);
+    inst = NULL;
     /* bad input is refused before any call */
     ro.user_data = NULL;
     ro.count = 0;
