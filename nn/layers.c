@@ -272,6 +272,192 @@ static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, cons
     }
 }
 
+/* ---- fused Conv2D (+ReLU) + MaxPool2D 2x2/2 ------------------------------------
+ * The conv output never goes to memory: each row block's GEMM result stays in a
+ * per-thread scratch, gets bias and ReLU, and is pooled straight away; the
+ * window winner (0..3) is kept as one byte. Backward rebuilds the conv output
+ * gradient of a block from the pool gradient and the winners (zero where the
+ * ReLU was off: the winner's value is the pooled value), then runs the usual
+ * weight- and input-gradient GEMMs on it. */
+typedef struct fused_task {
+    pnn_model *m;
+    nn_layer *c, *p;
+    int b;
+    const float *x, *gy; /* conv input; pool output gradient (backward) */
+    float *dx;           /* conv input gradient (backward, may be NULL) */
+} fused_task;
+
+/* Blocks: whole images when an image fits in l->chunk rows, else runs of pooled
+ * rows of one image. Calls fn for each block of thread tid's images. */
+typedef void (*block_fn)(fused_task *t, int tid, size_t n, int nimg, int py0, int npy);
+
+static void for_blocks(fused_task *t, int tid, int nt, block_fn fn)
+{
+    const nn_layer *c = t->c, *p = t->p;
+    size_t pix = (size_t)c->oh * c->ow, chunk = c->chunk > 0 ? (size_t)c->chunk : 1;
+    size_t per = ((size_t)t->b + nt - 1) / nt, n0 = per * tid, n1 = n0 + per;
+    if (n1 > (size_t)t->b) n1 = (size_t)t->b;
+    if (pix <= chunk) {
+        size_t k = chunk / pix;
+        for (size_t n = n0; n < n1; n += k)
+            fn(t, tid, n, (int)(n + k <= n1 ? k : n1 - n), 0, p->oh);
+    } else {
+        int step = (int)(chunk / (2 * (size_t)c->ow));
+        if (step < 1) step = 1;
+        for (size_t n = n0; n < n1; n++)
+            for (int py = 0; py < p->oh; py += step)
+                fn(t, tid, n, 1, py, py + step <= p->oh ? step : p->oh - py);
+    }
+}
+
+/* GEMM rows of a block: [r0, r0 + rows) of the batch's conv output. */
+static void block_rows(const nn_layer *c, size_t n, int nimg, int py0, int npy, int whole,
+                       size_t *r0, size_t *rows)
+{
+    size_t pix = (size_t)c->oh * c->ow;
+    if (whole) {
+        *r0 = n * pix;
+        *rows = (size_t)nimg * pix;
+    } else {
+        *r0 = n * pix + (size_t)2 * py0 * c->ow;
+        *rows = (size_t)2 * npy * c->ow;
+    }
+}
+
+static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0, int npy)
+{
+    pnn_model *m = t->m;
+    const nn_layer *c = t->c, *p = t->p;
+    const int K = c->kh * c->kw * c->ic, oc = c->oc, ow = c->ow;
+    const size_t pix = (size_t)c->oh * ow;
+    int whole = pix <= (size_t)c->chunk;
+    size_t r0, rows;
+    block_rows(c, n, nimg, py0, npy, whole, &r0, &rows);
+    float *ws = m->ws + (size_t)tid * m->ws_n, *C = m->cs + (size_t)tid * m->cs_n;
+    const float *A = t->x + r0 * K;
+    if (!conv_is_direct(c)) {
+        im2col(c, t->x, r0, r0 + rows, ws);
+        A = ws;
+    }
+    nn_sgemm(m->backend, 0, 0, (int)rows, oc, K, 1.0f, A, K, m->w + c->woff, oc, 0.0f, C, oc);
+    bias_act(C, rows, oc, m->w + c->boff, c->act);
+    const size_t rs = (size_t)ow * oc;
+    for (int j = 0; j < nimg; j++) {
+        const float *Cj = C + (whole ? (size_t)j * pix * oc : 0);
+        for (int py = py0; py < py0 + npy; py++) {
+            const float *crow = Cj + (size_t)(whole ? 2 * py : 2 * (py - py0)) * rs;
+            size_t po = (n + j) * p->osz + (size_t)py * p->ow * oc;
+            float *restrict o = p->out + po;
+            uint8_t *restrict code = p->code + po;
+            for (int px = 0; px < p->ow; px++, o += oc, code += oc) {
+                const float *p0 = crow + (size_t)2 * px * oc, *p1 = p0 + oc;
+                const float *p2 = p0 + rs, *p3 = p2 + oc;
+                for (int k = 0; k < oc; k++) {
+                    float v = p0[k];
+                    uint8_t w = 0;
+                    if (p1[k] > v) v = p1[k], w = 1;
+                    if (p2[k] > v) v = p2[k], w = 2;
+                    if (p3[k] > v) v = p3[k], w = 3;
+                    o[k] = v;
+                    code[k] = w;
+                }
+            }
+        }
+    }
+}
+
+static void fused_fwd_task(void *arg, int tid, int nt)
+{
+    for_blocks(arg, tid, nt, fused_fwd_block);
+}
+
+static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0, int npy)
+{
+    pnn_model *m = t->m;
+    const nn_layer *c = t->c, *p = t->p;
+    const int K = c->kh * c->kw * c->ic, oc = c->oc, ow = c->ow;
+    const size_t pix = (size_t)c->oh * ow;
+    int whole = pix <= (size_t)c->chunk;
+    size_t r0, rows;
+    block_rows(c, n, nimg, py0, npy, whole, &r0, &rows);
+    float *ws = m->ws + (size_t)tid * m->ws_n, *ws2 = m->ws2 + (size_t)tid * m->ws_n;
+    float *G = m->cs + (size_t)tid * m->cs_n;
+    float *dW = tid == 0 ? m->g + c->woff : m->gpriv + (size_t)tid * m->gpriv_n;
+    float *dB = tid == 0 ? m->g + c->boff : dW + c->wn;
+    memset(G, 0, rows * oc * sizeof(float));
+    const size_t rs = (size_t)ow * oc;
+    const int relu = c->act == NN_ACT_RELU;
+    for (int j = 0; j < nimg; j++) {
+        float *Gj = G + (whole ? (size_t)j * pix * oc : 0);
+        for (int py = py0; py < py0 + npy; py++) {
+            float *grow = Gj + (size_t)(whole ? 2 * py : 2 * (py - py0)) * rs;
+            size_t po = (n + j) * p->osz + (size_t)py * p->ow * oc;
+            const float *g = t->gy + po, *o = p->out + po;
+            const uint8_t *code = p->code + po;
+            const size_t off[4] = {0, (size_t)oc, rs, rs + oc};
+            for (int px = 0; px < p->ow; px++, g += oc, o += oc, code += oc) {
+                float *g0 = grow + (size_t)2 * px * oc;
+                for (int k = 0; k < oc; k++)
+                    if (!relu || o[k] > 0.0f) g0[off[code[k]] + k] = g[k];
+            }
+        }
+    }
+    col_sums(dB, G, rows, oc);
+    const float *A = t->x + r0 * K;
+    int direct = conv_is_direct(c);
+    if (!direct) {
+        im2col(c, t->x, r0, r0 + rows, ws);
+        A = ws;
+    }
+    nn_sgemm(m->backend, 1, 0, K, oc, (int)rows, 1.0f, A, K, G, oc, 1.0f, dW, oc);
+    if (t->dx) {
+        const float *W = m->w + c->woff;
+        if (direct) {
+            nn_sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, t->dx + r0 * K,
+                     K);
+        } else {
+            nn_sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, ws2, K);
+            col2im(c, ws2, r0, r0 + rows, t->dx);
+        }
+    }
+}
+
+static void fused_bwd_task(void *arg, int tid, int nt)
+{
+    fused_task *t = arg;
+    const nn_layer *c = t->c;
+    pnn_model *m = t->m;
+    if (tid != 0) memset(m->gpriv + (size_t)tid * m->gpriv_n, 0, (c->wn + c->bn) * sizeof(float));
+    size_t per = ((size_t)t->b + nt - 1) / nt, n0 = per * tid, n1 = n0 + per;
+    if (n1 > (size_t)t->b) n1 = (size_t)t->b;
+    /* clear this thread's images of dx (direct convs write every element) */
+    if (t->dx && !conv_is_direct(c) && n1 > n0)
+        memset(t->dx + n0 * c->isz, 0, (n1 - n0) * c->isz * sizeof(float));
+    else if (t->dx && n1 > n0 && (c->oh != 2 * t->p->oh || c->ow != 2 * t->p->ow))
+        memset(t->dx + n0 * c->isz, 0, (n1 - n0) * c->isz * sizeof(float));
+    for_blocks(t, tid, nt, fused_bwd_block);
+}
+
+void nn_conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x)
+{
+    fused_task t = {m, c, p, b, x, NULL, NULL};
+    nn_blas_threads(1);
+    nn_parallel(m, fused_fwd_task, &t);
+}
+
+void nn_conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
+                           const float *gy, float *dx)
+{
+    fused_task t = {m, c, p, b, x, gy, dx};
+    nn_blas_threads(1);
+    int nt = nn_parallel(m, fused_bwd_task, &t);
+    for (int k = 1; k < nt; k++) {
+        const float *q = m->gpriv + (size_t)k * m->gpriv_n;
+        float *g = m->g + c->woff;
+        for (size_t i = 0; i < c->wn + c->bn; i++) g[i] += q[i];
+    }
+}
+
 /* ---- max pool ------------------------------------------------------------- */
 /* Forward keeps only the maxima; backward finds each window's winner again
  * (the first element equal to the max, in window order). */

@@ -113,11 +113,12 @@ void nn_big_free_all(pnn_model *m)
         munmap(m->blocks[2 * i], (size_t)(uintptr_t)m->blocks[2 * i + 1]);
     m->nblocks = 0;
     m->cap = m->gcap = 0;
-    m->xin = m->ws = m->ws2 = m->gpriv = NULL;
+    m->xin = m->ws = m->ws2 = m->gpriv = m->cs = NULL;
     m->gbuf[0] = m->gbuf[1] = NULL;
     for (int i = 0; i < m->nl; i++) {
         m->L[i].out = NULL;
         m->L[i].mask = NULL;
+        m->L[i].code = NULL;
     }
 }
 
@@ -439,12 +440,17 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
         return nn_seterr(err, PNN_ERR_JSON, "the model needs at least 2 outputs (classes)");
     /* a max pool after a ReLU conv applies the ReLU mask in its backward pass:
      * the window winner is the pooled value, positive iff the ReLU passed it */
-    for (int i = 0; i + 1 < n; i++)
-        if (m->L[i].type == NN_CONV && m->L[i].act == NN_ACT_RELU &&
-            m->L[i + 1].type == NN_POOL) {
-            m->L[i].relu_masked = 1;
-            m->L[i + 1].relu_in = 1;
+    for (int i = 0; i + 1 < n; i++) {
+        nn_layer *cl = &m->L[i], *pl = &m->L[i + 1];
+        if (cl->type != NN_CONV || pl->type != NN_POOL) continue;
+        if (pl->kh == 2 && pl->kw == 2 && pl->sh == 2 && pl->sw == 2) {
+            cl->fuse_pool = 1; /* conv + bias + ReLU + pool in one pass */
+            pl->fused = 1;
+        } else if (cl->act == NN_ACT_RELU) {
+            cl->relu_masked = 1;
+            pl->relu_in = 1;
         }
+    }
     nn_layer *last = &m->L[n - 1];
     if (last->type == NN_SOFTMAX) {
         m->final_softmax = 1;

@@ -37,6 +37,9 @@ typedef struct nn_layer {
     int chunk;                  /* conv: output rows per im2col block */
     int relu_in;                /* pool: input is a ReLU output; backward applies its mask */
     int relu_masked;            /* conv: the next layer (pool) applies our ReLU mask */
+    int fuse_pool;              /* conv: computed together with the next (2x2/2) pool */
+    int fused;                  /* pool: computed by the previous conv (see fuse_pool) */
+    uint8_t *code;              /* fused pool: window winner 0..3 per output */
     /* batch buffers (owned by the model's arena; cap images) */
     float *out;                 /* cap * osz (Flatten: aliases its input) */
     float *mask;                /* dropout: cap * osz multipliers */
@@ -79,6 +82,8 @@ struct pnn_model {
     float *ws;         /* im2col workspace, ws_n floats per thread */
     size_t ws_n;
     float *ws2;        /* dcol workspace, ws_n floats per thread */
+    float *cs;         /* fused conv+pool output block, cs_n floats per thread */
+    size_t cs_n;
     float *gpriv;      /* per-thread conv weight gradients, gpriv_n floats per thread */
     size_t gpriv_n;
     int buf_threads;   /* threads the workspaces were sized for */
@@ -123,6 +128,13 @@ void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y
 /* gy is modified in place (activation mask). dx may be NULL. */
 void nn_layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
                        float *gy, float *dx);
+
+/* Fused Conv2D (+ReLU) and 2x2/2 MaxPool2D: forward writes the pool's out and
+ * code; backward takes the pool output gradient gy and writes the conv input
+ * gradient dx (may be NULL), accumulating the conv weight gradients. */
+void nn_conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x);
+void nn_conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
+                           const float *gy, float *dx);
 
 /* RNG: splitmix64 */
 uint64_t nn_rng_next(uint64_t *s);

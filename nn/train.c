@@ -27,7 +27,7 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
     int cap = b > m->cap ? b : m->cap;
     grad = grad || m->gcap > 0;
     nn_big_free_all(m);
-    size_t insz = pnn_input_size(m), maxsz = insz, ws = 0, gp = 0;
+    size_t insz = pnn_input_size(m), maxsz = insz, ws = 0, gp = 0, cs = 0;
     const size_t T = (size_t)m->threads;
     m->xin = nn_big_alloc(m, (size_t)cap * insz * sizeof(float));
     if (!m->xin) goto nomem;
@@ -37,9 +37,15 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
         if (l->osz > maxsz) maxsz = l->osz;
         if (l->type == NN_FLATTEN) {
             l->out = (float *)prev;
+        } else if (l->fuse_pool) {
+            l->out = NULL; /* never materialised */
         } else {
             l->out = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(float));
             if (!l->out) goto nomem;
+        }
+        if (l->fused) {
+            l->code = nn_big_alloc(m, (size_t)cap * l->osz);
+            if (!l->code) goto nomem;
         }
         if (l->type == NN_DROPOUT) {
             l->mask = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(float));
@@ -52,6 +58,12 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
             if (rb > 8192) rb = 8192;
             l->chunk = (int)rb;
             if (rb * K > ws) ws = rb * K;
+            if (l->fuse_pool) { /* block scratch: whole images or runs of row pairs */
+                size_t pix = (size_t)l->oh * l->ow, rows = pix <= rb ? rb / pix * pix : rb;
+                if (rows < 2 * (size_t)l->ow) rows = 2 * (size_t)l->ow;
+                if (rows * l->oc > cs) cs = rows * l->oc;
+                if (rows * K > ws) ws = rows * K;
+            }
             if (l->wn + l->bn > gp) gp = l->wn + l->bn;
         }
         prev = l->out;
@@ -59,6 +71,9 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
     m->ws_n = ws;
     m->ws = nn_big_alloc(m, T * ws * sizeof(float));
     if (!m->ws) goto nomem;
+    m->cs_n = cs;
+    m->cs = nn_big_alloc(m, T * cs * sizeof(float));
+    if (!m->cs) goto nomem;
     m->cap = cap;
     m->buf_threads = m->threads;
     if (grad) {
@@ -92,6 +107,11 @@ void nn_forward(pnn_model *m, int b, int train)
     int k = nfwd(m);
     for (int i = 0; i < k; i++) {
         nn_layer *l = &m->L[i];
+        if (l->fuse_pool) {
+            nn_conv_pool_forward(m, l, &m->L[i + 1], b, x);
+            x = m->L[++i].out;
+            continue;
+        }
         nn_layer_forward(m, l, b, x, l->out, train);
         x = l->out;
     }
@@ -145,6 +165,16 @@ void nn_backward(pnn_model *m, int b, float *gy, float *dx)
         const float *x = i ? m->L[i - 1].out : m->xin;
         if (l->type == NN_FLATTEN) {
             if (i == 0 && dx) memcpy(dx, cur, (size_t)b * l->isz * sizeof(float));
+            continue;
+        }
+        if (l->fused) { /* pool i and conv i-1 together */
+            const float *cx = i > 1 ? m->L[i - 2].out : m->xin;
+            float *d = i - 1 > 0 ? m->gbuf[1 - k] : dx;
+            nn_conv_pool_backward(m, &m->L[i - 1], l, b, cx, cur, d);
+            if (--i > 0) {
+                cur = d;
+                k = 1 - k;
+            }
             continue;
         }
         float *d = i > 0 ? m->gbuf[1 - k] : dx;

@@ -191,6 +191,26 @@ static void t_grad_dropout(void)
                   0);
 }
 
+/* Central difference of the model loss in coordinate *v. Returns 1 (skip) when
+ * the steps eps and eps/2 disagree: the loss is not smooth there. */
+static int fd_at(pnn_model *m, float *v, const float *x, const int32_t *y, int n, float mu,
+                 const float *ref, double eps, double *num)
+{
+    float s = *v;
+    double est[2];
+    for (int k = 0; k < 2; k++) {
+        double h = k ? eps / 2 : eps, lp, lm;
+        *v = s + (float)h;
+        pnn_gradient(m, x, y, n, mu, ref, &lp, NULL, NULL, NULL);
+        *v = s - (float)h;
+        pnn_gradient(m, x, y, n, mu, ref, &lm, NULL, NULL, NULL);
+        *v = s;
+        est[k] = (lp - lm) / (2 * h);
+    }
+    *num = est[0];
+    return !close_enough(est[0], est[1], 3e-4, 1e-2);
+}
+
 /* Whole-model check through the public pnn_gradient: d loss / d w and d x. */
 static int check_model(pnn_model *m, int n, float mu, const float *ref, double eps)
 {
@@ -204,30 +224,33 @@ static int check_model(pnn_model *m, int n, float mu, const float *ref, double e
     if (pnn_gradient(m, x, y, n, mu, ref, &l0, dw, dx, NULL) != PNN_OK) return 99;
     float *w = pnn_weights_data(m);
     size_t stride = np > 150 ? np / 150 : 1;
+    int checked = 0, kinks = 0;
     for (size_t i = 0; i < np; i += stride) {
-        float s = w[i];
-        double lp, lm;
-        w[i] = s + (float)eps;
-        pnn_gradient(m, x, y, n, mu, ref, &lp, NULL, NULL, NULL);
-        w[i] = s - (float)eps;
-        pnn_gradient(m, x, y, n, mu, ref, &lm, NULL, NULL, NULL);
-        w[i] = s;
-        double num = (lp - lm) / (2 * eps);
+        double num;
+        if (fd_at(m, w + i, x, y, n, mu, ref, eps, &num)) {
+            kinks++;
+            continue;
+        }
+        checked++;
         if (!close_enough(dw[i], num, 1e-3, 2e-2) && bad++ < 5)
             fprintf(stderr, "  dw[%zu]: analytic %g numeric %g\n", i, dw[i], num);
     }
     size_t xs = (size_t)n * insz > 60 ? (size_t)n * insz / 60 : 1;
     for (size_t i = 0; i < (size_t)n * insz; i += xs) {
-        float s = x[i];
-        double lp, lm;
-        x[i] = s + (float)eps;
-        pnn_gradient(m, x, y, n, mu, ref, &lp, NULL, NULL, NULL);
-        x[i] = s - (float)eps;
-        pnn_gradient(m, x, y, n, mu, ref, &lm, NULL, NULL, NULL);
-        x[i] = s;
-        double num = (lp - lm) / (2 * eps);
+        double num;
+        if (fd_at(m, x + i, x, y, n, mu, ref, eps, &num)) {
+            kinks++;
+            continue;
+        }
+        checked++;
         if (!close_enough(dx[i], num, 1e-3, 2e-2) && bad++ < 5)
             fprintf(stderr, "  dx[%zu]: analytic %g numeric %g\n", i, dx[i], num);
+    }
+    /* a ReLU kink or max-pool switch inside [-eps, eps] makes that coordinate's
+     * difference quotient meaningless; such points must stay rare */
+    if (kinks * 20 > checked + kinks) {
+        fprintf(stderr, "  %d of %d coordinates hit kinks\n", kinks, checked + kinks);
+        bad++;
     }
     free(x);
     free(dw);
@@ -276,11 +299,26 @@ static const char *SMALL =
     "{\"type\":\"Dropout\",\"rate\":0.3},"
     "{\"type\":\"Dense\",\"units\":3,\"activation\":\"softmax\"}]}";
 
+/* unfused pool after a ReLU conv (3x3/2 pool applies the ReLU mask), and a
+ * fused 1x1 linear conv + 2x2 pool with odd sizes */
+static const char *SMALL2 =
+    "{\"input_shape\":[10,9,3],\"layers\":["
+    "{\"type\":\"Conv2D\",\"filters\":4,\"kernel_size\":3,\"activation\":\"relu\"},"
+    "{\"type\":\"MaxPool2D\",\"pool_size\":3,\"strides\":2},"
+    "{\"type\":\"Conv2D\",\"filters\":3,\"kernel_size\":1},"
+    "{\"type\":\"MaxPool2D\",\"pool_size\":2},"
+    "{\"type\":\"Flatten\"},"
+    "{\"type\":\"Dense\",\"units\":3,\"activation\":\"softmax\"}]}";
+
 static void t_grad_small_model(void)
 {
     pnn_model *m = mk(SMALL, PNN_BACKEND_REFERENCE);
     ASSERT(m);
     ASSERT_EQ_INT(check_model(m, 3, 0, NULL, 1e-3), 0);
+    pnn_model *m2 = mk(SMALL2, PNN_BACKEND_OPENBLAS);
+    ASSERT(m2);
+    ASSERT_EQ_INT(check_model(m2, 3, 0, NULL, 1e-3), 0);
+    pnn_model_free(m2);
     pnn_model_set_backend(m, PNN_BACKEND_OPENBLAS, 1);
     ASSERT_EQ_INT(check_model(m, 3, 0, NULL, 1e-3), 0);
     pnn_model_free(m);
