@@ -486,6 +486,14 @@ int pl_aws_call(pl_aws *a, const pl_call *c, pl_resp *r, pl_awserr *aeo, char *e
             if (!ae->request_id[0])
                 snprintf(ae->request_id, sizeof ae->request_id, "%s", r->request_id);
             retry = r->status >= 500 || in_list(ae->code, throttle_codes);
+            if (!strcmp(ae->code, "RequestTimeTooSkewed") ||
+                (!strcmp(ae->code, "RequestExpired") && !a->creds.token[0])) {
+                return pt_seterr(err, PT_ERR_AUTH,
+                                 "%s %s: %s: %s (HTTP %ld): this machine's clock is more than "
+                                 "15 minutes off; fix it (e.g. enable NTP) and try again",
+                                 svc_label[c->svc], op, ae->code,
+                                 ae->message[0] ? ae->message : "-", r->status);
+            }
             if (in_list(ae->code, auth_codes)) {
                 return pt_seterr(err, PT_ERR_AUTH,
                                  "%s %s: AWS rejected the credentials: %s: %s (HTTP %ld, request "

@@ -1070,7 +1070,10 @@ static int setup_client(run *r, int dry, char *err)
         rc = pl_creds_load(&r->creds, &co, err);
         if (rc) return rc;
     }
-    const char *region = o->region ? o->region : r->creds.region[0] ? r->creds.region : "us-east-1";
+    const char *region = o->region ? o->region : r->creds.region[0] ? r->creds.region : NULL;
+    if (!region && dry) region = getenv("AWS_REGION");
+    if ((!region || !region[0]) && dry) region = getenv("AWS_DEFAULT_REGION");
+    if (!region || !region[0]) region = "us-east-1";
     snprintf(r->region, sizeof r->region, "%s", region);
     pl_aws_opts ao = {.region = r->region, .stop = r->stop};
     for (int s = 0; s < PL_NSERVICES; s++)
