@@ -16,18 +16,25 @@ static int conv_is_direct(const nn_layer *l)
     return l->kh == 1 && l->kw == 1 && l->sh == 1 && l->sw == 1 && l->pt == 0 && l->pl == 0;
 }
 
-/* Short rows (first layers: 3x3x1, 3x3x3) are copied inline, not via memcpy. */
+/* Patch rows are short (9 to a few hundred floats): an inline copy beats a
+ * memcpy call. */
 static inline void copy_row(float *restrict d, const float *restrict s, size_t n)
 {
-    if (n > 32) {
-        memcpy(d, s, n * sizeof(float));
-        return;
-    }
     size_t j = 0;
 #ifdef __SSE2__
+    for (; j + 16 <= n; j += 16) {
+        __m128 a = _mm_loadu_ps(s + j), b = _mm_loadu_ps(s + j + 4);
+        __m128 c = _mm_loadu_ps(s + j + 8), e = _mm_loadu_ps(s + j + 12);
+        _mm_storeu_ps(d + j, a);
+        _mm_storeu_ps(d + j + 4, b);
+        _mm_storeu_ps(d + j + 8, c);
+        _mm_storeu_ps(d + j + 12, e);
+    }
     for (; j + 4 <= n; j += 4) _mm_storeu_ps(d + j, _mm_loadu_ps(s + j));
-#endif
     for (; j < n; j++) d[j] = s[j];
+#else
+    memcpy(d, s, n * sizeof(float));
+#endif
 }
 
 /* Patch matrix rows [r0, r1) of a batch (row r = image r / pix, output pixel
