@@ -58,6 +58,7 @@ typedef struct run {
     int step;
     const char *status;
     int tty_line; /* a \r progress line is open */
+    int have_model; /* --model is a local JSON file: uploaded as an artifact */
 } run;
 
 /* ---- progress and logging ---- */
@@ -95,6 +96,23 @@ __attribute__((format(printf, 2, 3))) static void status_line(run *r, const char
 }
 
 /* ---- validation ---- */
+static int is_file(const char *p)
+{
+    struct stat st;
+    return p && !stat(p, &st) && S_ISREG(st.st_mode);
+}
+
+/* strategy names may wrap another, e.g. DPFixedClipping(FedAvg) */
+static int valid_strategy(const char *s)
+{
+    if (!s || !s[0] || strlen(s) > 60) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.' || *s == '(' || *s == ')'))
+            return 0;
+    return 1;
+}
+
 static int valid_name(const char *s, size_t max)
 {
     if (!s || !s[0] || strlen(s) > max) return 0;
@@ -137,7 +155,7 @@ static int validate(const pl_launch_opts *o, char *err)
     if (o->n_strategies < 1 || o->n_strategies > PL_MAX_STRATEGIES)
         return pt_seterr(err, PT_ERR_RANGE, "1..%d strategies", PL_MAX_STRATEGIES);
     for (int i = 0; i < o->n_strategies; i++) {
-        if (!valid_name(o->strategies[i], 40))
+        if (!valid_strategy(o->strategies[i]))
             return pt_seterr(err, PT_ERR_INVAL, "bad strategy name '%s'",
                              o->strategies[i] ? o->strategies[i] : "");
         for (int j = 0; j < i; j++)
@@ -149,8 +167,9 @@ static int validate(const pl_launch_opts *o, char *err)
         return pt_seterr(err, PT_ERR_INVAL, "bad --instance-type '%s'", o->instance_type);
     if (o->port < 1024 || o->port + o->n_strategies - 1 > 65535)
         return pt_seterr(err, PT_ERR_RANGE, "--port must be 1024..%d", 65536 - o->n_strategies);
-    if (o->model && !valid_name(o->model, 200) && o->model[0] != '/')
-        return pt_seterr(err, PT_ERR_INVAL, "bad --model '%s'", o->model);
+    if (o->model && !is_file(o->model) && !valid_name(o->model, 200))
+        return pt_seterr(err, PT_ERR_INVAL, "--model '%s' is neither a preset name nor a local "
+                         "JSON file", o->model);
     if (o->key_name && !valid_name(o->key_name, 255))
         return pt_seterr(err, PT_ERR_INVAL, "bad --key-name");
     if (o->instance_profile && !valid_name(o->instance_profile, 128))
@@ -410,7 +429,7 @@ static cJSON *agent_argv(const run *r, int k, int index, int have_dataset_archiv
     add_arg(a, o->backend);
     if (o->model) {
         add_arg(a, "--model");
-        add_arg(a, o->model);
+        add_arg(a, r->have_model ? "{model}" : o->model);
     }
     if (have_dataset_archive) {
         add_arg(a, "--dataset");
@@ -446,6 +465,8 @@ static int build_manifest(run *r, const char *role, const char *server_ip, int h
     cJSON *art = cJSON_AddObjectToObject(m, "artifacts");
     rc = presign_or_key(r, "GET", PL_KEY_ARTIFACT_SRC, exp, art, "source", err);
     if (!rc && have_data) rc = presign_or_key(r, "GET", PL_KEY_ARTIFACT_DATA, exp, art, "dataset", err);
+    if (!rc && r->have_model)
+        rc = presign_or_key(r, "GET", PL_KEY_ARTIFACT_MODEL, exp, art, "model", err);
     if (o->agent_binary) {
         /* rehearsal: the agents run on this machine, so this very binary
          * can sign role uploads even when agent_binary is a stand-in */
@@ -623,7 +644,7 @@ static int key_ok(const char *k)
 {
     if (strstr(k, "..") || k[0] == '/' || strstr(k, "//")) return 0;
     for (const char *p = k; *p; p++)
-        if (!(valid_name((char[]){*p, 0}, 1) || *p == '/')) return 0;
+        if (!(valid_name((char[]){*p, 0}, 1) || *p == '/' || *p == '(' || *p == ')')) return 0;
     return 1;
 }
 
@@ -1087,6 +1108,7 @@ static int plan(run *r, pl_str *out, char *err)
     int have_data = 0;
     struct stat st;
     if (o->dataset && !stat(o->dataset, &st) && S_ISDIR(st.st_mode)) have_data = 1;
+    r->have_model = is_file(o->model);
     pl_str m1 = {0}, u1 = {0}, m2 = {0}, u2 = {0};
     pl_str_addf(out,
                 "petal launch plan (dry run: nothing is sent to AWS; URLs below are placeholders "
@@ -1178,6 +1200,7 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
     if (stat(o.dist_tarball, &st) || !S_ISREG(st.st_mode))
         return pt_seterr(err, PT_ERR_IO, "source tarball %s not found", o.dist_tarball);
     int have_data = o.dataset && !stat(o.dataset, &st) && S_ISDIR(st.st_mode);
+    r->have_model = is_file(o.model);
     rc = setup_client(r, 0, err);
     if (rc) goto out_free;
     if (!o.endpoint_url && strcmp(r->region, "us-east-1") && strcmp(r->region, "us-west-2"))
@@ -1211,6 +1234,10 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
     save_state(r);
     rc = upload_file(r, o.dist_tarball, PL_KEY_ARTIFACT_SRC, err);
     if (rc) goto fail;
+    if (r->have_model) {
+        rc = upload_file(r, o.model, PL_KEY_ARTIFACT_MODEL, err);
+        if (rc) goto fail;
+    }
     if (have_data) {
         char tmp[] = "/tmp/petal-dataset-XXXXXX";
         int fd = mkstemp(tmp);

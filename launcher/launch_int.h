@@ -28,5 +28,6 @@ int pl_agent_put(const char *file, const char *bucket, const char *key, const ch
 /* Names of the run's objects. */
 #define PL_KEY_ARTIFACT_SRC "artifacts/petal-src.tar.gz"
 #define PL_KEY_ARTIFACT_DATA "artifacts/dataset.tar.gz"
+#define PL_KEY_ARTIFACT_MODEL "artifacts/model.json"
 
 #endif

@@ -169,6 +169,16 @@ def rehearsal_full(env, agent, port, strategies, real, role_mode=False):
                                extra_env={"STANDIN_SECONDS": "1"})
     hv.start()
     extra = (["--role"] if role_mode else []) + real_args(real)
+    if role_mode:
+        # local model file and dataset folder travel as artifacts
+        art = os.path.join(env.tmp, "artifacts")
+        os.makedirs(os.path.join(art, "imgs", "class_a"))
+        with open(os.path.join(art, "imgs", "class_a", "x.txt"), "w") as f:
+            f.write("not an image\n")
+        with open(os.path.join(art, "model.json"), "w") as f:
+            f.write('{"layers": []}\n')
+        extra += ["--model", os.path.join(art, "model.json"),
+                  "--dataset", os.path.join(art, "imgs")]
     cmd, out, state = launch_cmd(env, name, agent, port, strategies, extra)
     t0 = time.time()
     p = subprocess.run(cmd, env=run_env(env, hv_root), capture_output=True, text=True,

@@ -10,12 +10,19 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift ;;
         --partition) part=$2; shift ;;
         --strategy) strategy=$2; shift ;;
+        --model) model=$2; shift ;;
+        --dataset) dataset=$2; shift ;;
         --*) [ $# -gt 1 ] && case $2 in --*) ;; *) shift ;; esac ;;
     esac
     shift
 done
 [ -n "$out" ] || { echo "standin: --out missing" >&2; exit 2; }
 mkdir -p "$out" || exit 1
+# artifacts delivered through the manifest must be there
+case ${model:-} in /*) [ -s "$model" ] || { echo "standin: model $model missing" >&2; exit 3; } ;; esac
+case ${dataset:-} in folder:*)
+    [ -f "${dataset#folder:}/class_a/x.txt" ] || { echo "standin: dataset $dataset missing" >&2; exit 3; } ;;
+esac
 sleep "${STANDIN_SECONDS:-2}"
 now=$(date +%s)
 if [ "$role" = server ]; then
