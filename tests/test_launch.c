@@ -2,6 +2,7 @@
  * and the --dry-run plan of 'petal launch' (no AWS call anywhere). */
 #include "test.h"
 
+#include "aws_int.h"
 #include "launch_int.h"
 #include "plaunch.h"
 
@@ -212,13 +213,62 @@ static void t_dry_run_plan(void)
     clear_env();
 }
 
+static void t_xml_hostile(void)
+{
+    char err[PT_ERRLEN];
+    pl_xml *doc = NULL;
+    const char *bomb = "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\">"
+                       "<!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><l>&b;</l>";
+    ASSERT_EQ_INT(pl_xml_parse(bomb, strlen(bomb), &doc, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "DOCTYPE");
+    pl_str deep = {0};
+    for (int i = 0; i < 100; i++) pl_str_adds(&deep, "<a>");
+    for (int i = 0; i < 100; i++) pl_str_adds(&deep, "</a>");
+    ASSERT_EQ_INT(pl_xml_parse(deep.data, deep.len, &doc, err), PT_ERR_FORMAT);
+    pl_str_free(&deep);
+    const char *bad[] = {"", "<a>", "<a></b>", "not xml", "<a/><b/>", "<a>\x01</a>"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ_INT(pl_xml_parse(bad[i], strlen(bad[i]), &doc, err), PT_ERR_FORMAT);
+        ASSERT(doc == NULL);
+    }
+    /* namespaces are dropped, text is kept, paths walk first children */
+    const char *ok = "<R xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><x:s xmlns:x=\"u\">"
+                     "<item><id>i-1</id></item><item><id>i-2</id></item></x:s></R>";
+    ASSERT_OK(pl_xml_parse(ok, strlen(ok), &doc, err));
+    ASSERT_STR_EQ(pl_xml_text(doc, "s/item/id"), "i-1");
+    const pl_xml *it = pl_xml_path(doc, "s/item");
+    ASSERT_STR_EQ(pl_xml_text(pl_xml_next(it, "item"), "id"), "i-2");
+    ASSERT(pl_xml_text(doc, "s/none") == NULL);
+    char small[3];
+    ASSERT_EQ_INT(pl_xml_copy(doc, "s/item/id", small, sizeof small, err), PT_ERR_RANGE);
+    pl_xml_free(doc);
+    /* error bodies */
+    pl_awserr ae;
+    memset(&ae, 0, sizeof ae);
+    const char *j = "{\"__type\":\"com.amazonaws.ssm#ParameterNotFound\",\"message\":\"nope\"}";
+    pl_aws_parse_error(j, strlen(j), &ae);
+    ASSERT_STR_EQ(ae.code, "ParameterNotFound");
+    ASSERT_STR_EQ(ae.message, "nope");
+    memset(&ae, 0, sizeof ae);
+    const char *x = "<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>m"
+                    "</Message></Error></Errors><RequestID>r-1</RequestID></Response>";
+    pl_aws_parse_error(x, strlen(x), &ae);
+    ASSERT_STR_EQ(ae.code, "InvalidInstanceID.NotFound");
+    ASSERT_STR_EQ(ae.request_id, "r-1");
+    memset(&ae, 0, sizeof ae);
+    pl_aws_parse_error("{\"__type\": 5", 12, &ae); /* malformed: nothing, no crash */
+    pl_aws_parse_error("<Error><Code>", 13, &ae);
+    ASSERT_STR_EQ(ae.code, "");
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/petal-test-launch-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     static const test_case_ cases[] = {TEST(t_creds_env), TEST(t_creds_dotenv_lab_names),
                                        TEST(t_creds_profiles), TEST(t_user_data),
-                                       TEST(t_limits_before_aws), TEST(t_dry_run_plan)};
+                                       TEST(t_limits_before_aws), TEST(t_dry_run_plan),
+                                       TEST(t_xml_hostile)};
     char *argv[] = {"test_launch", NULL};
     int rc = test_run_all_("test_launch", cases, (int)(sizeof cases / sizeof cases[0]), 1, argv);
     char cmd[300];
