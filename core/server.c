@@ -56,6 +56,7 @@ typedef struct srv {
     pt_config fit_metrics_hist, eval_metrics_hist; /* "key" -> "[(r, v), ...]" strings */
     double central_loss;   /* centralised loss of the current global (QFedAvg) */
     double t_phase;        /* when the current phase's instructions went out */
+    double fold_time;      /* seconds spent folding updates this round */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -284,7 +285,9 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
         }
         c->busy = 0;
         s->outstanding--;
+        double t_fold = pt_now();
         rc = pst_fit_add(s->st, &upd, in.num_examples, &in.metrics, e);
+        s->fold_time += pt_now() - t_fold;
         if (rc) { /* the strategy counted it as a failure */
             s->failures++;
             SWARN(s, "fit_round %d: update of client %s rejected: %s", s->round, c->peer, e);
@@ -894,9 +897,11 @@ int pt_server_run(const pt_server_opts *o, char *err)
             pt_config_set(&all_m, k, &eval_m.e[i].val);
         }
         {
-            double proc_pct = NAN;
-            pt_cpu_since(&cpu0, &proc_pct, NULL);
-            pt_config_set_double(&all_m, "server_cpu_seconds", proc_pct / 100 * rs.round_time);
+            pt_cpu_sample cpu1;
+            pt_cpu_mark(&cpu1);
+            pt_config_set_double(&all_m, "server_cpu_seconds", cpu1.proc_cpu - cpu0.proc_cpu);
+            pt_config_set_double(&all_m, "server_fold_seconds", s->fold_time);
+            s->fold_time = 0;
         }
         rs.metrics = &all_m;
         pt_results_round(s->res, &rs);
