@@ -91,7 +91,8 @@ static inline int fz_file_set(fz_file *f, const char *name, const void *data, si
     return 0;
 }
 
-/* A private scratch directory (mkdtemp under $TMPDIR or /tmp), created on
+/* A private scratch directory (mkdtemp under $TMPDIR, else /dev/shm when it
+ * exists, else /tmp), created on
  * first use and removed with its files at exit, for loaders that need real
  * paths (rename, directories). Returns its path, or NULL. */
 static char fz_tmp_path[256];
@@ -123,8 +124,8 @@ static inline const char *fz_tmpdir(void)
 {
     if (fz_tmp_path[0]) return fz_tmp_path;
     const char *base = getenv("TMPDIR");
-    snprintf(fz_tmp_path, sizeof fz_tmp_path, "%s/petal-fuzz-XXXXXX",
-             base && *base ? base : "/tmp");
+    if (!base || !*base) base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(fz_tmp_path, sizeof fz_tmp_path, "%s/petal-fuzz-XXXXXX", base);
     if (!mkdtemp(fz_tmp_path)) {
         fz_tmp_path[0] = 0;
         return NULL;
