@@ -82,8 +82,17 @@ typedef struct pst_strategy pst_strategy;
  *   blows up the conv kernels. tau = 1e-3 (Yogi's default and the value
  *   Reddi et al., "Adaptive Federated Optimization", found best across tasks)
  *   makes coordinates with |Delta| << tau move by ~eta*|Delta|/tau and
- *   eta = 0.01 bounds the per-round move of the others to 0.01. See
- *   strategies/README or the report for the measured effect.
+ *   eta = 0.01 bounds the per-round move of the others to 0.01.
+ *   Measured (petal run, fmnist-cnn, Fashion-MNIST, 2 iid clients x 4000
+ *   examples, 1 epoch, lr 0.002, 5 rounds; centralised loss after rounds
+ *   1..5):
+ *     FedAdam    Flower: 9.76 4.89 0.78 1.92 0.78   Petal: 1.86 1.04 0.75 0.80 0.80
+ *     FedAdagrad Flower: 9.76 2.55 2.12  ..  0.92   Petal: 1.64 1.07 0.83 0.75 0.65
+ *     FedAvg 0.80 0.57 0.51 0.50 0.49; FedYogi (one set) 1.86 1.04 0.76 0.83 0.82
+ *   Flower's set jumps to loss ~10 in round 1 and oscillates (accuracy
+ *   62 -> 56 -> 80% for FedAdam); Petal's descends steadily. eta = 0.003
+ *   was slower (FedAdam 1.36 after 5 rounds), tau = 1e-2 smoother but with
+ *   a higher loss (0.95).
  */
 typedef enum pst_defaults {
     PST_DEFAULTS_PETAL = 0,
