@@ -6,6 +6,7 @@
 #include "nn_int.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -176,19 +177,36 @@ typedef struct conv_task {
     int b;
     const float *x, *y;
     float *out, *gy, *dx;
+    size_t group;       /* images per work unit */
+    atomic_size_t next; /* next work unit: threads take units dynamically */
 } conv_task;
 
-/* Thread tid owns images [n0, n1) (so no two threads touch one image's dx) and
- * walks their output rows in blocks of l->chunk rows, keeping each block's patch
- * matrix and GEMM operands cache-resident. */
-static void thread_rows(const conv_task *t, int tid, int nt, size_t *r0, size_t *r1)
+/* Images per work unit: as many as fit one row block, but at least ~8 units
+ * per batch so a thread slowed down by other load is helped by the others.
+ * A unit is never split across threads (col2im of one image is not shared).
+ * Weight gradients are accumulated per unit and summed in unit order, so the
+ * result does not depend on the thread count or on which thread ran what. */
+static size_t group_size(const nn_layer *l, int b)
+{
+    size_t pix = (size_t)l->oh * l->ow, chunk = l->chunk > 0 ? (size_t)l->chunk : 1;
+    size_t k = pix <= chunk ? chunk / pix : 1, cap = ((size_t)b + 7) / 8;
+    if (k > cap) k = cap;
+    return k ? k : 1;
+}
+
+/* Threads take units of t->group images and walk their output rows in blocks of
+ * l->chunk rows, keeping each block's patch matrix and GEMM operands
+ * cache-resident. */
+static int next_unit(conv_task *t, size_t *r0, size_t *r1, size_t *n0, size_t *n1)
 {
     const size_t pix = (size_t)t->l->oh * t->l->ow;
-    size_t per = ((size_t)t->b + nt - 1) / nt, n0 = per * tid, n1 = n0 + per;
-    if (n1 > (size_t)t->b) n1 = (size_t)t->b;
-    if (n0 > n1) n0 = n1;
-    *r0 = n0 * pix;
-    *r1 = n1 * pix;
+    size_t u = atomic_fetch_add(&t->next, 1);
+    *n0 = u * t->group;
+    if (*n0 >= (size_t)t->b) return 0;
+    *n1 = *n0 + t->group < (size_t)t->b ? *n0 + t->group : (size_t)t->b;
+    *r0 = *n0 * pix;
+    *r1 = *n1 * pix;
+    return 1;
 }
 
 static void conv_forward_task(void *arg, int tid, int nt)
@@ -199,19 +217,21 @@ static void conv_forward_task(void *arg, int tid, int nt)
     const int K = l->kh * l->kw * l->ic;
     const float *W = m->w + l->woff, *B = m->w + l->boff;
     float *ws = m->ws + (size_t)tid * m->ws_n;
-    size_t rb = l->chunk > 0 ? (size_t)l->chunk : 1, r0, r1;
-    thread_rows(t, tid, nt, &r0, &r1);
-    for (size_t r = r0; r < r1; r += rb) {
-        size_t re = r + rb < r1 ? r + rb : r1;
-        int rows = (int)(re - r);
-        const float *A = t->x + r * K; /* direct: pixels are the rows */
-        if (!conv_is_direct(l)) {
-            im2col(l, t->x, r, re, ws);
-            A = ws;
+    size_t rb = l->chunk > 0 ? (size_t)l->chunk : 1, r0, r1, n0, n1;
+    (void)nt;
+    while (next_unit(t, &r0, &r1, &n0, &n1)) {
+        for (size_t r = r0; r < r1; r += rb) {
+            size_t re = r + rb < r1 ? r + rb : r1;
+            int rows = (int)(re - r);
+            const float *A = t->x + r * K; /* direct: pixels are the rows */
+            if (!conv_is_direct(l)) {
+                im2col(l, t->x, r, re, ws);
+                A = ws;
+            }
+            float *ys = t->out + r * l->oc;
+            nn_sgemm(m->backend, 0, 0, rows, l->oc, K, 1.0f, A, K, W, l->oc, 0.0f, ys, l->oc);
+            bias_act(ys, (size_t)rows, l->oc, B, l->act);
         }
-        float *ys = t->out + r * l->oc;
-        nn_sgemm(m->backend, 0, 0, rows, l->oc, K, 1.0f, A, K, W, l->oc, 0.0f, ys, l->oc);
-        bias_act(ys, (size_t)rows, l->oc, B, l->act);
     }
 }
 
@@ -223,45 +243,54 @@ static void conv_backward_task(void *arg, int tid, int nt)
     const int K = l->kh * l->kw * l->ic;
     const float *W = m->w + l->woff;
     float *ws = m->ws + (size_t)tid * m->ws_n, *ws2 = m->ws2 + (size_t)tid * m->ws_n;
-    /* thread 0 accumulates straight into the model's gradient, others privately */
-    float *dW = tid == 0 ? m->g + l->woff : m->gpriv + (size_t)tid * m->gpriv_n;
-    float *dB = tid == 0 ? m->g + l->boff : dW + l->wn;
-    if (tid != 0) memset(dW, 0, (l->wn + l->bn) * sizeof(float));
     int direct = conv_is_direct(l);
-    size_t rb = l->chunk > 0 ? (size_t)l->chunk : 1, r0, r1;
-    thread_rows(t, tid, nt, &r0, &r1);
-    if (t->dx && !direct && r1 > r0) {
-        size_t pix = (size_t)l->oh * l->ow;
-        memset(t->dx + r0 / pix * l->isz, 0, (r1 - r0) / pix * l->isz * sizeof(float));
-    }
-    for (size_t r = r0; r < r1; r += rb) {
-        size_t re = r + rb < r1 ? r + rb : r1;
-        int rows = (int)(re - r);
-        float *gs = t->gy + r * l->oc;
-        if (!l->relu_masked) act_backward(gs, t->y + r * l->oc, (size_t)rows, l->oc, l->act);
-        col_sums(dB, gs, (size_t)rows, l->oc);
-        const float *A = t->x + r * K;
-        if (!direct) {
-            im2col(l, t->x, r, re, ws);
-            A = ws;
-        }
-        nn_sgemm(m->backend, 1, 0, K, l->oc, rows, 1.0f, A, K, gs, l->oc, 1.0f, dW, l->oc);
-        if (t->dx) {
-            if (direct) {
-                nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
-                         t->dx + r * K, K);
-            } else {
-                nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f, ws2,
-                         K);
-                col2im(l, ws2, r, re, t->dx);
+    size_t rb = l->chunk > 0 ? (size_t)l->chunk : 1, r0, r1, n0, n1;
+    (void)nt;
+    while (next_unit(t, &r0, &r1, &n0, &n1)) {
+        float *dW = m->gpriv + n0 / t->group * m->gpriv_n, *dB = dW + l->wn;
+        memset(dW, 0, (l->wn + l->bn) * sizeof(float));
+        if (t->dx && !direct) memset(t->dx + n0 * l->isz, 0, (n1 - n0) * l->isz * sizeof(float));
+        for (size_t r = r0; r < r1; r += rb) {
+            size_t re = r + rb < r1 ? r + rb : r1;
+            int rows = (int)(re - r);
+            float *gs = t->gy + r * l->oc;
+            if (!l->relu_masked)
+                act_backward(gs, t->y + r * l->oc, (size_t)rows, l->oc, l->act);
+            col_sums(dB, gs, (size_t)rows, l->oc);
+            const float *A = t->x + r * K;
+            if (!direct) {
+                im2col(l, t->x, r, re, ws);
+                A = ws;
+            }
+            nn_sgemm(m->backend, 1, 0, K, l->oc, rows, 1.0f, A, K, gs, l->oc, 1.0f, dW, l->oc);
+            if (t->dx) {
+                if (direct) {
+                    nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
+                             t->dx + r * K, K);
+                } else {
+                    nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
+                             ws2, K);
+                    col2im(l, ws2, r, re, t->dx);
+                }
             }
         }
     }
 }
 
+/* Sum the per-unit weight gradients into the model's, in unit order. */
+static void reduce_units(pnn_model *m, const nn_layer *l, int b, size_t group)
+{
+    size_t units = ((size_t)b + group - 1) / group;
+    float *restrict g = m->g + l->woff; /* kernel and bias are adjacent */
+    for (size_t u = 0; u < units; u++) {
+        const float *restrict p = m->gpriv + u * m->gpriv_n;
+        for (size_t i = 0; i < l->wn + l->bn; i++) g[i] += p[i];
+    }
+}
+
 static void conv_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
 {
-    conv_task t = {m, l, b, x, NULL, y, NULL, NULL};
+    conv_task t = {m, l, b, x, NULL, y, NULL, NULL, group_size(l, b), 0};
     nn_blas_threads(1);
     nn_parallel(m, conv_forward_task, &t);
 }
@@ -269,14 +298,10 @@ static void conv_forward(pnn_model *m, nn_layer *l, int b, const float *x, float
 static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
                           float *gy, float *dx)
 {
-    conv_task t = {m, l, b, x, y, NULL, gy, dx};
+    conv_task t = {m, l, b, x, y, NULL, gy, dx, group_size(l, b), 0};
     nn_blas_threads(1);
-    int nt = nn_parallel(m, conv_backward_task, &t); /* each thread cleared its buffer */
-    for (int k = 1; k < nt; k++) { /* reduce the private gradients, in thread order */
-        const float *p = m->gpriv + (size_t)k * m->gpriv_n;
-        float *g = m->g + l->woff; /* kernel and bias are adjacent */
-        for (size_t i = 0; i < l->wn + l->bn; i++) g[i] += p[i];
-    }
+    nn_parallel(m, conv_backward_task, &t);
+    reduce_units(m, l, b, t.group);
 }
 
 /* ---- fused Conv2D (+ReLU) + MaxPool2D 2x2/2 ------------------------------------
@@ -292,23 +317,31 @@ typedef struct fused_task {
     int b;
     const float *x, *gy; /* conv input; pool output gradient (backward) */
     float *dx;           /* conv input gradient (backward, may be NULL) */
+    size_t group;        /* images per work unit (see group_size) */
+    atomic_size_t next;
 } fused_task;
 
-/* Blocks: whole images when an image fits in l->chunk rows, else runs of pooled
- * rows of one image. Calls fn for each block of thread tid's images. */
+/* Work units of t->group images, taken dynamically; blocks: the unit's whole
+ * images when they fit in l->chunk rows, else runs of pooled rows of one image.
+ * clear_dx: zero the unit's dx images first. */
 typedef void (*block_fn)(fused_task *t, int tid, size_t n, int nimg, int py0, int npy);
 
-static void for_blocks(fused_task *t, int tid, int nt, block_fn fn)
+static void for_blocks(fused_task *t, int tid, block_fn fn, int clear_dx)
 {
     const nn_layer *c = t->c, *p = t->p;
     size_t pix = (size_t)c->oh * c->ow, chunk = c->chunk > 0 ? (size_t)c->chunk : 1;
-    size_t per = ((size_t)t->b + nt - 1) / nt, n0 = per * tid, n1 = n0 + per;
-    if (n1 > (size_t)t->b) n1 = (size_t)t->b;
-    if (pix <= chunk) {
-        size_t k = chunk / pix;
-        for (size_t n = n0; n < n1; n += k)
-            fn(t, tid, n, (int)(n + k <= n1 ? k : n1 - n), 0, p->oh);
-    } else {
+    for (;;) {
+        size_t n0 = atomic_fetch_add(&t->next, 1) * t->group;
+        if (n0 >= (size_t)t->b) return;
+        size_t n1 = n0 + t->group < (size_t)t->b ? n0 + t->group : (size_t)t->b;
+        if (clear_dx) memset(t->dx + n0 * c->isz, 0, (n1 - n0) * c->isz * sizeof(float));
+        if (t->gy) /* backward: this unit's weight gradient */
+            memset(t->m->gpriv + n0 / t->group * t->m->gpriv_n, 0,
+                   (c->wn + c->bn) * sizeof(float));
+        if (pix <= chunk) {
+            fn(t, tid, n0, (int)(n1 - n0), 0, p->oh);
+            continue;
+        }
         int step = (int)(chunk / (2 * (size_t)c->ow));
         if (step < 1) step = 1;
         for (size_t n = n0; n < n1; n++)
@@ -375,7 +408,8 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
 
 static void fused_fwd_task(void *arg, int tid, int nt)
 {
-    for_blocks(arg, tid, nt, fused_fwd_block);
+    (void)nt;
+    for_blocks(arg, tid, fused_fwd_block, 0);
 }
 
 static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0, int npy)
@@ -389,8 +423,7 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     block_rows(c, n, nimg, py0, npy, whole, &r0, &rows);
     float *ws = m->ws + (size_t)tid * m->ws_n, *ws2 = m->ws2 + (size_t)tid * m->ws_n;
     float *G = m->cs + (size_t)tid * m->cs_n;
-    float *dW = tid == 0 ? m->g + c->woff : m->gpriv + (size_t)tid * m->gpriv_n;
-    float *dB = tid == 0 ? m->g + c->boff : dW + c->wn;
+    float *dW = m->gpriv + n / t->group * m->gpriv_n, *dB = dW + c->wn;
     memset(G, 0, rows * oc * sizeof(float));
     const size_t rs = (size_t)ow * oc;
     const int relu = c->act == NN_ACT_RELU;
@@ -434,20 +467,18 @@ static void fused_bwd_task(void *arg, int tid, int nt)
     fused_task *t = arg;
     const nn_layer *c = t->c;
     pnn_model *m = t->m;
-    if (tid != 0) memset(m->gpriv + (size_t)tid * m->gpriv_n, 0, (c->wn + c->bn) * sizeof(float));
-    size_t per = ((size_t)t->b + nt - 1) / nt, n0 = per * tid, n1 = n0 + per;
-    if (n1 > (size_t)t->b) n1 = (size_t)t->b;
-    /* clear this thread's images of dx (direct convs write every element) */
-    if (t->dx && !conv_is_direct(c) && n1 > n0)
-        memset(t->dx + n0 * c->isz, 0, (n1 - n0) * c->isz * sizeof(float));
-    else if (t->dx && n1 > n0 && (c->oh != 2 * t->p->oh || c->ow != 2 * t->p->ow))
-        memset(t->dx + n0 * c->isz, 0, (n1 - n0) * c->isz * sizeof(float));
-    for_blocks(t, tid, nt, fused_bwd_block);
+    (void)nt;
+    (void)tid;
+    (void)m;
+    /* col2im accumulates; a direct (1x1) conv writes every covered element, and
+     * all of them are covered unless the pool drops an odd last row/column */
+    int clear = t->dx && (!conv_is_direct(c) || c->oh != 2 * t->p->oh || c->ow != 2 * t->p->ow);
+    for_blocks(t, tid, fused_bwd_block, clear);
 }
 
 void nn_conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x)
 {
-    fused_task t = {m, c, p, b, x, NULL, NULL};
+    fused_task t = {m, c, p, b, x, NULL, NULL, group_size(c, b), 0};
     nn_blas_threads(1);
     nn_parallel(m, fused_fwd_task, &t);
 }
@@ -455,14 +486,10 @@ void nn_conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const f
 void nn_conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
                            const float *gy, float *dx)
 {
-    fused_task t = {m, c, p, b, x, gy, dx};
+    fused_task t = {m, c, p, b, x, gy, dx, group_size(c, b), 0};
     nn_blas_threads(1);
-    int nt = nn_parallel(m, fused_bwd_task, &t);
-    for (int k = 1; k < nt; k++) {
-        const float *q = m->gpriv + (size_t)k * m->gpriv_n;
-        float *g = m->g + c->woff;
-        for (size_t i = 0; i < c->wn + c->bn; i++) g[i] += q[i];
-    }
+    nn_parallel(m, fused_bwd_task, &t);
+    reduce_units(m, c, b, t.group);
 }
 
 /* ---- max pool ------------------------------------------------------------- */

@@ -84,7 +84,7 @@ struct pnn_model {
     float *ws2;        /* dcol workspace, ws_n floats per thread */
     float *cs;         /* fused conv+pool output block, cs_n floats per thread */
     size_t cs_n;
-    float *gpriv;      /* per-thread conv weight gradients, gpriv_n floats per thread */
+    float *gpriv;      /* conv weight gradients per work unit, gpriv_n floats each */
     size_t gpriv_n;
     int buf_threads;   /* threads the workspaces were sized for */
     struct nn_pool *pool;

@@ -78,7 +78,7 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
     m->buf_threads = m->threads;
     if (grad) {
         m->gpriv_n = gp;
-        m->gpriv = nn_big_alloc(m, T * gp * sizeof(float));
+        m->gpriv = nn_big_alloc(m, (size_t)cap * gp * sizeof(float)); /* <= cap work units */
         m->ws2 = nn_big_alloc(m, T * ws * sizeof(float));
         if (!m->gpriv) goto nomem;
         m->gbuf[0] = nn_big_alloc(m, (size_t)cap * maxsz * sizeof(float));

@@ -189,6 +189,14 @@ static void t_determinism(void)
     ASSERT_OK(pnn_fit(b, x, y, N, &f, &sb, err));
     ASSERT(!memcmp(pnn_weights_data(a), pnn_weights_data(b), n * 4));
     ASSERT_EQ_INT(sa.loss == sb.loss, 1);
+    /* with 2 threads too: work is taken dynamically, results are not */
+    ASSERT_OK(pnn_model_set_backend(a, PNN_BACKEND_OPENBLAS, 2));
+    ASSERT_OK(pnn_model_set_backend(b, PNN_BACKEND_OPENBLAS, 2));
+    for (int r = 0; r < 3; r++) {
+        ASSERT_OK(pnn_fit(a, x, y, N, &f, &sa, err));
+        ASSERT_OK(pnn_fit(b, x, y, N, &f, &sb, err));
+        ASSERT(!memcmp(pnn_weights_data(a), pnn_weights_data(b), n * 4));
+    }
     free(x);
     pnn_model_free(a);
     pnn_model_free(b);
