@@ -740,8 +740,8 @@ int pnet_server_flush(pnet_server *s, int timeout_ms)
     for (;;) {
         int busy = 0;
         for (srv_conn *c = s->conns; c && !busy; c = c->next) {
-            if (c->h.dead) continue;
-            if (h2_conn_pending(&c->h)) busy = 1;
+            if (c->h.dead || c->handshaking || !c->h.ng) continue;
+            if (h2_conn_pending(&c->h) || nghttp2_session_want_write(c->h.ng)) busy = 1;
             for (srv_stream *st = c->streams; st && !busy; st = st->next)
                 if (st->tx.queued) busy = 1;
         }

@@ -688,7 +688,74 @@ static void t_mutation_fuzz(void)
     ASSERT_EQ_INT(good, 0);
 }
 
-TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
+typedef struct flush_arg {
+    int port, rc, status;
+    size_t len;
+    char err[PT_ERRLEN];
+} flush_arg;
+
+static void *flush_client(void *p)
+{
+    flush_arg *a = p;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", a->port);
+    pnet_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = addr;
+    pnet_client *c;
+    a->rc = pnet_client_connect(&c, &o, a->err);
+    if (a->rc) return NULL;
+    uint8_t *m;
+    a->rc = pnet_client_recv(c, &m, &a->len, 20000, a->err);
+    if (!a->rc) {
+        size_t len2;
+        int rc2 = pnet_client_recv(c, &m, &len2, 20000, a->err);
+        a->status = rc2 == PT_ERR_CLOSED ? pnet_client_status(c, NULL) : -100 + rc2;
+    }
+    pnet_client_free(c);
+    return NULL;
+}
+
+/* A big message then the end of the stream, flushed, then the server freed
+ * at once: the client still gets both. */
+static void t_flush_before_free(void)
+{
+    srv_ctx x;
+    memset(&x, 0, sizeof x);
+    pthread_mutex_init(&x.mu, NULL);
+    pnet_server_opts o;
+    memset(&o, 0, sizeof o);
+    o.user = &x;
+    o.on_join = on_join;
+    o.on_leave = on_leave;
+    char err[PT_ERRLEN];
+    ASSERT_OK(pnet_server_new(&x.s, &o, err));
+    flush_arg a;
+    memset(&a, 0, sizeof a);
+    a.port = pnet_server_port(x.s);
+    pthread_t th;
+    pthread_create(&th, NULL, flush_client, &a);
+    double end = pt_now() + 10;
+    while (pnet_server_clients(x.s) < 1 && pt_now() < end) pnet_server_poll(x.s, 20);
+    pnet_msg *m;
+    ASSERT_OK(pnet_msg_new(&m, 20000000));
+    memset(pnet_msg_data(m), 7, 20000000);
+    int rs = pnet_server_send(x.s, 1, m);
+    pnet_msg_unref(m);
+    int re = pnet_server_end_stream(x.s, 1, PNET_GRPC_OK, NULL);
+    int rf = pnet_server_flush(x.s, 15000);
+    pnet_server_free(x.s);
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&x.mu);
+    ASSERT_OK(rs);
+    ASSERT_OK(re);
+    ASSERT_OK(rf);
+    ASSERT_MSG(a.rc == PT_OK, "client: %s", a.err);
+    ASSERT_EQ_INT(a.len, 20000000);
+    ASSERT_EQ_INT(a.status, 0);
+}
+
+TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
           TEST(t_server_end_stream))
