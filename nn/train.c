@@ -187,41 +187,72 @@ void nn_backward(pnn_model *m, int b, float *gy, float *dx)
 }
 
 /* ---- optimizers ----------------------------------------------------------- */
-static void opt_step(pnn_model *m, const pnn_fit_opts *o)
+/* One step over the weights, split across the model's threads; adds the FedProx
+ * term and leaves the gradient zeroed for the next step. */
+typedef struct opt_task {
+    pnn_model *m;
+    const pnn_fit_opts *o;
+    const float *ref; /* FedProx reference or NULL */
+    float lr_t;       /* Adam's bias-corrected rate */
+} opt_task;
+
+static void opt_range(opt_task *t, size_t i0, size_t i1)
 {
-    size_t n = m->nparams;
-    float *w = m->w, *g = m->g, *v = m->opt_m;
-    float lr = o->learning_rate;
+    pnn_model *m = t->m;
+    const pnn_fit_opts *o = t->o;
+    float *restrict w = m->w, *restrict g = m->g, *restrict v = m->opt_m;
+    const float lr = o->learning_rate, mu = o->proximal_mu;
+    if (t->ref)
+        for (size_t i = i0; i < i1; i++) g[i] += mu * (w[i] - t->ref[i]);
     if (o->optimizer == PNN_OPT_SGD) {
-        float mom = o->momentum;
+        const float mom = o->momentum;
         if (mom == 0.0f) {
-            for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+            for (size_t i = i0; i < i1; i++) w[i] -= lr * g[i];
         } else if (o->nesterov) {
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = i0; i < i1; i++) {
                 v[i] = mom * v[i] - lr * g[i];
                 w[i] += mom * v[i] - lr * g[i];
             }
         } else {
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = i0; i < i1; i++) {
                 v[i] = mom * v[i] - lr * g[i];
                 w[i] += v[i];
             }
         }
-        return;
+    } else { /* Keras Adam */
+        const float c1 = 1.0f - o->beta1, c2 = 1.0f - o->beta2, eps = o->epsilon;
+        const float lr_t = t->lr_t;
+        float *restrict mm = m->opt_m, *restrict vv = m->opt_v;
+        for (size_t i = i0; i < i1; i++) {
+            float gi = g[i];
+            mm[i] += (gi - mm[i]) * c1;
+            vv[i] += (gi * gi - vv[i]) * c2;
+            w[i] -= lr_t * mm[i] / (sqrtf(vv[i]) + eps);
+        }
     }
-    /* Keras Adam */
-    m->opt_t++;
-    double b1 = o->beta1, b2 = o->beta2;
-    float lr_t = (float)(lr * sqrt(1.0 - pow(b2, (double)m->opt_t)) /
+    memset(g + i0, 0, (i1 - i0) * sizeof(float));
+}
+
+static void opt_task_fn(void *arg, int tid, int nt)
+{
+    opt_task *t = arg;
+    size_t n = t->m->nparams, per = (n / (size_t)nt + 15) / 16 * 16;
+    size_t i0 = per * (size_t)tid, i1 = i0 + per < n ? i0 + per : n;
+    if (tid == nt - 1) i1 = n;
+    if (i0 < i1) opt_range(t, i0, i1);
+}
+
+static void opt_step(pnn_model *m, const pnn_fit_opts *o, const float *ref)
+{
+    opt_task t = {m, o, o->proximal_mu > 0.0f ? ref : NULL, 0.0f};
+    if (o->optimizer == PNN_OPT_ADAM) {
+        m->opt_t++;
+        double b1 = o->beta1, b2 = o->beta2;
+        t.lr_t = (float)(o->learning_rate * sqrt(1.0 - pow(b2, (double)m->opt_t)) /
                          (1.0 - pow(b1, (double)m->opt_t)));
-    float c1 = 1.0f - o->beta1, c2 = 1.0f - o->beta2, eps = o->epsilon;
-    float *mm = m->opt_m, *vv = m->opt_v;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        mm[i] += (gi - mm[i]) * c1;
-        vv[i] += (gi * gi - vv[i]) * c2;
-        w[i] -= lr_t * mm[i] / (sqrtf(vv[i]) + eps);
     }
+    if (m->nparams < ((size_t)1 << 16)) opt_task_fn(&t, 0, 1); /* not worth waking threads */
+    else nn_parallel(m, opt_task_fn, &t);
 }
 
 void pnn_fit_opts_init(pnn_fit_opts *o)
@@ -305,6 +336,7 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
         ref = ref_own;
     }
     nn_blas_threads(m->threads);
+    memset(m->g, 0, m->nparams * sizeof(float));
     size_t batches = (n + B - 1) / B;
     for (int ep = 0; ep < o->epochs; ep++) {
         for (size_t i = 0; i < n; i++) idx[i] = i;
@@ -333,13 +365,8 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
                                                      "%zu", ep + 1, bi);
                 goto out;
             }
-            memset(m->g, 0, m->nparams * sizeof(float));
-            nn_backward(m, b, gy, NULL);
-            if (o->proximal_mu > 0.0f) {
-                float mu = o->proximal_mu;
-                for (size_t i = 0; i < m->nparams; i++) m->g[i] += mu * (m->w[i] - ref[i]);
-            }
-            opt_step(m, o);
+            nn_backward(m, b, gy, NULL); /* m->g is zero here (opt_step clears it) */
+            opt_step(m, o, ref);
             lsum += l * b;
             seen += (size_t)b;
             correct += (size_t)ok;
