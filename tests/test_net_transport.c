@@ -62,6 +62,15 @@ static void on_join(pnet_server *s, uint64_t id, const char *peer, void *user)
 static void on_message(pnet_server *s, uint64_t id, pnet_msg *m, void *user)
 {
     logf_(user, "msg %llu %zu\n", (unsigned long long)id, pnet_msg_len(m));
+    if (pnet_msg_len(m) == 1 && pnet_msg_data(m)[0] == 'B') { /* ask for a big answer */
+        pnet_msg *b;
+        if (pnet_msg_new(&b, 5000) == PT_OK) {
+            memset(pnet_msg_data(b), 'b', 5000);
+            pnet_server_send(s, id, b);
+            pnet_msg_unref(b);
+        }
+        return;
+    }
     pnet_server_send(s, id, m); /* echo, zero copy */
 }
 
@@ -755,7 +764,63 @@ static void t_flush_before_free(void)
     ASSERT_EQ_INT(a.status, 0);
 }
 
-TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
+/* The client's own limit: a message over its max_message fails the stream
+ * with PT_ERR_RANGE and a clear error; the server sees the client leave. */
+static void t_client_message_limit(void)
+{
+    srv_ctx x;
+    ASSERT_OK(srv_start(&x, 0, 0));
+    char addr[64], err[PT_ERRLEN];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", x.port);
+    pnet_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = addr;
+    o.max_message = 1000;
+    pnet_client *c;
+    int rc = pnet_client_connect(&c, &o, err);
+    static uint8_t big[2000];
+    int rs = rc ? rc : pnet_client_send(c, big, sizeof big, err); /* over its own limit */
+    int rs2 = rc ? rc : pnet_client_send(c, big, 999, err);        /* fine; echo is too */
+    uint8_t *m;
+    size_t len = 0;
+    int rr = rc ? rc : pnet_client_recv(c, &m, &len, 5000, err);
+    pnet_client_free(c);
+    srv_stop(&x);
+    ASSERT_OK(rc);
+    ASSERT_EQ_INT(rs, PT_ERR_RANGE);
+    ASSERT_OK(rs2);
+    ASSERT_OK(rr);
+    ASSERT_EQ_INT(len, 999);
+}
+
+static void t_client_recv_limit(void)
+{
+    srv_ctx x;
+    ASSERT_OK(srv_start(&x, 0, 0));
+    char addr[64], err[PT_ERRLEN] = "";
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", x.port);
+    pnet_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = addr;
+    o.max_message = 4000;
+    pnet_client *c;
+    int rc = pnet_client_connect(&c, &o, err);
+    int rs = rc ? rc : pnet_client_send(c, "B", 1, err); /* the server answers 5000 bytes */
+    uint8_t *m;
+    size_t len;
+    int rr = rc ? rc : pnet_client_recv(c, &m, &len, 5000, err);
+    int left = log_has(&x, "leave 1 ", 5);
+    pnet_client_free(c);
+    srv_stop(&x);
+    ASSERT_OK(rc);
+    ASSERT_OK(rs);
+    ASSERT_EQ_INT(rr, PT_ERR_RANGE);
+    ASSERT_CONTAINS(err, "over the limit");
+    ASSERT(left);
+}
+
+TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
+          TEST(t_client_recv_limit), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
           TEST(t_server_end_stream))

@@ -176,6 +176,20 @@ static void on_leave(pnet_server *s, uint64_t id, int reason, const char *detail
     ((bench *)user)->nleft++;
 }
 
+static double proc_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static long minflt(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -252,6 +266,8 @@ int main(int argc, char **argv)
         b.nres = 0;
         b.verify = r == 0;
         double t0 = pt_now(), c0 = thread_cpu();
+        long f0 = minflt();
+        double p0 = proc_cpu();
         for (int i = 0; i < nclients; i++) pnet_server_send(s, b.ids[i], b.fitins);
         while (b.nres < nclients && b.nleft == 0) pnet_server_poll(s, 100);
         double dt = pt_now() - t0, dc = thread_cpu() - c0;
@@ -263,7 +279,9 @@ int main(int argc, char **argv)
         gbs[r] = bytes / dt / 1e9;
         cpus[r] = dc;
         printf("  round %d%s: %.3f s wall, %.2f GB/s tensors through the server, server CPU "
-               "%.3f s\n", r, r == 0 ? " (warm-up, verified)" : "", dt, gbs[r], dc);
+               "%.3f s, all threads CPU %.3f s, %ld page faults\n", r,
+               r == 0 ? " (warm-up, verified)" : "", dt, gbs[r], dc, proc_cpu() - p0,
+               minflt() - f0);
     }
     /* goodbye */
     pnet_msg *bye;
