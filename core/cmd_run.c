@@ -219,9 +219,12 @@ static int validate(run_opts *o, pst_options *po, char *err)
                              "in %s",
                              o->clients, train, o->dataset);
     } else {
+        /* "folder:DIR", "cifar10:DIR", ... or a bare path: the path must exist */
         struct stat st;
-        if (strchr(o->dataset, '/') && stat(o->dataset, &st) != 0)
-            return pt_seterr(err, PT_ERR_NOTFOUND, "--dataset %s: %s", o->dataset,
+        const char *path = o->dataset, *colon = strchr(path, ':'), *slash = strchr(path, '/');
+        if (colon && (!slash || colon < slash)) path = colon + 1;
+        if (strchr(path, '/') && stat(path, &st) != 0)
+            return pt_seterr(err, PT_ERR_NOTFOUND, "--dataset %s: %s: %s", o->dataset, path,
                              strerror(errno));
     }
     return PT_OK;

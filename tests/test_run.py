@@ -101,6 +101,7 @@ def test_options(tmp):
         (["--server-momentum", "abc"], "server-momentum"),
         (["--strategy", "FedProx"], "proximal_mu"),
         (["--dataset", "/nonexistent/folder"], "No such file"),
+        (["--dataset", "folder:/nonexistent/images"], "/nonexistent/images: No such file"),
         (["stray"], "unexpected argument"),
     ]
     for args, msg in bad:
