@@ -3,9 +3,10 @@
  * and SSM calls of launcher/{ec2,s3,aws}.c run against an in-process HTTP/1.1
  * responder on 127.0.0.1 that answers every request with the fuzz input
  * (real libcurl, real signing, real reply parsing, error mapping).
- * Input: byte 0 picks the call, byte 1 the HTTP status, the rest is the body.
- * Retries are off (max_attempts 1) so one input is one exchange (or a few for
- * the multi-request calls).
+ * Input: byte 0 picks the call, byte 1 the HTTP status, the rest is the body;
+ * bodies separated by FZ_SEP answer successive requests (the last one repeats),
+ * for the calls that make several (S3 list pages, bucket emptying, IMDSv2:
+ * token, role name, role credentials JSON). Retries are off (max_attempts 1).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,15 +16,21 @@
 #include <sys/socket.h>
 
 #include "fuzz.h"
+#include "launch_int.h"
 #include "plaunch.h"
+
+#define MAX_PARTS 8
+#define RBUF (1 << 17)
 
 static struct {
     pthread_mutex_t mu;
-    const uint8_t *body;
-    size_t len;
+    const uint8_t *body[MAX_PARTS];
+    size_t len[MAX_PARTS];
+    size_t nparts, next;
     int status;
     int lfd;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER, .lfd = -1};
+static char endpoint[64];
 
 static pl_aws *aws;
 
@@ -42,15 +49,14 @@ static int write_all(int fd, const void *p, size_t n)
 
 /* Serve one keep-alive connection: for each request (headers, then
  * Content-Length bytes of body) send the current reply. */
-static void serve_conn(int fd)
+static void serve_conn(int fd, char *buf, char *out)
 {
-    static char buf[1 << 17];
     size_t have = 0;
     for (;;) {
         char *end = NULL;
         while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
-            if (have == sizeof buf) return;
-            ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+            if (have == RBUF) return;
+            ssize_t r = recv(fd, buf + have, RBUF - have, 0);
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) return;
             have += (size_t)r;
@@ -60,9 +66,9 @@ static void serve_conn(int fd)
             if ((p == buf || p[-1] == '\n') && !strncasecmp(p, "content-length:", 15))
                 clen = strtoul(p + 15, NULL, 10);
         int head = !strncmp(buf, "HEAD ", 5);
-        if (clen > sizeof buf - hlen) return;
+        if (clen > RBUF - hlen) return;
         while (have < hlen + clen) {
-            ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+            ssize_t r = recv(fd, buf + have, RBUF - have, 0);
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) return;
             have += (size_t)r;
@@ -71,18 +77,33 @@ static void serve_conn(int fd)
         have -= hlen + clen;
         /* One send per reply: header and body split over two segments
          * meet Nagle + delayed ACK (40 ms per exchange). */
-        static char out[512 + (1 << 17)];
         pthread_mutex_lock(&srv.mu);
+        size_t k = srv.next < srv.nparts ? srv.next : srv.nparts - 1;
+        srv.next++;
+        size_t len = srv.len[k] < RBUF ? srv.len[k] : RBUF;
         int hl = snprintf(out, 512,
                           "HTTP/1.1 %d Fuzz\r\nContent-Length: %zu\r\n"
                           "x-amz-request-id: FUZZREQUEST\r\nETag: \"0123abcd\"\r\n"
                           "Content-Type: application/xml\r\n\r\n",
-                          srv.status, srv.len);
-        size_t bl = head ? 0 : srv.len < (1 << 17) ? srv.len : (1 << 17);
-        memcpy(out + hl, srv.body, bl);
+                          srv.status, len);
+        size_t bl = head ? 0 : len;
+        if (bl) memcpy(out + hl, srv.body[k], bl);
         pthread_mutex_unlock(&srv.mu);
         if (write_all(fd, out, (size_t)hl + bl)) return;
     }
+}
+
+/* One thread per connection: the AWS client keeps its connection alive
+ * while others (IMDS) come and go. */
+static void *conn_thread(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char *buf = malloc(RBUF), *out = malloc(512 + RBUF);
+    if (buf && out) serve_conn(fd, buf, out);
+    free(buf);
+    free(out);
+    close(fd);
+    return NULL;
 }
 
 static void *serve(void *arg)
@@ -96,8 +117,12 @@ static void *serve(void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        serve_conn(fd);
-        close(fd);
+        pthread_t t;
+        if (pthread_create(&t, NULL, conn_thread, (void *)(intptr_t)fd)) {
+            close(fd);
+            continue;
+        }
+        pthread_detach(t);
     }
 }
 
@@ -115,8 +140,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     pthread_t t;
     if (pthread_create(&t, NULL, serve, NULL)) abort();
     pthread_detach(t);
-    static char ep[64];
-    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    const char *ep = endpoint;
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", ntohs(a.sin_port));
     pl_creds c;
     memset(&c, 0, sizeof c);
     strcpy(c.access_key, "AKIDEXAMPLE");
@@ -193,6 +218,14 @@ static void call(int op, char *err)
     case 14: pl_s3_empty_and_delete_bucket(aws, "petal-fuzz", &n, err); break;
     case 15: pl_ec2_authorize_ingress(aws, "sg-0123", 8080, 8080, NULL, "10.0.0.0/16", err); break;
     case 16: pl_s3_create_bucket(aws, "petal-fuzz", err); break;
+    case 17: {
+        pl_creds c;
+        time_t exp;
+        if (pl_imds_role_credentials(endpoint, &c, &exp, err) == PT_OK)
+            FZ_CHECK(c.access_key[0] && c.secret_key[0] && memchr(c.token, 0, sizeof c.token));
+        pl_creds_wipe(&c);
+        break;
+    }
     default: pl_ec2_delete_security_group(aws, "sg-0123", 0, err); break;
     }
     pl_str_free(&s);
@@ -203,11 +236,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2) return 0;
     pthread_mutex_lock(&srv.mu);
     srv.status = statuses[data[1] & 7];
-    srv.body = data + 2;
-    srv.len = size - 2;
+    srv.nparts = fz_split(data + 2, size - 2, srv.body, srv.len, MAX_PARTS);
+    srv.next = 0;
     pthread_mutex_unlock(&srv.mu);
     char err[PT_ERRLEN] = "";
-    call(data[0] % 18, err);
+    call(data[0] % 19, err);
     FZ_CHECK(memchr(err, 0, sizeof err));
     return 0;
 }
