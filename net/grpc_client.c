@@ -399,9 +399,13 @@ int pnet_client_recv(pnet_client *c, uint8_t **msg, size_t *len, int timeout_ms,
 static int wait_sent(pnet_client *c, char *err)
 {
     double kill_at = 0;
+    int dropped = 0; /* the stream ended before our bytes were framed */
     for (;;) {
         int stream_gone = c->closed || c->fail;
-        if (stream_gone && c->tx.head) h2_tx_clear(&c->tx);
+        if (stream_gone && c->tx.head) {
+            h2_tx_clear(&c->tx);
+            dropped = 1;
+        }
         if (!c->tx.queued && !h2_conn_pending(&c->h)) break;
         int rc = pump(c, 1000, err);
         if (rc) {
@@ -414,11 +418,13 @@ static int wait_sent(pnet_client *c, char *err)
             if (!kill_at) kill_at = pt_now() + KILL_WAIT_MS / 1000.0;
             if (pt_now() > kill_at) {
                 h2_conn_kill(&c->h, "peer stopped reading");
+                dropped = 1;
                 break;
             }
         }
     }
-    if (c->closed || c->fail) return stream_error(c, err);
+    /* written: a stream failure that came meanwhile surfaces at the next recv */
+    if (dropped) return stream_error(c, err);
     return PT_OK;
 }
 

@@ -407,9 +407,11 @@ int pnet_client_recv(pnet_client *c, uint8_t **msg, size_t *len, int timeout_ms,
 int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *err);
 /* Send one message and block until it is written to the socket (msg is not
  * copied; it may be freed on return). Keeps reading meanwhile (PING ACKs,
- * WINDOW_UPDATEs; server messages are queued for recv). Returns PT_OK,
- * PT_ERR_CLOSED (stream over), PT_ERR_RANGE, PT_ERR_NET/PT_ERR_TLS, PT_ERR_STATE
- * (already half-closed). */
+ * WINDOW_UPDATEs; server messages are queued for recv). Returns PT_OK once
+ * the bytes are written (a stream end that arrives meanwhile is reported by
+ * the next recv), PT_ERR_CLOSED (the stream was over before the bytes went
+ * out; err has the grpc-status), PT_ERR_RANGE (over max_message),
+ * PT_ERR_NET/PT_ERR_TLS, PT_ERR_STATE (already half-closed). */
 int pnet_client_send(pnet_client *c, const void *msg, size_t len, char *err);
 /* Zero-copy variant for refcounted messages (takes its own reference). */
 int pnet_client_send_msg(pnet_client *c, pnet_msg *m, char *err);
