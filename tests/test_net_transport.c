@@ -7,6 +7,7 @@
  */
 #include "pnet.h"
 #include "h2_int.h"
+#include "sock_int.h"
 #include "test.h"
 
 #include <arpa/inet.h>
@@ -819,7 +820,35 @@ static void t_client_recv_limit(void)
     ASSERT(left);
 }
 
-TEST_MAIN(TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
+static void t_address_parsing(void)
+{
+    char h[64], p[16], err[PT_ERRLEN];
+    ASSERT_OK(sock_split("127.0.0.1:8080", h, sizeof h, p, sizeof p, err));
+    ASSERT_STR_EQ(h, "127.0.0.1");
+    ASSERT_STR_EQ(p, "8080");
+    ASSERT_OK(sock_split("[::1]:9092", h, sizeof h, p, sizeof p, err));
+    ASSERT_STR_EQ(h, "::1");
+    ASSERT_STR_EQ(p, "9092");
+    ASSERT_OK(sock_split(":0", h, sizeof h, p, sizeof p, err));
+    ASSERT_STR_EQ(h, "");
+    ASSERT_OK(sock_split("localhost:1", h, sizeof h, p, sizeof p, err));
+    ASSERT_STR_EQ(h, "localhost");
+    static const char *bad[] = {"", "127.0.0.1", "host:", "host:x", "host:65536", "host:-1",
+                                "::1:80", "[::1]80", "[::1", "h:8080x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ASSERT_MSG(sock_split(bad[i], h, sizeof h, p, sizeof p, err) == PT_ERR_INVAL,
+                   "'%s' accepted", bad[i]);
+    char addr[64];
+    pnet_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = "no-port-here";
+    pnet_client *c = NULL;
+    ASSERT_EQ_INT(pnet_client_connect(&c, &o, addr), PT_ERR_INVAL);
+    ASSERT_CONTAINS(addr, "host:port");
+    ASSERT(c == NULL);
+}
+
+TEST_MAIN(TEST(t_address_parsing), TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
           TEST(t_client_recv_limit), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
