@@ -43,6 +43,18 @@ typedef struct pt_server_opts {
     const char *out_dir;        /* results directory; NULL = log to stderr only */
     int init_from_client;       /* GetParameters from one client instead of the model */
     size_t max_message;         /* 0 = 512 MiB */
+    int max_connections;        /* transport: more connections are refused; 0 = 1000 */
+    size_t max_header_list;     /* transport: HTTP/2 header list bytes; 0 = 16 KiB */
+    size_t max_conn_buffer;     /* transport: bytes buffered per connection for incomplete
+                                   messages; 0 = max_message + 64 MiB */
+    int64_t max_examples;       /* FitRes/EvaluateRes num_examples above this are rejected;
+                                   0 = 2^40 */
+    const char *checkpoint_dir; /* checkpoint after every round here; NULL = the resume
+                                   directory, else OUT/checkpoint with out_dir, else none */
+    int no_checkpoint;          /* 1: write no checkpoints */
+    const char *resume;         /* continue from the checkpoint in this directory (or file) */
+    const char *save_weights;   /* write the final global model here (.npz, numpy.load-able);
+                                   also written when the run stops early */
     int expected_clients;       /* for run_start's n_clients (0 = min_available) */
     const char *port_file;      /* write the bound port here once listening (tests) */
     volatile int *stop;         /* set non-zero (e.g. by SIGINT) to stop; may be NULL */
@@ -52,7 +64,10 @@ typedef struct pt_server_opts {
 void pt_server_opts_init(pt_server_opts *o);
 
 /* Run a federation: listen, rounds, ReconnectIns to everyone, close.
- * Returns PT_OK; PT_ERR_TIMEOUT (not enough clients within wait_clients),
+ * After every completed round the state is checkpointed (checkpoint_int.h);
+ * with o->resume the run continues after the checkpoint's round.
+ * Returns PT_OK; PT_ERR_TIMEOUT (not enough clients within wait_clients;
+ * the checkpoint and --save-weights hold the results so far),
  * PT_ERR_INTERRUPTED (*stop), or the setup errors of the parts (bad model,
  * dataset, strategy options, address in use) with err naming the problem. */
 int pt_server_run(const pt_server_opts *o, char *err);
@@ -72,6 +87,10 @@ typedef struct pt_client_opts {
     const char *id;             /* client name for logs/results; default = part */
     const char *out_dir;
     double connect_timeout;     /* seconds of retrying the first connect (default 60) */
+    int keep_optimizer;         /* 1: keep the optimizer state between fits (Keras-like);
+                                   0 (default): every fit starts from fresh optimizer and
+                                   dropout state seeded by (seed, server_round, partition),
+                                   so training depends on nothing but those and the weights */
     uint64_t seed;
     size_t limit;               /* at most this many training examples (before partitioning) */
     size_t eval_limit;          /* at most this many validation examples (before partitioning) */

@@ -70,6 +70,15 @@ static int send_reply(cli *c, const pnet_client_out *m, char *err)
     return rc;
 }
 
+/* splitmix64's finaliser: a well-mixed 64-bit function of x. */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
 static int progress_cb(const pnn_progress *p, void *user)
 {
     cli *c = user;
@@ -147,6 +156,13 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
     c->round = (int)pt_config_number_or(&in->config, "server_round", c->fits);
     r.type = PNET_CMSG_FIT;
     r.status_message = "Success";
+    /* Training must depend only on (seed, round, partition) and the weights
+     * received, never on this process's history (a restarted or resumed
+     * federation then trains bit-identically): fresh optimizer and dropout
+     * state from that seed (the weights are overwritten just below). */
+    uint64_t fit_seed = mix64(mix64(c->o->seed ^ 0x66697473ull) + (uint64_t)c->round) +
+                        (uint64_t)c->o->part;
+    if (!c->o->keep_optimizer) pnn_model_init_weights(c->model, mix64(fit_seed));
     if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))
         return pt_seterr(err, rc, "FitIns parameters do not fit this client's model: %s", e);
     /* Petal's keys, or the names Flower's examples use */
@@ -170,7 +186,7 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
         fo.batch_size = batch;
         fo.learning_rate = (float)lr;
         fo.proximal_mu = (float)mu;
-        fo.shuffle_seed = c->o->seed * 1000003u + (uint64_t)c->fits * 7919u + (uint64_t)c->o->part;
+        fo.shuffle_seed = fit_seed;
         fo.progress = progress_cb;
         fo.progress_user = c;
         if (!(st = calloc((size_t)epochs, sizeof *st))) return PT_ERR_NOMEM;

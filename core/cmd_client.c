@@ -35,6 +35,10 @@ static void usage(FILE *f)
             "  --seed N                seed of the split, partition and shuffles (default 1337;\n"
             "                          every client of a federation must use the same)\n"
             "  --backend openblas|reference   --threads N\n"
+            "  --keep-optimizer-state  keep the optimizer (Adam moments) and dropout state\n"
+            "                          between rounds, like a compiled Keras model; default:\n"
+            "                          every fit starts fresh from (seed, round, partition),\n"
+            "                          so a restarted client or resumed server trains the same\n"
             "  --id NAME               client name in logs and results (default: i)\n"
             "  --out DIR               write client_<id>_log.log and events.jsonl into DIR\n"
             "  --log-level LEVEL       debug, info (default), warn, error\n"
@@ -44,7 +48,7 @@ static void usage(FILE *f)
 enum {
     O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
-    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP
+    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT
 };
 
 static int valid_id(const char *s)
@@ -80,6 +84,7 @@ int pt_cmd_client(int argc, char **argv)
         {"out", required_argument, 0, O_OUT},
         {"log-level", required_argument, 0, O_LOG},
         {"help", no_argument, 0, O_HELP},
+        {"keep-optimizer-state", no_argument, 0, O_KEEP_OPT},
         {0, 0, 0, 0},
     };
     static volatile int stop;
@@ -177,6 +182,7 @@ int pt_cmd_client(int argc, char **argv)
             break;
         }
         case O_HELP: usage(stdout); return 0;
+        case O_KEEP_OPT: o.keep_optimizer = 1; break;
         case ':':
             fprintf(stderr, "petal client: option %s needs a value\n", name);
             return 2;

@@ -29,7 +29,21 @@ static void usage(FILE *f)
             "  --init-from-client      take the initial parameters from one client\n"
             "                          (GetParameters) instead of the model's seeded init\n"
             "  --tls-cert FILE --tls-key FILE   serve TLS (ALPN h2) with this certificate\n"
+            "Reliability and limits:\n"
+            "  --checkpoint-dir DIR    checkpoint after every round into DIR (atomic; default\n"
+            "                          the --resume directory, else OUT/checkpoint with --out)\n"
+            "  --no-checkpoint         write no checkpoints\n"
+            "  --resume DIR            continue from the last complete round checkpointed in\n"
+            "                          DIR (same model and strategy; --rounds is the total)\n"
+            "  --save-weights FILE     write the final global model to FILE (.npz, numpy.load);\n"
+            "                          also when the run stops early (results so far)\n"
+            "  --max-examples N        reject updates claiming more than N examples\n"
+            "                          (default 2^40)\n"
             "  --max-message BYTES     largest gRPC message (default 536870912, as Flower)\n"
+            "  --max-connections N     refuse connections beyond N (default 1000)\n"
+            "  --max-header-list BYTES HTTP/2 header list limit (default 16384)\n"
+            "  --max-conn-buffer BYTES bytes buffered per connection for incomplete messages\n"
+            "                          (default max-message + 64 MiB)\n"
             "Model and data:\n"
             "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
             "  --dataset SPEC          held-out split for centralised evaluation, e.g.\n"
@@ -58,14 +72,19 @@ static void usage(FILE *f)
             "  --expected-clients N    number of clients recorded in the results\n"
             "  --port-file FILE        write the bound port to FILE once listening\n"
             "  --log-level LEVEL       debug, info (default), warn, error\n"
-            "  --help                  this text; --help-strategies: strategy options\n");
+            "  --help                  this text; --help-strategies: strategy options\n"
+            "\n"
+            "Exit status: 0 done; 1 error; 2 bad option or input file; 3 not enough clients\n"
+            "within --wait-clients (results so far kept: checkpoint, --save-weights, --out);\n"
+            "130 interrupted (SIGINT/SIGTERM; results so far kept likewise).\n");
 }
 
 enum {
     O_ADDRESS = 256, O_ROUNDS, O_STRATEGY, O_MODEL, O_DATASET, O_VAL_SPLIT, O_EVAL_LIMIT,
     O_EPOCHS, O_BATCH, O_LR, O_ROUND_TIMEOUT, O_WAIT, O_CERT, O_KEY, O_SEED, O_BACKEND,
     O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
-    O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS,
+    O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
+    O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -122,6 +141,14 @@ int pt_cmd_server(int argc, char **argv)
         {"accept-failures", no_argument, 0, O_ACCEPT},
         {"no-accept-failures", no_argument, 0, O_NO_ACCEPT},
         {"flower-defaults", no_argument, 0, O_FLOWER_DEFAULTS},
+        {"checkpoint-dir", required_argument, 0, O_CKPT_DIR},
+        {"no-checkpoint", no_argument, 0, O_NO_CKPT},
+        {"resume", required_argument, 0, O_RESUME},
+        {"save-weights", required_argument, 0, O_SAVE_WEIGHTS},
+        {"max-examples", required_argument, 0, O_MAX_EXAMPLES},
+        {"max-connections", required_argument, 0, O_MAX_CONN},
+        {"max-header-list", required_argument, 0, O_MAX_HDR},
+        {"max-conn-buffer", required_argument, 0, O_MAX_BUF},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -215,6 +242,26 @@ int pt_cmd_server(int argc, char **argv)
             o.max_message = (size_t)iv;
             break;
         case O_PORTFILE: o.port_file = optarg; break;
+        case O_CKPT_DIR: o.checkpoint_dir = optarg; break;
+        case O_NO_CKPT: o.no_checkpoint = 1; break;
+        case O_RESUME: o.resume = optarg; break;
+        case O_SAVE_WEIGHTS: o.save_weights = optarg; break;
+        case O_MAX_EXAMPLES:
+            if (pt_agent_parse_int("--max-examples", optarg, 1, 1LL << 40, &iv)) return 2;
+            o.max_examples = (int64_t)iv;
+            break;
+        case O_MAX_CONN:
+            if (pt_agent_parse_int("--max-connections", optarg, 1, 1000000, &iv)) return 2;
+            o.max_connections = (int)iv;
+            break;
+        case O_MAX_HDR:
+            if (pt_agent_parse_int("--max-header-list", optarg, 1024, 1 << 24, &iv)) return 2;
+            o.max_header_list = (size_t)iv;
+            break;
+        case O_MAX_BUF:
+            if (pt_agent_parse_int("--max-conn-buffer", optarg, 4096, 1LL << 40, &iv)) return 2;
+            o.max_conn_buffer = (size_t)iv;
+            break;
         case O_EXPECTED:
             if (pt_agent_parse_int("--expected-clients", optarg, 1, 1000000, &iv)) return 2;
             o.expected_clients = (int)iv;
@@ -265,6 +312,10 @@ int pt_cmd_server(int argc, char **argv)
         fprintf(stderr, "petal server: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (o.no_checkpoint && o.checkpoint_dir) {
+        fprintf(stderr, "petal server: --no-checkpoint and --checkpoint-dir exclude each other\n");
+        return 2;
+    }
     if (!o.tls_cert != !o.tls_key) {
         fprintf(stderr, "petal server: --tls-cert and --tls-key go together\n");
         return 2;
@@ -273,7 +324,12 @@ int pt_cmd_server(int argc, char **argv)
     int rc = pt_server_run(&o, err);
     if (rc) {
         fprintf(stderr, "petal server: %s\n", err[0] ? err : pt_strerror(rc));
-        return rc == PT_ERR_INVAL || rc == PT_ERR_NOTFOUND ? 2 : 1;
+        if (rc == PT_ERR_TIMEOUT) return 3;
+        if (rc == PT_ERR_INTERRUPTED) return 130;
+        return rc == PT_ERR_INVAL || rc == PT_ERR_NOTFOUND || rc == PT_ERR_FORMAT ||
+                       rc == PT_ERR_MISMATCH || rc == PT_ERR_UNSUPPORTED
+                   ? 2
+                   : 1;
     }
     return 0;
 }

@@ -41,3 +41,6 @@ core_TESTS += tests/test_agents_flower_client.py tests/test_agents_flower_server
 core_TEST_PREREQS += $(PETAL_BIN) $(BUILD)/gen/py/transport_pb2.py \
                      $(BUILD)/gen/py/transport_pb2_grpc.py
 core_TESTS += tests/test_run_e2e.py
+
+# reliability (issue 7): checkpoints/resume, client faults, update validation, limits, load
+core_TESTS += tests/test_rel_checkpoint.py

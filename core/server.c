@@ -4,11 +4,13 @@
  * FitRes updates are folded into the strategy inside on_message, as they
  * arrive, straight from the received message bytes (zero copy for float32). */
 #include "agent_int.h"
+#include "checkpoint_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "pdata.h"
 #include "pnet.h"
@@ -26,10 +28,7 @@ typedef struct srv_client {
     int gone;     /* left (entry removed at the next compaction) */
 } srv_client;
 
-typedef struct hist {
-    int round;
-    double loss, acc;
-} hist;
+typedef pt_ckpt_hist hist;
 
 typedef struct srv {
     const pt_server_opts *o;
@@ -57,6 +56,9 @@ typedef struct srv {
     double central_loss;   /* centralised loss of the current global (QFedAvg) */
     double t_phase;        /* when the current phase's instructions went out */
     double fold_time;      /* seconds spent folding updates this round */
+    const char *ckpt_dir;  /* where checkpoints go (NULL = none) */
+    char ckpt_buf[4096];
+    double elapsed0;       /* seconds taken before a resume */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -213,6 +215,10 @@ static int update_view(srv *s, const pnet_params_view *v, pt_params *upd, char *
         if (!same)
             return pt_seterr(err, PT_ERR_MISMATCH, "tensor %zu: shape differs from the model's",
                              i);
+        if (info.dtype != PNET_DT_F4 && info.dtype != PNET_DT_F8)
+            return pt_seterr(err, PT_ERR_UNSUPPORTED,
+                             "tensor %zu: dtype %s is not a floating-point weight type", i,
+                             info.dtype == PNET_DT_I8 ? "int64" : "unknown");
         pt_tensor *t = &s->upd_t[i];
         *t = *g;
         if (info.dtype == PNET_DT_F4 && !info.big_endian && (!info.fortran_order || info.ndim < 2)) {
@@ -227,6 +233,23 @@ static int update_view(srv *s, const pnet_params_view *v, pt_params *upd, char *
         }
     }
     return PT_OK;
+}
+
+static int64_t max_examples(const srv *s)
+{
+    return s->o->max_examples > 0 ? s->o->max_examples : (int64_t)1 << 40;
+}
+
+/* A FitRes that must not be aggregated: a failure of the round, logged with
+ * the client and the reason; the client stays connected for later rounds. */
+static void reject_update(srv *s, srv_client *c, const char *why)
+{
+    c->busy = 0;
+    s->outstanding--;
+    s->failures++;
+    pst_fit_failure(s->st);
+    SWARN(s, "fit_round %d: update of client %s rejected: %s", s->round, c->peer, why);
+    pt_results_failure(s->res, s->round, c->peer, "fit", why);
 }
 
 static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
@@ -273,14 +296,19 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
     }
     if (s->phase == PH_FIT) {
         pt_params upd;
-        if (in.num_examples < 0) {
-            reject(s, c, PNET_GRPC_INVALID_ARGUMENT, "FitRes with negative num_examples");
+        if (in.num_examples <= 0 || in.num_examples > max_examples(s)) {
+            pt_seterr(why, 0, "FitRes num_examples %lld is %s", (long long)in.num_examples,
+                      in.num_examples <= 0 ? "not positive" : "above the limit (--max-examples)");
+            reject_update(s, c, why);
             goto out;
         }
         rc = update_view(s, &in.params, &upd, e);
         if (rc) {
             pt_seterr(why, 0, "bad FitRes parameters: %s", e);
-            reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
+            if (rc == PT_ERR_FORMAT || rc == PT_ERR_RANGE) /* undecodable: end the stream */
+                reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
+            else /* well-formed but wrong (count, shape, dtype): not aggregated */
+                reject_update(s, c, why);
             goto out;
         }
         c->busy = 0;
@@ -300,9 +328,13 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
     /* evaluate */
     c->busy = 0;
     s->outstanding--;
-    if (in.num_examples < 0) {
+    if (in.num_examples < 0 || in.num_examples > max_examples(s)) {
         s->failures++;
         pst_evaluate_failure(s->st);
+        pt_seterr(why, 0, "EvaluateRes num_examples %lld is %s", (long long)in.num_examples,
+                  in.num_examples < 0 ? "negative" : "above the limit (--max-examples)");
+        SWARN(s, "evaluate_round %d: result of client %s rejected: %s", s->round, c->peer, why);
+        pt_results_failure(s->res, s->round, c->peer, "evaluate", why);
         goto out;
     }
     rc = pst_evaluate_add(s->st, (double)in.loss, in.num_examples, &in.metrics, e);
@@ -710,6 +742,9 @@ static int setup(srv *s, char *err)
     so.tls_cert = o->tls_cert;
     so.tls_key = o->tls_key;
     so.max_message = o->max_message;
+    so.max_connections = o->max_connections;
+    so.max_header_list = o->max_header_list;
+    so.max_conn_buffer = o->max_conn_buffer;
     so.user = s;
     so.on_join = on_join;
     so.on_message = on_message;
@@ -740,6 +775,130 @@ static void teardown(srv *s)
     pt_config_free(&s->fit_metrics_hist);
     pt_config_free(&s->eval_metrics_hist);
     pt_results_close(s->res);
+}
+
+/* ---- checkpoints and final weights ------------------------------------------------ */
+
+/* Where checkpoints go: --checkpoint-dir, else the directory resumed from,
+ * else OUT/checkpoint; NULL = none. */
+static const char *checkpoint_dir(srv *s)
+{
+    const pt_server_opts *o = s->o;
+    if (o->no_checkpoint) return NULL;
+    if (o->checkpoint_dir && *o->checkpoint_dir) return o->checkpoint_dir;
+    if (o->resume && *o->resume) {
+        struct stat sb;
+        if (!stat(o->resume, &sb) && S_ISREG(sb.st_mode)) { /* a file: its directory */
+            snprintf(s->ckpt_buf, sizeof s->ckpt_buf, "%s", o->resume);
+            char *slash = strrchr(s->ckpt_buf, '/');
+            if (slash) *slash = 0;
+            else snprintf(s->ckpt_buf, sizeof s->ckpt_buf, ".");
+            return s->ckpt_buf;
+        }
+        return o->resume;
+    }
+    if (o->out_dir && *o->out_dir) {
+        snprintf(s->ckpt_buf, sizeof s->ckpt_buf, "%s/checkpoint", o->out_dir);
+        return s->ckpt_buf;
+    }
+    return NULL;
+}
+
+static void write_checkpoint(srv *s, double last_central_loss)
+{
+    pt_ckpt c;
+    char e[PT_ERRLEN];
+    if (!s->ckpt_dir) return;
+    memset(&c, 0, sizeof c);
+    c.round = s->round;
+    c.rounds = s->o->rounds;
+    c.seed = s->o->seed;
+    c.rng = s->rng;
+    c.central_loss = last_central_loss;
+    c.elapsed = s->elapsed0 + pt_now() - s->t_start;
+    snprintf(c.model, sizeof c.model, "%s", s->o->model ? s->o->model : "");
+    snprintf(c.strategy, sizeof c.strategy, "%s", pst_name(s->st));
+    c.global = s->global;
+    c.h_cent = s->h_cent;
+    c.n_cent = s->n_cent;
+    c.h_dist = s->h_dist;
+    c.n_dist = s->n_dist;
+    c.fit_hist = s->fit_metrics_hist;
+    c.eval_hist = s->eval_metrics_hist;
+    double t0 = pt_now();
+    int rc = pt_ckpt_save(s->ckpt_dir, &c, s->st, e);
+    if (rc) {
+        PT_RERROR(s->res, "round %d: no checkpoint written (a resume would start from the "
+                          "previous one): %s", s->round, e);
+        pt_results_failure(s->res, s->round, NULL, "checkpoint", e);
+    } else {
+        SDEBUG(s, "round %d: checkpoint written to %s/%s in %.1f ms", s->round, s->ckpt_dir,
+               PT_CKPT_FILE, (pt_now() - t0) * 1e3);
+    }
+}
+
+/* Continue from a checkpoint: global, strategy state, RNG, histories.
+ * *next_round gets the first round to run. */
+static int resume_from(srv *s, int *next_round, double *last_central_loss, char *err)
+{
+    pt_ckpt c;
+    char e[PT_ERRLEN];
+    int rc = pt_ckpt_load(s->o->resume, &s->global, &c, e);
+    if (rc) return pt_seterr(err, rc, "--resume: %s", e);
+    if (strcmp(c.strategy, pst_name(s->st))) {
+        rc = pt_seterr(err, PT_ERR_MISMATCH,
+                       "--resume: the checkpoint was written by strategy %s, this server runs %s",
+                       c.strategy, pst_name(s->st));
+        goto out;
+    }
+    if (c.seed != s->o->seed)
+        SWARN(s, "--resume: the checkpoint's seed is %llu, --seed is %llu: keeping the "
+                 "checkpoint's sampling state", (unsigned long long)c.seed,
+              (unsigned long long)s->o->seed);
+    memcpy(s->global.buf, c.global.buf, s->global.total * sizeof(float));
+    if ((rc = pst_initialize(s->st, &s->global, e))) {
+        rc = pt_seterr(err, rc, "--resume: checkpoint parameters: %s", e);
+        goto out;
+    }
+    if ((rc = pt_ckpt_restore_strategy(&c, s->st, e))) {
+        rc = pt_seterr(err, rc, "--resume: %s", e);
+        goto out;
+    }
+    s->rng = c.rng;
+    s->central_loss = c.central_loss;
+    *last_central_loss = c.central_loss;
+    s->elapsed0 = c.elapsed;
+    /* histories: move the arrays over */
+    free(s->h_cent);
+    free(s->h_dist);
+    s->h_cent = c.h_cent;
+    s->n_cent = c.n_cent;
+    s->h_dist = c.h_dist;
+    s->n_dist = c.n_dist;
+    c.h_cent = c.h_dist = NULL;
+    pt_config_free(&s->fit_metrics_hist);
+    pt_config_free(&s->eval_metrics_hist);
+    s->fit_metrics_hist = c.fit_hist;
+    s->eval_metrics_hist = c.eval_hist;
+    memset(&c.fit_hist, 0, sizeof c.fit_hist);
+    memset(&c.eval_hist, 0, sizeof c.eval_hist);
+    *next_round = c.round + 1;
+    SLOG(s, "Resuming from the checkpoint of round %d in %s (%d rounds in total)", c.round,
+         s->o->resume, s->o->rounds);
+    rc = PT_OK;
+out:
+    pt_ckpt_free(&c);
+    return rc;
+}
+
+static void save_weights(srv *s)
+{
+    char e[PNN_ERRLEN];
+    if (!s->o->save_weights || !s->model) return;
+    int rc = pnn_set_weights_flat(s->model, s->global.buf, s->global.total, e);
+    if (!rc) rc = pnn_save_weights(s->model, s->o->save_weights, e);
+    if (rc) PT_RERROR(s->res, "--save-weights %s: %s", s->o->save_weights, e);
+    else SLOG(s, "global model weights saved to %s", s->o->save_weights);
 }
 
 int pt_server_run(const pt_server_opts *o, char *err)
@@ -788,6 +947,13 @@ int pt_server_run(const pt_server_opts *o, char *err)
         pt_config_free(&runcfg);
     }
     s->t_start = pt_now();
+    s->ckpt_dir = checkpoint_dir(s);
+    double last_central_loss = NAN;
+    int first_round = 1;
+    if (o->resume) {
+        if ((rc = resume_from(s, &first_round, &last_central_loss, err))) goto fail;
+        goto fl_start;
+    }
 
     /* initial parameters */
     SLOG(s, "Initializing global parameters");
@@ -800,7 +966,6 @@ int pt_server_run(const pt_server_opts *o, char *err)
         rc = pt_seterr(err, rc, "initial parameters: %s", e);
         goto fail;
     }
-    double last_central_loss = NAN;
     if (s->have_test) {
         double loss, acc, t0 = pt_now();
         SLOG(s, "Evaluating initial parameters");
@@ -813,8 +978,10 @@ int pt_server_run(const pt_server_opts *o, char *err)
         last_central_loss = loss;
         s->central_loss = loss;
     }
+fl_start:
     SLOG(s, "FL starting");
-    for (s->round = 1; s->round <= o->rounds; s->round++) {
+    rounds_done = first_round - 1;
+    for (s->round = first_round; s->round <= o->rounds; s->round++) {
         pt_round_stats rs;
         pnet_stats st0, st1;
         pt_config fit_m = {0}, eval_m = {0}, all_m = {0};
@@ -909,6 +1076,7 @@ int pt_server_run(const pt_server_opts *o, char *err)
         pt_config_free(&eval_m);
         pt_config_free(&all_m);
         rounds_done = s->round;
+        write_checkpoint(s, last_central_loss);
     }
     {
         char n1[40];
@@ -930,6 +1098,7 @@ int pt_server_run(const pt_server_opts *o, char *err)
         pt_config_free(&mc);
     }
     disconnect_all(s);
+    save_weights(s);
     pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done, "ok", NULL);
     pt_config_free(&base);
     teardown(s);
@@ -937,6 +1106,12 @@ int pt_server_run(const pt_server_opts *o, char *err)
 fail:
     PT_RERROR(s->res, "%s", err && *err ? err : pt_strerror(rc));
     disconnect_all(s);
+    if (rounds_done > 0) { /* the results so far */
+        save_weights(s);
+        if (s->ckpt_dir)
+            SLOG(s, "the run can continue from round %d with: petal server --resume %s ...",
+                 rounds_done + 1, s->ckpt_dir);
+    }
     pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done,
                        rc == PT_ERR_INTERRUPTED ? "interrupted" : "error", err);
     pt_config_free(&base);

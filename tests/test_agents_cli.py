@@ -49,7 +49,7 @@ def main():
     s.close()
     expect("server_wait_clients_timeout",
            ["server", "--address", "127.0.0.1:0", "--wait-clients", "1",
-            "--min-available-clients", "2"] + m, 1,
+            "--min-available-clients", "2"] + m, 3,
            "only 0 of the 2 required clients connected within 1 s")
     expect("client_bad_partition", ["client", "--partition", "3/2"], 2, "--partition")
     expect("client_partition_format", ["client", "--partition", "3"], 2, "i/N")

@@ -50,9 +50,9 @@ def main():
             e["wall_time"] > 0 and e["examples"] == 400 and e["peak_rss_bytes"] > 0 and
             e["cpu_process_percent"] is not None for e in fits), fits[:2])
         files = sorted(os.listdir(out))
-        L.check("federation_files", files == ["client_0_log.log", "client_1_log.log",
-                                              "client_2_log.log", "events.jsonl",
-                                              "server_log.log"], files)
+        L.check("federation_files", files == ["checkpoint", "client_0_log.log",
+                                              "client_1_log.log", "client_2_log.log",
+                                              "events.jsonl", "server_log.log"], files)
         print("  centralised losses: %s" % ["%.4f" % x for x in losses])
         for c in clients:
             c.kill()
