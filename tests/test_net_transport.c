@@ -848,7 +848,59 @@ static void t_address_parsing(void)
     ASSERT(c == NULL);
 }
 
-TEST_MAIN(TEST(t_address_parsing), TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
+/* Many messages of random sizes (0 .. 3 MB, around the direct-receive
+ * threshold too) sent back to back without waiting, echoes read afterwards:
+ * the client queues what arrives while it sends; every byte must match. */
+static void t_pipelined_random_sizes(void)
+{
+    srv_ctx x;
+    ASSERT_OK(srv_start(&x, 0, 0));
+    char addr[64], err[PT_ERRLEN] = "";
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", x.port);
+    pnet_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.address = addr;
+    pnet_client *c;
+    int rc = pnet_client_connect(&c, &o, err);
+    enum { N = 120 };
+    static size_t sizes[N];
+    uint32_t seed = 777;
+    uint8_t *buf = malloc(3 << 20);
+    for (size_t i = 0; i < (3u << 20); i++) buf[i] = (uint8_t)(i * 31 + (i >> 11));
+    for (int i = 0; i < N && !rc; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        size_t kind = seed % 4;
+        size_t n = kind == 0 ? (seed >> 8) % 100
+                   : kind == 1 ? 65536 + (seed >> 8) % 200 - 100
+                   : kind == 2 ? (seed >> 8) % (300 << 10)
+                               : (seed >> 8) % (3u << 20);
+        sizes[i] = n;
+        rc = pnet_client_send(c, buf + (i % 7), n, err);
+    }
+    int bad = -1;
+    for (int i = 0; i < N && !rc; i++) {
+        uint8_t *m;
+        size_t len;
+        rc = pnet_client_recv(c, &m, &len, 20000, err);
+        if (!rc && (len != sizes[i] || (len && memcmp(m, buf + (i % 7), len)))) {
+            bad = i;
+            break;
+        }
+    }
+    free(buf);
+    pnet_stats st;
+    pnet_client_stats(c, &st);
+    int crc = rc ? rc : pnet_client_close(c, 5000);
+    pnet_client_free(c);
+    srv_stop(&x);
+    ASSERT_MSG(rc == PT_OK, "%s", err);
+    ASSERT_MSG(bad < 0, "message %d (%zu bytes) came back different", bad, bad >= 0 ? sizes[bad] : 0);
+    ASSERT_EQ_INT(st.msgs_in, N);
+    ASSERT_EQ_INT(st.msgs_out, N);
+    ASSERT_OK(crc);
+}
+
+TEST_MAIN(TEST(t_address_parsing), TEST(t_pipelined_random_sizes), TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
           TEST(t_client_recv_limit), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
