@@ -55,8 +55,13 @@ int sock_split(const char *addr, char *host, size_t hlen, char *port, size_t ple
 
 void sock_tune(int fd)
 {
-    int one = 1, buf = H2_SOCKBUF;
+    int one = 1, buf = H2_SOCKBUF, idle = 60, intvl = 10, cnt = 6;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* notice peers that vanish without a FIN (a terminated instance) in ~2 min */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     int fl = fcntl(fd, F_GETFL);
