@@ -201,7 +201,7 @@ def join_handler(request_iterator, context):
         yield m
 
 
-def test_petal_client(tag, creds=None, ca_path=None):
+def test_petal_client(tag, creds=None, ca_path=None, server_name="localhost"):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=OPTS)
     handler = grpc.method_handlers_generic_handler(
         "flwr.proto.FlowerService", {"Join": grpc.stream_stream_rpc_method_handler(join_handler)})
@@ -214,7 +214,9 @@ def test_petal_client(tag, creds=None, ca_path=None):
     try:
         cmd = [PEER, "client", "127.0.0.1:%d" % port]
         if ca_path:
-            cmd += ["--tls-ca", ca_path, "--server-name", "localhost"]
+            cmd += ["--tls-ca", ca_path]
+            if server_name:
+                cmd += ["--server-name", server_name]
         r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=300)
         sys.stdout.write(r.stdout)
         sys.stdout.flush()
@@ -253,6 +255,8 @@ def main():
         creds = grpc.ssl_server_credentials(
             [(open(c["server.key"], "rb").read(), open(c["server.pem"], "rb").read())])
         test_petal_client("tls", creds, c["ca.pem"])
+        # no server name: the certificate's IP SAN 127.0.0.1 is checked
+        test_petal_client("tls_ip_san", creds, c["ca.pem"], server_name=None)
     return 1 if failures else 0
 
 

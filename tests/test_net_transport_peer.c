@@ -200,6 +200,22 @@ static void t_connect_refused_deadline(void)
     ASSERT_MSG(dt >= 0.25 && dt < 3, "took %.2f s", dt);
 }
 
+static void t_tls_wrong_name(void)
+{
+    /* a name the certificate does not carry: a TLS error at once, no retries */
+    pnet_client_opts o = copts;
+    o.server_name = "wrong.example";
+    o.connect_deadline_s = 20;
+    pnet_client *c = NULL;
+    char err[PT_ERRLEN];
+    double t0 = pt_now();
+    int rc = pnet_client_connect(&c, &o, err);
+    pnet_client_free(c);
+    ASSERT_EQ_INT(rc, PT_ERR_TLS);
+    ASSERT_CONTAINS(err, "verif");
+    ASSERT_MSG(pt_now() - t0 < 5, "took %.1f s", pt_now() - t0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "server")) return run_server(argc - 2, argv + 2);
@@ -216,7 +232,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--server-name") && i + 1 < argc)
             copts.server_name = argv[++i];
     }
-    const char *tag = copts.tls_ca ? "tls" : "h2c";
+    const char *tag = !copts.tls_ca ? "h2c" : copts.server_name ? "tls" : "tls_ip_san";
     int fails = 0;
 #define RUN(fn)                                                                            \
     do {                                                                                   \
@@ -229,5 +245,6 @@ int main(int argc, char **argv)
     RUN(t_echo);
     RUN(t_error_status);
     if (!copts.tls_ca) RUN(t_connect_refused_deadline);
+    if (copts.tls_ca) RUN(t_tls_wrong_name);
     return fails ? 1 : 0;
 }
