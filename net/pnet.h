@@ -421,8 +421,9 @@ int pnet_client_send_msg(pnet_client *c, pnet_msg *m, char *err);
  * number of queued messages (>= 0) or an error as recv. */
 int pnet_client_poll(pnet_client *c, int timeout_ms, char *err);
 /* Half-close the stream (END_STREAM), then wait up to timeout_ms for the
- * server's trailers. PT_OK, or the stream's error. The client stays valid
- * (pnet_client_free). */
+ * server's trailers. Returns PT_OK (grpc-status 0), PT_ERR_CLOSED (another
+ * status or the connection ended: see pnet_client_status) or PT_ERR_TIMEOUT.
+ * The client stays valid until pnet_client_free. */
 int pnet_client_close(pnet_client *c, int timeout_ms);
 /* After PT_ERR_CLOSED: the grpc-status (-1 if none yet) and grpc-message
  * (decoded, borrowed; "" if none). */
