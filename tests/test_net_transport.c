@@ -360,6 +360,32 @@ static void t_rx_reassembly(void)
     grpc_rx_free(&rx);
 }
 
+/* Two streams of one connection share its cap on partially received bytes. */
+static void t_rx_connection_cap(void)
+{
+    size_t buffered = 0;
+    grpc_rx a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.max = b.max = 1000;
+    a.buffered = b.buffered = &buffered;
+    a.buf_cap = b.buf_cap = 100;
+    got g = {0};
+    char err[PT_ERRLEN];
+    uint8_t wire[5 + 200] = {0, 0, 0, 0, 200};
+    ASSERT_OK(grpc_rx_feed(&a, wire, 5 + 60, got_cb, &g, err));
+    ASSERT_EQ_INT(buffered, 60);
+    ASSERT_EQ_INT(grpc_rx_feed(&b, wire, 5 + 50, got_cb, &g, err), PT_ERR_RANGE);
+    ASSERT_CONTAINS(err, "cap");
+    grpc_rx_free(&b);
+    grpc_rx_free(&a); /* releasing a stream returns its bytes */
+    ASSERT_EQ_INT(buffered, 0);
+    ASSERT_OK(grpc_rx_feed(&b, wire, 5 + 90, got_cb, &g, err));
+    ASSERT_EQ_INT(buffered, 90);
+    grpc_rx_free(&b);
+    ASSERT_EQ_INT(g.n, 0);
+}
+
 static void t_port_in_use(void)
 {
     srv_ctx x;
@@ -901,7 +927,7 @@ static void t_pipelined_random_sizes(void)
 }
 
 TEST_MAIN(TEST(t_address_parsing), TEST(t_pipelined_random_sizes), TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
-          TEST(t_client_recv_limit), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_port_in_use),
+          TEST(t_client_recv_limit), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_rx_connection_cap), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
           TEST(t_server_end_stream))
