@@ -304,6 +304,71 @@ static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, cons
     reduce_units(m, l, b, t.group);
 }
 
+/* ---- row-shift patches ------------------------------------------------------
+ * For a run of whole output rows of one image with vertical stride 1, the patch
+ * matrix of kernel row ky is the matrix of kernel row 0 shifted down by ky
+ * output rows. So only Q[(y, ox), (kx, c)] = x[y, ox*sw + kx - pl, c] is built
+ * (kh times smaller than im2col) and the GEMM is split into kh GEMMs of depth
+ * kw*ic over shifted views of Q; the input gradient is gathered the same way. */
+static int use_rowshift(const nn_layer *l)
+{
+    return l->rowshift && l->sh == 1 && l->kh > 1 && l->kw * l->ic >= 32;
+}
+
+/* Q for input rows [y0, y0 + ny) of img (rows outside the image are zeros). */
+static void im2row(const nn_layer *l, const float *img, int y0, int ny, float *Q)
+{
+    const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
+    const size_t KW = (size_t)kw * ic;
+    for (int yy = 0; yy < ny; yy++) {
+        int y = y0 + yy;
+        float *d = Q + (size_t)yy * ow * KW;
+        if (y < 0 || y >= l->ih) {
+            memset(d, 0, (size_t)ow * KW * sizeof(float));
+            continue;
+        }
+        const float *s = img + (size_t)y * iw * ic;
+        for (int ox = 0; ox < ow; ox++, d += KW) {
+            int ix0 = ox * l->sw - l->pl;
+            if (ix0 >= 0 && ix0 + kw <= iw) {
+                copy_row(d, s + (size_t)ix0 * ic, KW);
+                continue;
+            }
+            for (int kx = 0; kx < kw; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
+                else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
+            }
+        }
+    }
+}
+
+/* dx (one image) += the gradient dQ of Q for input rows [y0, y0 + ny). */
+static void row2im(const nn_layer *l, const float *dQ, int y0, int ny, float *dimg)
+{
+    const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
+    const size_t KW = (size_t)kw * ic;
+    for (int yy = 0; yy < ny; yy++) {
+        int y = y0 + yy;
+        if (y < 0 || y >= l->ih) continue;
+        const float *d = dQ + (size_t)yy * ow * KW;
+        float *s = dimg + (size_t)y * iw * ic;
+        for (int ox = 0; ox < ow; ox++, d += KW) {
+            int ix0 = ox * l->sw - l->pl;
+            if (ix0 >= 0 && ix0 + kw <= iw) {
+                float *restrict t = s + (size_t)ix0 * ic;
+                for (size_t j = 0; j < KW; j++) t[j] += d[j];
+                continue;
+            }
+            for (int kx = 0; kx < kw; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= iw) continue;
+                for (int c = 0; c < ic; c++) s[(size_t)ix * ic + c] += d[kx * ic + c];
+            }
+        }
+    }
+}
+
 /* ---- fused Conv2D (+ReLU) + MaxPool2D 2x2/2 ------------------------------------
  * The conv output never goes to memory: each row block's GEMM result stays in a
  * per-thread scratch, gets bias and ReLU, and is pooled straight away; the
@@ -374,12 +439,21 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     size_t r0, rows;
     block_rows(c, n, nimg, py0, npy, whole, &r0, &rows);
     float *ws = m->ws + (size_t)tid * m->ws_n, *C = m->cs + (size_t)tid * m->cs_n;
-    const float *A = t->x + r0 * K;
-    if (!conv_is_direct(c)) {
-        im2col(c, t->x, r0, r0 + rows, ws);
-        A = ws;
+    if (!whole && use_rowshift(c)) {
+        const int KW = c->kw * c->ic, y0 = 2 * py0 - c->pt;
+        im2row(c, t->x + n * c->isz, y0, 2 * npy + c->kh - 1, ws);
+        for (int ky = 0; ky < c->kh; ky++)
+            nn_sgemm(m->backend, 0, 0, (int)rows, oc, KW, 1.0f, ws + (size_t)ky * ow * KW, KW,
+                     m->w + c->woff + (size_t)ky * KW * oc, oc, ky ? 1.0f : 0.0f, C, oc);
+    } else {
+        const float *A = t->x + r0 * K;
+        if (!conv_is_direct(c)) {
+            im2col(c, t->x, r0, r0 + rows, ws);
+            A = ws;
+        }
+        nn_sgemm(m->backend, 0, 0, (int)rows, oc, K, 1.0f, A, K, m->w + c->woff, oc, 0.0f, C,
+                 oc);
     }
-    nn_sgemm(m->backend, 0, 0, (int)rows, oc, K, 1.0f, A, K, m->w + c->woff, oc, 0.0f, C, oc);
     bias_act(C, rows, oc, m->w + c->boff, c->act);
     const size_t rs = (size_t)ow * oc;
     for (int j = 0; j < nimg; j++) {
@@ -443,6 +517,22 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
         }
     }
     col_sums(dB, G, rows, oc);
+    const float *W = m->w + c->woff;
+    if (!whole && use_rowshift(c)) {
+        const int KW = c->kw * c->ic, y0 = 2 * py0 - c->pt, ny = 2 * npy + c->kh - 1;
+        im2row(c, t->x + n * c->isz, y0, ny, ws);
+        for (int ky = 0; ky < c->kh; ky++)
+            nn_sgemm(m->backend, 1, 0, KW, oc, (int)rows, 1.0f, ws + (size_t)ky * ow * KW, KW, G,
+                     oc, 1.0f, dW + (size_t)ky * KW * oc, oc);
+        if (t->dx) {
+            memset(ws2, 0, (size_t)ny * ow * KW * sizeof(float));
+            for (int ky = 0; ky < c->kh; ky++)
+                nn_sgemm(m->backend, 0, 1, (int)rows, KW, oc, 1.0f, G, oc,
+                         W + (size_t)ky * KW * oc, oc, 1.0f, ws2 + (size_t)ky * ow * KW, KW);
+            row2im(c, ws2, y0, ny, t->dx + n * c->isz);
+        }
+        return;
+    }
     const float *A = t->x + r0 * K;
     int direct = conv_is_direct(c);
     if (!direct) {
@@ -451,7 +541,6 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     }
     nn_sgemm(m->backend, 1, 0, K, oc, (int)rows, 1.0f, A, K, G, oc, 1.0f, dW, oc);
     if (t->dx) {
-        const float *W = m->w + c->woff;
         if (direct) {
             nn_sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, t->dx + r0 * K,
                      K);

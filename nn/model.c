@@ -298,6 +298,7 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                 return nn_seterr(err, PNN_ERR_JSON, "layer %d: Conv2D needs a 3-D input, not "
                                                     "the flat output of layer %d", li, li - 1);
             l->type = NN_CONV;
+            l->rowshift = 1;
             if ((rc = get_int(o, "filters", 0, 1, MAX_DIM, &l->oc, li, err))) return rc;
             if ((rc = get_pair(o, "kernel_size", 0, &l->kh, &l->kw, li, err))) return rc;
             if ((rc = get_pair(o, "strides", 1, &l->sh, &l->sw, li, err))) return rc;

@@ -38,6 +38,7 @@ typedef struct nn_layer {
     int relu_in;                /* pool: input is a ReLU output; backward applies its mask */
     int relu_masked;            /* conv: the next layer (pool) applies our ReLU mask */
     int fuse_pool;              /* conv: computed together with the next (2x2/2) pool */
+    int rowshift;               /* conv: row-shifted patches allowed (tests turn it off) */
     int fused;                  /* pool: computed by the previous conv (see fuse_pool) */
     uint8_t *code;              /* fused pool: window winner 0..3 per output */
     /* batch buffers (owned by the model's arena; cap images) */
