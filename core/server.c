@@ -152,9 +152,11 @@ static void phase_failure(srv *s, srv_client *c, const char *why)
     else if (s->phase == PH_INIT)
         pt_seterr(s->init_err, 0, "client %s: %s", c->peer, why);
     if (s->phase != PH_BYE) {
-        SWARN(s, "%s: client %s failed: %s",
-              s->phase == PH_FIT ? "fit_round" : s->phase == PH_EVAL ? "evaluate_round" : "init",
-              c->peer, why);
+        if (s->phase == PH_INIT)
+            SWARN(s, "init: client %s failed: %s", c->peer, why);
+        else
+            SWARN(s, "%s %d: client %s failed: %s",
+                  s->phase == PH_FIT ? "fit_round" : "evaluate_round", s->round, c->peer, why);
         pt_results_failure(s->res, s->phase == PH_INIT ? 0 : s->round, c->peer,
                            s->phase == PH_FIT    ? "fit"
                            : s->phase == PH_EVAL ? "evaluate"
@@ -189,6 +191,7 @@ static void reject(srv *s, srv_client *c, int grpc_status, const char *why)
 {
     phase_failure(s, c, why);
     pnet_server_end_stream(s->net, c->id, grpc_status, why);
+    c->gone = 1; /* never sampled again; its on_leave is ignored */
 }
 
 /* ---- replies --------------------------------------------------------------------- */
@@ -212,9 +215,17 @@ static int update_view(srv *s, const pnet_params_view *v, pt_params *upd, char *
         if (rc) return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
         int same = info.ndim == g->ndim;
         for (int d = 0; same && d < g->ndim; d++) same = info.shape[d] == g->shape[d];
-        if (!same)
-            return pt_seterr(err, PT_ERR_MISMATCH, "tensor %zu: shape differs from the model's",
-                             i);
+        if (!same) {
+            char a[96] = "", b[96] = "";
+            for (int d = 0; d < info.ndim; d++)
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? ", " : "",
+                         (long long)info.shape[d]);
+            for (int d = 0; d < g->ndim; d++)
+                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? ", " : "",
+                         (long long)g->shape[d]);
+            return pt_seterr(err, PT_ERR_MISMATCH, "tensor %zu: shape (%s%s), the model's (%s%s)",
+                             i, a, info.ndim == 1 ? "," : "", b, g->ndim == 1 ? "," : "");
+        }
         if (info.dtype != PNET_DT_F4 && info.dtype != PNET_DT_F8)
             return pt_seterr(err, PT_ERR_UNSUPPORTED,
                              "tensor %zu: dtype %s is not a floating-point weight type", i,
@@ -407,8 +418,7 @@ static int wait_replies(srv *s, char *err)
                 if (c->gone || !c->busy || now < c->deadline) continue;
                 char why[PT_ERRLEN];
                 pt_seterr(why, 0, "Timeout of %gsec was exceeded.", s->o->round_timeout);
-                phase_failure(s, c, why);
-                pnet_server_end_stream(s->net, c->id, PNET_GRPC_DEADLINE_EXCEEDED, why);
+                reject(s, c, PNET_GRPC_DEADLINE_EXCEEDED, why);
             }
         }
     }
@@ -430,6 +440,7 @@ static void send_to(srv *s, const int *idx, int k, pnet_msg *msg)
             char why[PT_ERRLEN];
             pt_seterr(why, 0, "send failed: %s", pt_strerror(rc));
             phase_failure(s, c, why);
+            if (rc == PT_ERR_NOTFOUND || rc == PT_ERR_STATE) c->gone = 1;
         }
     }
 }
