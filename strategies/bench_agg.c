@@ -247,9 +247,17 @@ int main(int argc, char **argv)
         }
     }
     if (reps < 1) reps = 1;
-    printf("bench-agg: FedAvg of %d client updates of %u floats (%.1f MB each), "
-           "%ld CPUs\n",
-           NCLIENTS, TOTAL, TOTAL * 4.0 / 1e6, sysconf(_SC_NPROCESSORS_ONLN));
+    {
+        double l1 = -1;
+        FILE *la = fopen("/proc/loadavg", "r");
+        if (la) {
+            if (fscanf(la, "%lf", &l1) != 1) l1 = -1;
+            fclose(la);
+        }
+        printf("bench-agg: FedAvg of %d client updates of %u floats (%.1f MB each), "
+               "%ld CPUs, load average %.2f (other work skews every figure)\n",
+               NCLIENTS, TOTAL, TOTAL * 4.0 / 1e6, sysconf(_SC_NPROCESSORS_ONLN), l1);
+    }
 
     /* triad */
     a = malloc(tn * sizeof *a);
