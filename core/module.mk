@@ -43,4 +43,5 @@ core_TEST_PREREQS += $(PETAL_BIN) $(BUILD)/gen/py/transport_pb2.py \
 core_TESTS += tests/test_run_e2e.py
 
 # reliability (issue 7): checkpoints/resume, client faults, update validation, limits, load
-core_TESTS += tests/test_rel_checkpoint.py tests/test_rel_faults.py tests/test_rel_validation.py
+core_TESTS += tests/test_rel_checkpoint.py tests/test_rel_faults.py tests/test_rel_validation.py \
+              tests/test_rel_limits.py
