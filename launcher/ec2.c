@@ -78,7 +78,13 @@ int pl_ec2_authorize_ingress(pl_aws *a, const char *group_id, int from_port, int
     }
     pl_xml *doc = NULL;
     pl_awserr ae;
-    rc = pl_ec2_call(a, "AuthorizeSecurityGroupIngress", f.data, &doc, &ae, err);
+    /* right after CreateSecurityGroup the group may not be visible yet
+     * (eventual consistency): retry InvalidGroup.NotFound for a while */
+    for (int attempt = 0;; attempt++) {
+        rc = pl_ec2_call(a, "AuthorizeSecurityGroupIngress", f.data, &doc, &ae, err);
+        if (rc != PT_ERR_NOTFOUND || attempt >= 5) break;
+        pt_sleep(0.5 * (1 << attempt), NULL);
+    }
     pl_str_free(&f);
     if (rc == PT_ERR_AWS && !strcmp(ae.code, "InvalidPermission.Duplicate")) rc = PT_OK;
     if (!rc && doc) {
@@ -241,7 +247,15 @@ int pl_ec2_run_instances(pl_aws *a, const pl_run_opts *o, pl_instance **out, siz
         return NOMEM(err);
     }
     pl_xml *doc = NULL;
-    rc = pl_ec2_call(a, "RunInstances", f.data, &doc, NULL, err);
+    pl_awserr ae;
+    /* a just-created group may not be visible yet; with a ClientToken the
+     * retry cannot launch twice */
+    for (int attempt = 0;; attempt++) {
+        rc = pl_ec2_call(a, "RunInstances", f.data, &doc, &ae, err);
+        if (rc != PT_ERR_NOTFOUND || strcmp(ae.code, "InvalidGroup.NotFound") || attempt >= 5)
+            break;
+        pt_sleep(0.5 * (1 << attempt), NULL);
+    }
     pl_str_free(&f);
     if (!rc) rc = parse_instances(pl_xml_child(doc, "instancesSet"), out, n, "RunInstances", err);
     if (!rc && *n != (size_t)o->count)

@@ -162,7 +162,9 @@ static int validate(const pl_launch_opts *o, char *err)
             if (!strcmp(o->strategies[i], o->strategies[j]))
                 return pt_seterr(err, PT_ERR_INVAL, "strategy %s listed twice", o->strategies[i]);
     }
-    if (!valid_name(o->backend, 40)) return pt_seterr(err, PT_ERR_INVAL, "bad --backend");
+    if (!o->backend || (strcmp(o->backend, "openblas") && strcmp(o->backend, "reference")))
+        return pt_seterr(err, PT_ERR_INVAL, "--backend must be openblas or reference (got '%s')",
+                         o->backend ? o->backend : "");
     if (!valid_name(o->instance_type, 40))
         return pt_seterr(err, PT_ERR_INVAL, "bad --instance-type '%s'", o->instance_type);
     if (o->port < 1024 || o->port + o->n_strategies - 1 > 65535)

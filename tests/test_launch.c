@@ -180,6 +180,10 @@ static void t_limits_before_aws(void)
     o.n_strategies = 2;
     ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
     o = base_opts();
+    o.backend = "aws";
+    ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "--backend");
+    o = base_opts();
     o.ssh_cidr = "0.0.0.0";
     ASSERT_EQ_INT(pl_launch_run(&o, NULL, NULL, err), PT_ERR_INVAL);
     o = base_opts();
