@@ -477,6 +477,9 @@ static int build_manifest(run *r, const char *role, const char *server_ip, int h
         ssize_t l = readlink("/proc/self/exe", self, sizeof self - 1);
         if (l > 0) {
             self[l] = 0;
+            /* rebuilt while running: the new file at the same path will do */
+            char *del = strstr(self, " (deleted)");
+            if (del && !del[10]) *del = 0;
             cJSON_AddStringToObject(m, "uploader_binary", self);
         }
     }
