@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "pnn.h"
 #include "pst.h"
@@ -107,6 +108,26 @@ static const char *const pst_keys[][2] = {
     {"trim-beta", "trim_beta"},
 };
 #define N_PST_KEYS (sizeof pst_keys / sizeof pst_keys[0])
+
+/* One descriptor per client connection: raise the soft RLIMIT_NOFILE to the
+ * hard limit, and say so when even that cannot hold max_conn clients. */
+static void raise_fd_limit(int max_conn)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_conn + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) || getrlimit(RLIMIT_NOFILE, &rl)) return;
+    }
+    if (rl.rlim_cur < need)
+        fprintf(stderr,
+                "petal server: warning: RLIMIT_NOFILE is %llu (hard limit %llu): at most about "
+                "%llu clients can connect, not the %d of --max-connections; raise the hard "
+                "limit (ulimit -Hn) to serve more\n",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0), max_conn);
+}
 
 int pt_cmd_server(int argc, char **argv)
 {
@@ -320,6 +341,7 @@ int pt_cmd_server(int argc, char **argv)
         fprintf(stderr, "petal server: --tls-cert and --tls-key go together\n");
         return 2;
     }
+    raise_fd_limit(o.max_connections > 0 ? o.max_connections : 1000);
     pt_agent_signals(&stop);
     int rc = pt_server_run(&o, err);
     if (rc) {

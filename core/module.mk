@@ -45,3 +45,13 @@ core_TESTS += tests/test_run_e2e.py
 # reliability (issue 7): checkpoints/resume, client faults, update validation, limits, load
 core_TESTS += tests/test_rel_checkpoint.py tests/test_rel_faults.py tests/test_rel_validation.py \
               tests/test_rel_limits.py
+
+# load: many concurrent clients (threads with the pnet client API) against a petal server
+core_TESTS += $(BUILD)/tests/test_rel_load
+test_rel_load_LIBS = $(NET_LIB) $(CORE_LIB)
+test_rel_load_LDLIBS := -lprotobuf-c -lnghttp2 -lssl -lcrypto -lcjson
+$(BUILD)/tests/test_rel_load: $$(NET_LIB) $(CORE_LIB)
+.PHONY: bench-load
+bench-load: $(BUILD)/tests/test_rel_load $(PETAL_BIN)
+	BUILD=$(BUILD) $(BUILD)/tests/test_rel_load --clients $(or $(LOAD_CLIENTS),1000) \
+	    --rounds $(or $(LOAD_ROUNDS),3) --bench
