@@ -5,16 +5,17 @@
 #include "nn_int.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <string.h>
 
-static int cur_threads = -1;
+/* OpenBLAS's thread count is process-wide; remember the last value set so the
+ * per-layer switches (1 inside image-parallel convolutions, the model's count
+ * for dense layers) cost nothing when unchanged. */
+static atomic_int cur_threads = -1;
 
 void nn_blas_threads(int threads)
 {
-    if (threads != cur_threads) {
-        openblas_set_num_threads(threads);
-        cur_threads = threads;
-    }
+    if (atomic_exchange(&cur_threads, threads) != threads) openblas_set_num_threads(threads);
 }
 
 /* Reference: row-major, accumulates in float with the k loop outside the j
