@@ -46,6 +46,8 @@ static const char agent_script[] =
     "  exit $rc\n"
     "}\n"
     "trap finish EXIT\n"
+    "command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; } \\\n"
+    "  >>\"$LOG\" 2>&1 || { say 'curl is missing and cannot be installed'; exit 9; }\n"
     "trap 'exit 143' TERM INT\n"
     "STAGE=imds\n"
     "i=0\n"
