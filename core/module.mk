@@ -55,3 +55,8 @@ $(BUILD)/tests/test_rel_load: $$(NET_LIB) $(CORE_LIB)
 bench-load: $(BUILD)/tests/test_rel_load $(PETAL_BIN)
 	BUILD=$(BUILD) $(BUILD)/tests/test_rel_load --clients $(or $(LOAD_CLIENTS),1000) \
 	    --rounds $(or $(LOAD_ROUNDS),3) --bench
+
+# valgrind: a 2-round local federation, every process under valgrind --leak-check=full
+.PHONY: check-valgrind
+check-valgrind: $(PETAL_BIN)
+	BUILD=$(BUILD) sh tests/test_rel_valgrind.sh

@@ -232,7 +232,8 @@ static int update_view(srv *s, const pnet_params_view *v, pt_params *upd, char *
                              info.dtype == PNET_DT_I8 ? "int64" : "unknown");
         pt_tensor *t = &s->upd_t[i];
         *t = *g;
-        if (info.dtype == PNET_DT_F4 && !info.big_endian && (!info.fortran_order || info.ndim < 2)) {
+        if (info.dtype == PNET_DT_F4 && !info.big_endian &&
+            (!info.fortran_order || info.ndim < 2)) {
             t->data = (float *)(uintptr_t)info.data; /* unaligned view; pst copes */
         } else {
             if (!s->scratch.buf && (rc = pt_params_init_like(&s->scratch, &s->global)))

@@ -58,7 +58,8 @@ def evaluate(arrays, cfg):
 
 
 BAD = {"nan": "non-finite", "inf": "non-finite", "few": "3 tensors", "many": "5 tensors",
-       "shape": "shape (10, 676), the model's (676, 10)", "i8": "int64", "u1": "'|u1'", "n0": "num_examples 0 is not positive",
+       "shape": "shape (10, 676), the model's (676, 10)", "i8": "int64", "u1": "'|u1'",
+       "n0": "num_examples 0 is not positive",
        "nneg": "num_examples -5", "nhuge": "num_examples 2199023255552",
        "ncap": "num_examples 5000 is above the limit"}
 
