@@ -1140,6 +1140,21 @@ static int plan(run *r, pl_str *out, char *err)
                 o->instance_profile ? "signed by the instances' role (IMDSv2)"
                                     : "presigned PUT URLs in the manifest",
                 o->out_dir, o->backend, o->n_clients, o->n_clients + 1, o->max_instances);
+    {
+        /* tell where the credentials would come from; they are not used */
+        pl_creds c;
+        char e2[PT_ERRLEN];
+        pl_creds_opts co = {.profile = o->profile, .env_file = o->env_file};
+        if (pl_creds_load(&c, &co, e2))
+            pl_str_addf(out, "credentials: NOT FOUND (%s)\n\n", e2);
+        else
+            pl_str_addf(out, "credentials: found in %s (not used by the dry run)%s\n\n", c.source,
+                        c.token[0] && !o->instance_profile
+                            ? "; session credentials: presigned URLs expire with them, "
+                              "--instance-profile avoids that for long runs"
+                            : "");
+        pl_creds_wipe(&c);
+    }
     int rc = prepare_role(r, "server", NULL, have_data, &m1, &u1, 0, err);
     if (!rc) rc = prepare_role(r, "client", "SERVER_PRIVATE_IP", have_data, &m2, &u2, 0, err);
     if (!rc) {

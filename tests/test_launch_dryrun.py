@@ -41,6 +41,7 @@ def main():
                       ("aws_secret_access_key", "secret name"), ("SECRET_ACCESS_KEY", "env name")):
         check("no_" + what.replace(" ", "_"), bad not in out and bad not in p.stderr)
     check("plan", "9 of at most 9" in out and "FedAdam (port 8083)" in out, out[:400])
+    check("plan_names_credential_source", "credentials: found in the environment" in out)
     # manifests: JSON, every URL presigned, every result object has a PUT URL
     parts = re.split(r"^---- (.*) ----$", out, flags=re.M)
     sec = dict(zip(parts[1::2], parts[2::2]))
