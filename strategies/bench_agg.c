@@ -60,7 +60,8 @@ static void make_layout(pt_params *p)
 static void fill(float *x, size_t n, uint32_t k)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = (float)(((uint32_t)i * 2654435761u ^ (k * 40503u)) & 0xffffu) * (1.0f / 65536) - 0.5f;
+        x[i] = (float)(((uint32_t)i * 2654435761u ^ (k * 40503u)) & 0xffffu) * (1.0f / 65536) -
+               0.5f;
 }
 
 /* ---- triad ---------------------------------------------------------------- */
@@ -103,7 +104,8 @@ static double triad(double *a, double *b, double *c, size_t n, int nth, int reps
     triad_job jobs[8];
     double best = 1e30;
     for (int t = 0; t < nth; t++)
-        jobs[t] = (triad_job){a, b, c, n * (size_t)t / (size_t)nth, n * (size_t)(t + 1) / (size_t)nth};
+        jobs[t] = (triad_job){a, b, c, n * (size_t)t / (size_t)nth,
+                              n * (size_t)(t + 1) / (size_t)nth};
     for (int r = 0; r < reps; r++) {
         double t0 = pt_now();
         run_threads(triad_worker, jobs, nth);

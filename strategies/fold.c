@@ -8,10 +8,12 @@
  * first checked for non-finite values (integer test on the exponent bits) and
  * then folded, four updates per accumulator load/store (added one after the
  * other, so the roundings are those of single adds), so a batch of k updates
- * streams the accumulator once instead of k times. Update data is read with memcpy, so it may be unaligned (views into
- * received messages). Large models are split between up to s->threads
- * pthreads (contiguous flat ranges; no nesting). Built with -O3 (see
- * module.mk) so both loops vectorise.
+ * streams the accumulator once instead of k times. Update data is read with
+ * memcpy, so it may be unaligned (views into received messages). Large
+ * models are split between up to s->threads pthreads (contiguous flat
+ * ranges; no nesting). Built with -O3 (see module.mk) so the loops
+ * vectorise; x86-64 also gets AVX2 clones. PST_ACC_FLOAT_DELTA folds
+ * w * (x - global) into float32 instead (reads the global too).
  */
 #include "pst_int.h"
 

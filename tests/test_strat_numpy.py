@@ -154,7 +154,8 @@ class Ref:
                 return avg
             grad = [p - a for p, a in zip(self.prev, avg)]
             if mu > 0.0:
-                self.mom = grad if self.mom is None else [mu * v + g for v, g in zip(self.mom, grad)]
+                self.mom = (grad if self.mom is None
+                            else [mu * v + g for v, g in zip(self.mom, grad)])
                 grad = self.mom
             new = [p - lr * g for p, g in zip(self.prev, grad)]
             self.prev = new

@@ -318,7 +318,8 @@ static void t_fedavg_weighted_and_metrics(void)
     ASSERT_OK(pst_fit_add(s, &b, 10, &mb, err));
     ASSERT_OK(pst_fit_end(s, &g, &upd, &out, err));
     ASSERT_EQ_INT(upd, 1);
-    for (size_t i = 0; i < g.total; i++) ASSERT_NEAR(g.buf[i], (30.0 * i + 10.0 * (10 + i)) / 40, 1e-6);
+    for (size_t i = 0; i < g.total; i++)
+        ASSERT_NEAR(g.buf[i], (30.0 * i + 10.0 * (10 + i)) / 40, 1e-6);
     ASSERT_NEAR(pt_config_number_or(&out, "accuracy", -1), (0.5 * 30 + 0.9 * 10) / 40, 1e-12);
     ASSERT_NEAR(pt_config_number_or(&out, "steps", -1), 10, 1e-12); /* only one reported it */
     ASSERT(pt_config_get(&out, "note") == NULL);
@@ -773,7 +774,8 @@ static void t_qfedavg(void)
     ASSERT_EQ_INT(upd, 1);
     {
         double Lq = pow(L + 1e-10, q), Lq1 = pow(L + 1e-10, q - 1);
-        double g1[2] = {(1 - 0.8f) / lr, (1 - 1.1f) / lr}, g2[2] = {(1 - 1.3f) / lr, (1 - 0.9f) / lr};
+        double g1[2] = {(1 - 0.8f) / lr, (1 - 1.1f) / lr};
+        double g2[2] = {(1 - 1.3f) / lr, (1 - 0.9f) / lr};
         double h = q * Lq1 * (g1[0] * g1[0] + g1[1] * g1[1]) + Lq / lr +
                    q * Lq1 * (g2[0] * g2[0] + g2[1] * g2[1]) + Lq / lr;
         ASSERT_NEAR(g.buf[0], 1 - Lq * (g1[0] + g2[0]) / h, 1e-6);
@@ -985,8 +987,8 @@ static void t_streaming_memory(void)
         if (now > peak) peak = now;
     }
     ASSERT_OK(pst_fit_end(s, &g, &upd, NULL, err));
-    ASSERT_MSG(peak - base <= 2 * model + model / 8, "streaming grew %zu bytes for a %zu-byte model",
-               peak - base, model);
+    ASSERT_MSG(peak - base <= 2 * model + model / 8,
+               "streaming grew %zu bytes for a %zu-byte model", peak - base, model);
     ASSERT_MSG(peak - base < 4 * model, "streaming above 4x model");
     pst_free(s);
     s = create("FedMedian", NULL);
@@ -1064,7 +1066,8 @@ static void t_float_delta(void)
     pt_params_free(&u);
 }
 
-TEST_MAIN(TEST(t_worked_fedavgm), TEST(t_float_delta), TEST(t_worked_fedopt), TEST(t_petal_defaults),
+TEST_MAIN(TEST(t_worked_fedavgm), TEST(t_float_delta), TEST(t_worked_fedopt),
+          TEST(t_petal_defaults),
           TEST(t_names_and_options), TEST(t_sampling), TEST(t_fedavg_weighted_and_metrics),
           TEST(t_views_unaligned_and_reject), TEST(t_batch_and_threads),
           TEST(t_failures_semantics), TEST(t_evaluate), TEST(t_fedprox_config), TEST(t_robust),
