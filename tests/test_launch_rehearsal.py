@@ -345,7 +345,7 @@ def main():
     env = Env()
     try:
         only = os.environ.get("PETAL_REHEARSAL_ONLY", "full,role,kill,sigint,keep").split(",")
-        base = emu.free_port()
+        base = emu.free_port_range(2)
         if "full" not in only:
             pass
         elif real:
@@ -355,14 +355,14 @@ def main():
                   "tests/harness/standin_agent.sh instead" % why)
             rehearsal_full(env, standin, base, ["FedAvg", "FedAdam"], False)
         if "role" in only:
-            rehearsal_full(env, standin, emu.free_port(), ["FedAvg"], False, role_mode=True)
+            rehearsal_full(env, standin, emu.free_port_range(1), ["FedAvg"], False, role_mode=True)
         agent = PETAL if real else standin
         if "kill" in only:
-            rehearsal_kill(env, agent, emu.free_port(), ["FedAvg"], real)
+            rehearsal_kill(env, agent, emu.free_port_range(1), ["FedAvg"], real)
         if "sigint" in only:
-            rehearsal_sigint(env, agent, emu.free_port(), ["FedAvg"], real)
+            rehearsal_sigint(env, agent, emu.free_port_range(1), ["FedAvg"], real)
         if "keep" in only:
-            rehearsal_keep_cleanup(env, standin, emu.free_port(), False)
+            rehearsal_keep_cleanup(env, standin, emu.free_port_range(1), False)
     finally:
         env.close()
     return 1 if failed else 0

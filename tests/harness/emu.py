@@ -32,6 +32,27 @@ def free_port():
     return p
 
 
+def free_port_range(n):
+    """n consecutive free ports below Linux's ephemeral range (32768+), so
+    outgoing connections of other tests cannot take them meanwhile."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("0.0.0.0", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no %d consecutive free ports" % n)
+
+
 def wait_http(url, timeout=30.0, proc=None):
     t0 = time.time()
     while time.time() - t0 < timeout:
