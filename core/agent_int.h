@@ -87,6 +87,9 @@ typedef struct pt_client_opts {
     const char *id;             /* client name for logs/results; default = part */
     const char *out_dir;
     double connect_timeout;     /* seconds of retrying the first connect (default 60) */
+    double rejoin;              /* > 0: after losing the server (connection lost, stream
+                                   ended without ReconnectIns) join again, retrying for up
+                                   to this many seconds; 0 (default): return the error */
     int keep_optimizer;         /* 1: keep the optimizer state between fits (Keras-like);
                                    0 (default): every fit starts from fresh optimizer and
                                    dropout state seeded by (seed, server_round, partition),

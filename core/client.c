@@ -402,6 +402,7 @@ int pt_client_run(const pt_client_opts *o, char *err)
     }
     CLOG(c, "client %s: %zu training and %zu validation examples (partition %d/%d, %s)", c->id,
          c->train.n, c->val.n, o->part, o->num_parts, o->partitioner);
+    int rejoining = 0;
     for (;;) {
         pnet_client_opts co = {0};
         double again = -1;
@@ -410,6 +411,7 @@ int pt_client_run(const pt_client_opts *o, char *err)
         co.tls_ca = o->tls_ca;
         co.server_name = o->server_name;
         co.connect_deadline_s = o->connect_timeout > 0 ? o->connect_timeout : -1;
+        if (rejoining) co.connect_deadline_s = o->rejoin;
         if ((rc = pnet_client_connect(&c->net, &co, e))) {
             rc = pt_seterr(err, rc, "cannot join %s: %s", o->server, e);
             goto done;
@@ -421,7 +423,15 @@ int pt_client_run(const pt_client_opts *o, char *err)
         rc = serve(c, &again, err);
         pnet_client_free(c->net);
         c->net = NULL;
+        if (rc && o->rejoin > 0 && (rc == PT_ERR_CLOSED || rc == PT_ERR_NET) &&
+            !(o->stop && *o->stop)) {
+            CWARN(c, "%s; joining again (retrying for up to %g s)", err, o->rejoin);
+            rejoining = 1;
+            pt_sleep(0.2, o->stop);
+            continue;
+        }
         if (rc) goto done;
+        rejoining = 0;
         if (again < 0) {
             CLOG(c, "Disconnect and shut down");
             break;

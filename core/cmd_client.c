@@ -22,6 +22,9 @@ static void usage(FILE *f)
             "\n"
             "  --server HOST:PORT      server address (default 127.0.0.1:8080)\n"
             "  --connect-timeout S     keep retrying the connection this long (default 60)\n"
+            "  --rejoin S              when the server is lost (killed, restarted, or it ended\n"
+            "                          this client's stream), join again, retrying for up to\n"
+            "                          S seconds (default 0: exit with an error)\n"
             "  --tls-ca FILE           use TLS, verifying the server with this CA\n"
             "  --tls                   use TLS with the system's trust store\n"
             "  --server-name NAME      TLS name to verify (default: the host of --server)\n"
@@ -48,7 +51,7 @@ static void usage(FILE *f)
 enum {
     O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
-    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT
+    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN
 };
 
 static int valid_id(const char *s)
@@ -85,6 +88,7 @@ int pt_cmd_client(int argc, char **argv)
         {"log-level", required_argument, 0, O_LOG},
         {"help", no_argument, 0, O_HELP},
         {"keep-optimizer-state", no_argument, 0, O_KEEP_OPT},
+        {"rejoin", required_argument, 0, O_REJOIN},
         {0, 0, 0, 0},
     };
     static volatile int stop;
@@ -183,6 +187,9 @@ int pt_cmd_client(int argc, char **argv)
         }
         case O_HELP: usage(stdout); return 0;
         case O_KEEP_OPT: o.keep_optimizer = 1; break;
+        case O_REJOIN:
+            if (pt_agent_parse_double("--rejoin", optarg, 0, 1e7, &o.rejoin)) return 2;
+            break;
         case ':':
             fprintf(stderr, "petal client: option %s needs a value\n", name);
             return 2;

@@ -5,7 +5,9 @@ An uninterrupted 4-round federation (FedAdam: server optimizer moments are
 part of the state) and the same federation whose server is SIGKILLed after
 round 2's checkpoint, during round 3, then resumed with `petal server
 --resume DIR` and fresh client processes: the final global weights
-(--save-weights) must be bit-for-bit equal. Then checkpoint validation:
+(--save-weights) must be bit-for-bit equal. Once more with the server
+resumed on the same port and the same client processes joining again
+(petal client --rejoin). Then checkpoint validation:
 bad magic, truncation, a flipped byte (CRC), another version, another model,
 another strategy -> clear errors, exit status 2."""
 import os
@@ -31,11 +33,12 @@ def server_args(extra):
             "--round-timeout", "60"] + extra
 
 
-def clients(port, d, tag):
+def clients(port, d, tag, extra=()):
     return [L.Proc(["client", "--server", "127.0.0.1:%d" % port, "--model", L.TINY_MODEL,
                     "--dataset", "fashion-mnist", "--partition", "%d/2" % i, "--limit", "400",
                     "--eval-limit", "100", "--seed", "7", "--threads", "1",
-                    "--connect-timeout", "30"], d, "%s_client%d" % (tag, i)) for i in range(2)]
+                    "--connect-timeout", "30"] + list(extra), d, "%s_client%d" % (tag, i))
+            for i in range(2)]
 
 
 def ckpt_round(path):
@@ -67,55 +70,70 @@ def main():
         L.check("ckpt_reference_run", rc == 0 and rcs == [0, 0] and os.path.exists(ref),
                 "rc=%s clients=%s\n%s" % (rc, rcs, srv.output()[-2000:]))
 
-        # 2. the same run, killed during round 3
-        ck = os.path.join(d, "ck")
-        cfile = os.path.join(ck, "checkpoint.ptck")
-        out = os.path.join(d, "out")
-        srv, port = L.start_server(server_args(["--checkpoint-dir", ck, "--out", out]), d,
-                                   "k_server")
-        cs = clients(port, d, "k")
-        t0 = time.time()
-        while ckpt_round(cfile) < 2 and time.time() - t0 < 90 and srv.p.poll() is None:
-            time.sleep(0.01)
-        at_kill = ckpt_round(cfile)
-        srv.p.send_signal(signal.SIGKILL)
-        srv.p.wait()
-        L.check("ckpt_killed_after_round_2", at_kill == 2 and ckpt_round(cfile) == 2,
-                "checkpoint round at kill: %s\n%s" % (at_kill, srv.output()[-2000:]))
-        leftovers = [f for f in os.listdir(ck) if f != "checkpoint.ptck"]
-        L.check("ckpt_no_temporary_files", leftovers == [], leftovers)
-        for c in cs:
-            c.wait(60)  # they lose the server and exit on their own
-            c.kill()
-        saved = os.path.join(d, "saved")
-        shutil.copytree(ck, saved)
-
-        # 3. resume with new client processes
-        res = os.path.join(d, "resumed.npz")
-        srv, port = L.start_server(server_args(["--resume", ck, "--save-weights", res,
-                                                "--out", out]), d, "r_server")
-        cs = clients(port, d, "r")
-        rcs = [c.wait(120) for c in cs]
-        rc = srv.wait(60)
-        log = srv.output()
-        L.check("ckpt_resumed_run", rc == 0 and rcs == [0, 0] and os.path.exists(res),
-                "rc=%s clients=%s\n%s" % (rc, rcs, log[-2000:]))
-        L.check("ckpt_resume_logged", "Resuming from the checkpoint of round 2" in log and
-                "fit_round 3" in log and "fit_round 1 " not in log, log[-2000:])
-        ev = L.events(os.path.join(out, "events.jsonl"))
-        rounds = sorted({e["round"] for e in ev if e.get("source") == "server" and
-                         e["event"] == "round"})
-        L.check("ckpt_all_rounds_recorded", rounds == list(range(1, ROUNDS + 1)), rounds)
-        if os.path.exists(ref) and os.path.exists(res):
-            a, b = weights(ref), weights(res)
-            same = len(a) == len(b) and all(x.dtype == y.dtype and x.shape == y.shape and
-                                            x.tobytes() == y.tobytes() for x, y in zip(a, b))
-            diff = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) if len(a) == len(b) \
-                else None
-            L.check("ckpt_resume_bit_exact", same, "max |diff| %s" % diff)
-            moved = max(float(np.max(np.abs(x))) for x in a)
-            L.check("ckpt_weights_trained", moved > 0 and all(np.isfinite(x).all() for x in a))
-        L.check("ckpt_final_round_checkpointed", ckpt_round(cfile) == ROUNDS, ckpt_round(cfile))
+        # 2. the same run, killed during round 3, resumed with new client processes;
+        # 3. again, resumed on the same port, the same clients joining again (--rejoin)
+        saved = None
+        for variant in ("new", "rejoin"):
+            ck = os.path.join(d, "ck_" + variant)
+            cfile = os.path.join(ck, "checkpoint.ptck")
+            out = os.path.join(d, "out_" + variant)
+            fixed = ["--address", "127.0.0.1:%d" % L.free_port()] if variant == "rejoin" else []
+            cextra = ["--rejoin", "30"] if variant == "rejoin" else []
+            srv, port = L.start_server(server_args(["--checkpoint-dir", ck, "--out", out] +
+                                                   fixed), d, variant + "_k_server")
+            cs = clients(port, d, variant + "_k", cextra)
+            t0 = time.time()
+            while ckpt_round(cfile) < 2 and time.time() - t0 < 90 and srv.p.poll() is None:
+                time.sleep(0.01)
+            at_kill = ckpt_round(cfile)
+            srv.p.send_signal(signal.SIGKILL)
+            srv.p.wait()
+            tag = "ckpt_" + variant
+            L.check(tag + "_killed_after_round_2", at_kill == 2 and ckpt_round(cfile) == 2,
+                    "checkpoint round at kill: %s\n%s" % (at_kill, srv.output()[-2000:]))
+            leftovers = [f for f in os.listdir(ck) if f != "checkpoint.ptck"]
+            L.check(tag + "_no_temporary_files", leftovers == [], leftovers)
+            if variant == "new":
+                for c in cs:
+                    c.wait(60)  # they lose the server and exit on their own
+                    c.kill()
+                saved = os.path.join(d, "saved")
+                shutil.copytree(ck, saved)
+            res = os.path.join(d, variant + "_resumed.npz")
+            srv, port = L.start_server(server_args(["--resume", ck, "--save-weights", res,
+                                                    "--out", out] + fixed), d,
+                                       variant + "_r_server")
+            if variant == "new":
+                cs = clients(port, d, "r")
+            rcs = [c.wait(120) for c in cs]
+            rc = srv.wait(60)
+            log = srv.output()
+            L.check(tag + "_resumed_run", rc == 0 and rcs == [0, 0] and os.path.exists(res),
+                    "rc=%s clients=%s\n%s\n%s" % (rc, rcs, log[-2000:],
+                                                 cs[0].output()[-1500:]))
+            L.check(tag + "_resume_logged", "Resuming from the checkpoint of round 2" in log and
+                    "fit_round 3" in log and "fit_round 1 " not in log, log[-2000:])
+            ev = L.events(os.path.join(out, "events.jsonl"))
+            rounds = sorted({e["round"] for e in ev if e.get("source") == "server" and
+                             e["event"] == "round"})
+            L.check(tag + "_all_rounds_recorded", rounds == list(range(1, ROUNDS + 1)), rounds)
+            if variant == "rejoin":
+                L.check(tag + "_clients_joined_again", all(
+                    "joining again" in c.output() for c in cs), cs[0].output()[-1500:])
+            if os.path.exists(ref) and os.path.exists(res):
+                a, b = weights(ref), weights(res)
+                same = len(a) == len(b) and all(x.dtype == y.dtype and x.shape == y.shape and
+                                                x.tobytes() == y.tobytes() for x, y in zip(a, b))
+                diff = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) \
+                    if len(a) == len(b) else None
+                L.check(tag + "_bit_exact", same, "max |diff| %s" % diff)
+                moved = max(float(np.max(np.abs(x))) for x in a)
+                L.check(tag + "_weights_trained", moved > 0 and
+                        all(np.isfinite(x).all() for x in a))
+            L.check(tag + "_final_round_checkpointed", ckpt_round(cfile) == ROUNDS,
+                    ckpt_round(cfile))
+            for c in cs:
+                c.kill()
 
         # 4. validation on load
         good = open(os.path.join(saved, "checkpoint.ptck"), "rb").read()
