@@ -13,7 +13,8 @@ its reason and client; every faulty client rejoins (a new stream, or a new
 process) and is counted in rounds 2 and 3; every process exits 0.
 Then: a client that never comes back -> the server waits --wait-clients,
 says so, stops with exit status 3 and keeps the results so far
-(checkpoint of round 1, --save-weights)."""
+(checkpoint, --save-weights); SIGINT mid-round: exit status 130, results
+kept, clients told goodbye."""
 import os
 import signal
 import struct
@@ -214,6 +215,39 @@ def never_returns(d):
     srv.kill()
 
 
+def interrupted(d):
+    """SIGINT during a round: the server says goodbye to the clients, keeps
+    the results so far and exits with status 130."""
+    ck = os.path.join(d, "ck_int")
+    w = os.path.join(d, "w_int.npz")
+    srv, port = L.start_server(
+        ["--rounds", "5", "--model", L.TINY_MODEL, "--min-available-clients", "2",
+         "--min-fit-clients", "2", "--fraction-evaluate", "0", "--wait-clients", "30",
+         "--checkpoint-dir", ck, "--save-weights", w], d, "srv_int")
+
+    def slow(arrays, cfg):
+        time.sleep(0.5)
+        return arrays, 10, {}
+    cs = [L.NumpyClient(port, slow, None) for _ in range(2)]
+    for c in cs:
+        c.start()
+    t0 = time.time()
+    while "fit_round 2: strategy sampled" not in srv.output() and time.time() - t0 < 30:
+        time.sleep(0.02)
+    srv.p.send_signal(signal.SIGINT)
+    rc = srv.wait(30)
+    log = srv.output()
+    L.check("sigint_exit_130", rc == 130, "rc=%s\n%s" % (rc, log[-1500:]))
+    L.check("sigint_results_kept", os.path.exists(w) and
+            os.path.exists(os.path.join(ck, "checkpoint.ptck")) and
+            "the run can continue from round 2" in log, log[-1500:])
+    for c in cs:
+        c.done.wait(10)
+    L.check("sigint_clients_told_goodbye", all(c.reconnect is not None for c in cs),
+            [str(c.error)[:100] for c in cs])
+    srv.kill()
+
+
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "--client":
         ok = flower_client(int(sys.argv[2]), [sys.argv[3]], marker=sys.argv[4])
@@ -224,6 +258,7 @@ def main():
     with L.tmpdir() as d:
         fault_round(d)
         never_returns(d)
+        interrupted(d)
     return 1 if L.failures else 0
 
 
