@@ -7,6 +7,7 @@
 #include "tls_int.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <poll.h>
 #include <stdio.h>
@@ -149,12 +150,16 @@ static int conn_error(pnet_client *c, char *err)
     return pt_seterr(err, code, "connection to %s: %s", c->o.address, c->h.why);
 }
 
-/* One I/O step: write, wait up to timeout_ms for readability, read, write. */
-static int pump(pnet_client *c, int timeout_ms, char *err)
+/* One I/O step: write, wait up to timeout_ms for readability, read, write.
+ * until_sent: the caller only waits for its bytes to go out, so once they are
+ * all written do not wait for input (only take what is already there). */
+static int pump(pnet_client *c, int timeout_ms, int until_sent, char *err)
 {
     if (c->h.dead || c->h.eof) return conn_error(c, err);
     h2_conn_write(&c->h);
     if (c->h.dead) return conn_error(c, err);
+    if (until_sent && !c->tx.queued && !h2_conn_pending(&c->h) && !c->h.tls_want_write)
+        timeout_ms = 0;
     struct pollfd p = {.fd = c->h.fd, .events = POLLIN};
     if (h2_conn_pending(&c->h) || c->h.tls_want_write) p.events |= POLLOUT;
     if (c->h.ssl && SSL_pending(c->h.ssl)) timeout_ms = 0;
@@ -281,9 +286,20 @@ static int open_stream(pnet_client *c, char *err)
                        H2_NV("content-type", "application/grpc"),
                        H2_NV("te", "trailers"),
                        H2_NV("grpc-accept-encoding", "identity"),
-                       H2_NV("user-agent", ua)};
+                       H2_NV("user-agent", ua),
+                       H2_NV("authorization", "")};
+    size_t nnv = sizeof nv / sizeof *nv - 1;
+    char auth[PNET_TOKEN_MAX + 16];
+    if (c->o.auth_token) {
+        int n = snprintf(auth, sizeof auth, "Bearer %s", c->o.auth_token);
+        nv[nnv].value = (uint8_t *)auth;
+        nv[nnv].valuelen = (size_t)n;
+        nv[nnv].flags |= NGHTTP2_NV_FLAG_NO_INDEX; /* keep it out of HPACK tables */
+        nnv++;
+    }
     nghttp2_data_provider dp = h2_tx_provider(&c->tx);
-    c->sid = nghttp2_submit_request(c->h.ng, NULL, nv, sizeof nv / sizeof *nv, &dp, c);
+    c->sid = nghttp2_submit_request(c->h.ng, NULL, nv, nnv, &dp, c);
+    OPENSSL_cleanse(auth, sizeof auth);
     if (c->sid < 0) return pt_seterr(err, PT_ERR_NOMEM, "cannot open the Join stream");
     if (h2_conn_write(&c->h)) return conn_error(c, err);
     return PT_OK;
@@ -309,8 +325,10 @@ int pnet_client_connect(pnet_client **out, const pnet_client_opts *o, char *err)
     int rc = sock_split(o->address, c->host, sizeof c->host, c->port, sizeof c->port, err);
     if (rc) goto fail;
     if (!c->host[0]) snprintf(c->host, sizeof c->host, "127.0.0.1");
-    if ((o->tls || o->tls_ca) && !(c->tls = tls_client_ctx(o->tls_ca, err))) {
-        rc = PT_ERR_TLS;
+    if (o->auth_token && (rc = pnet_auth_token_check(o->auth_token, err))) goto fail;
+    if ((o->tls || o->tls_ca || o->tls_cert || o->tls_key) &&
+        !(c->tls = tls_client_ctx(o->tls_ca, o->tls_cert, o->tls_key, err))) {
+        rc = (o->tls_cert != NULL) != (o->tls_key != NULL) ? PT_ERR_INVAL : PT_ERR_TLS;
         goto fail;
     }
     if (nghttp2_session_callbacks_new(&c->cbs)) {
@@ -369,7 +387,7 @@ int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *e
         if (timeout_ms >= 0 && ms == 0 && timeout_ms > 0)
             return pt_seterr(err, PT_ERR_TIMEOUT, "no message from %s within %d ms",
                              c->o.address, timeout_ms);
-        int rc = pump(c, ms, err);
+        int rc = pump(c, ms, 0, err);
         if (rc) {
             if (c->qhead < c->qn) continue;
             if (c->closed || c->fail) return stream_error(c, err);
@@ -407,7 +425,7 @@ static int wait_sent(pnet_client *c, char *err)
             dropped = 1;
         }
         if (!c->tx.queued && !h2_conn_pending(&c->h)) break;
-        int rc = pump(c, 1000, err);
+        int rc = pump(c, 1000, 1, err);
         if (rc) {
             h2_conn_kill(&c->h, c->h.why[0] ? c->h.why : "write failed");
             h2_tx_clear(&c->tx);
@@ -460,7 +478,7 @@ int pnet_client_send_msg(pnet_client *c, pnet_msg *m, char *err)
 int pnet_client_poll(pnet_client *c, int timeout_ms, char *err)
 {
     int rc = PT_OK;
-    if (!c->closed && !c->fail) rc = pump(c, timeout_ms < 0 ? 1000 : timeout_ms, err);
+    if (!c->closed && !c->fail) rc = pump(c, timeout_ms < 0 ? 1000 : timeout_ms, 0, err);
     int queued = (int)(c->qn - c->qhead);
     if (queued) return queued;
     if (c->closed || c->fail) return stream_error(c, err);
@@ -479,7 +497,7 @@ int pnet_client_close(pnet_client *c, int timeout_ms)
     while (!c->closed && !c->h.dead) {
         int ms = ms_left(end);
         if (!ms) return PT_ERR_TIMEOUT;
-        if (pump(c, ms, err)) break;
+        if (pump(c, ms, 0, err)) break;
     }
     if (c->closed) return c->status == 0 && !c->fail ? PT_OK : PT_ERR_CLOSED;
     return PT_ERR_CLOSED;

@@ -102,9 +102,27 @@ void pnet_msg_unref(pnet_msg *m)
 
 static void rx_account(grpc_rx *rx, size_t add, size_t sub)
 {
-    if (!rx->buffered) return;
-    *rx->buffered += add;
-    *rx->buffered -= sub;
+    if (rx->buffered) {
+        *rx->buffered += add;
+        *rx->buffered -= sub;
+    }
+    if (rx->buffered2) {
+        *rx->buffered2 += add;
+        *rx->buffered2 -= sub;
+    }
+}
+
+/* 1 if add more buffered bytes would pass a cap. */
+static int rx_over(const grpc_rx *rx, size_t add)
+{
+    return (rx->buffered && rx->buf_cap && *rx->buffered + add > rx->buf_cap) ||
+           (rx->buffered2 && rx->buf_cap2 && *rx->buffered2 + add > rx->buf_cap2);
+}
+
+/* May a released buffer of this capacity be kept for the next message? */
+static int rx_keepable(const grpc_rx *rx, const pnet_msg *m)
+{
+    return !rx->keep_max || m->cap <= rx->keep_max;
 }
 
 uint8_t *grpc_rx_direct(grpc_rx *rx, size_t *max)
@@ -115,8 +133,7 @@ uint8_t *grpc_rx_direct(grpc_rx *rx, size_t *max)
         size_t want = rx->cur->cap * 2;
         if (want < rx->got + H2_DIRECT_MIN) want = rx->got + H2_DIRECT_MIN;
         if (want > rx->need) want = rx->need;
-        if (rx->buffered && rx->buf_cap && *rx->buffered + (want - rx->got) > rx->buf_cap)
-            return NULL; /* let the normal path report the cap */
+        if (rx_over(rx, want - rx->got)) return NULL; /* let the normal path report the cap */
         if (msg_reserve(rx->cur, want) != PT_OK) return NULL;
     }
     size_t room = rx->cur->cap - rx->got;
@@ -143,8 +160,12 @@ void grpc_rx_free(grpc_rx *rx)
 static int rx_begin(grpc_rx *rx, size_t need)
 {
     size_t first = need < RX_FIRST_CHUNK ? need : RX_FIRST_CHUNK;
-    if (!rx->spare && rx->lent && msg_refs(rx->lent) == 1) {
+    if (!rx->spare && rx->lent && msg_refs(rx->lent) == 1 && rx_keepable(rx, rx->lent)) {
         rx->spare = rx->lent; /* the owner is done with it */
+        rx->lent = NULL;
+    }
+    if (rx->lent && msg_refs(rx->lent) == 1) { /* released, too big to keep */
+        pnet_msg_unref(rx->lent);
         rx->lent = NULL;
     }
     pnet_msg *m = rx->spare;
@@ -178,9 +199,9 @@ static int rx_deliver(grpc_rx *rx, grpc_rx_cb cb, void *arg)
     rx->hdr_got = 0;
     rx->need = rx->got = 0;
     int rc = cb(m, arg);
-    if (msg_refs(m) == 1 && !rx->spare) {
+    if (msg_refs(m) == 1 && !rx->spare && rx_keepable(rx, m)) {
         rx->spare = m; /* nobody kept it: reuse the buffer */
-    } else if (msg_refs(m) > 1 && m->cap >= ((size_t)1 << 20)) {
+    } else if (msg_refs(m) > 1 && m->cap >= ((size_t)1 << 20) && rx_keepable(rx, m)) {
         /* kept by the owner: hold on to it (big ones only) to reuse later */
         if (rx->lent && msg_refs(rx->lent) == 1 && !rx->spare)
             rx->spare = rx->lent;
@@ -221,6 +242,10 @@ int grpc_rx_feed(grpc_rx *rx, const uint8_t *p, size_t n, grpc_rx_cb cb, void *a
                 return pt_seterr(err, PT_ERR_RANGE,
                                  "gRPC message of %zu bytes would exceed the connection's "
                                  "buffer cap of %zu bytes", need, rx->buf_cap);
+            if (rx->buffered2 && rx->buf_cap2 && need > rx->buf_cap2)
+                return pt_seterr(err, PT_ERR_RANGE,
+                                 "gRPC message of %zu bytes would exceed the server's "
+                                 "receive buffer cap of %zu bytes", need, rx->buf_cap2);
             if (rx_begin(rx, need) != PT_OK)
                 return pt_seterr(err, PT_ERR_NOMEM, "out of memory for a %zu-byte message", need);
         }
@@ -237,6 +262,10 @@ int grpc_rx_feed(grpc_rx *rx, const uint8_t *p, size_t n, grpc_rx_cb cb, void *a
         if (rx->buffered && rx->buf_cap && *rx->buffered + take > rx->buf_cap)
             return pt_seterr(err, PT_ERR_RANGE,
                              "connection buffers over the cap of %zu bytes", rx->buf_cap);
+        if (rx->buffered2 && rx->buf_cap2 && *rx->buffered2 + take > rx->buf_cap2)
+            return pt_seterr(err, PT_ERR_RANGE,
+                             "server receive buffers over the cap of %zu bytes (all clients)",
+                             rx->buf_cap2);
         uint8_t *dst = rx->cur->buf + GRPC_PREFIX + rx->got;
         if (take && dst != p) memmove(dst, p, take); /* equal: read in place (direct) */
         rx->got += take;

@@ -7,10 +7,13 @@
 #include "tls_int.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,7 +21,9 @@
 #define DEFAULT_MAX_CONN 1000
 #define DEFAULT_MAX_HDR ((size_t)16 << 10)
 #define READS_PER_EVENT 64
-#define HELLO_TIMEOUT_S 10.0 /* TLS handshake + HTTP/2 preface must arrive by then */
+#define HELLO_TIMEOUT_S 10.0 /* default: TLS handshake + HTTP/2 preface must arrive by then */
+#define DEFAULT_RX_KEEP ((size_t)256 << 10)
+#define AUTH_PREFIX "Bearer "
 
 typedef struct srv_conn srv_conn;
 
@@ -33,6 +38,8 @@ typedef struct srv_stream {
     char path[96];
     char ctype[64];
     char encoding[32];
+    int auth_seen;        /* authorization headers seen */
+    int auth_ok;          /* the last one carried the right token */
     size_t hdr_bytes;
     int response_sent;
     int discard;          /* ignore further DATA */
@@ -72,7 +79,17 @@ struct pnet_server {
     nghttp2_session_callbacks *cbs;
     nghttp2_option *ngopt;
     uint8_t *rbuf;        /* read buffer shared by all connections */
+    size_t rx_total;      /* bytes buffered for incomplete messages, all clients */
+    unsigned char tok_md[32]; /* SHA-256 of the expected token */
+    int tok_set;
 };
+
+/* SHA-256 of p[0..n) into md (32 bytes). */
+static int sha256(const void *p, size_t n, unsigned char *md)
+{
+    unsigned len = 0;
+    return EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) == 1 && len == 32 ? 0 : -1;
+}
 
 static const char *const leave_names[] = {"done",      "cancelled", "ended",  "connection lost",
                                           "protocol error", "limit", "reset"};
@@ -198,6 +215,9 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     st->rx.max = c->srv->o.max_message;
     st->rx.buffered = &c->rx_buffered;
     st->rx.buf_cap = c->srv->o.max_conn_buffer;
+    st->rx.buffered2 = &c->srv->rx_total;
+    st->rx.buf_cap2 = c->srv->o.max_rx_total;
+    st->rx.keep_max = c->srv->o.rx_keep;
     st->tx.msgs_out = &st->st.msgs_out;
     st->tx.msg_bytes_out = &st->st.msg_bytes_out;
     st->tx.msgs_out2 = &c->srv->total.msgs_out;
@@ -241,6 +261,16 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         copy_hdr(st->ctype, sizeof st->ctype, value, valuelen);
     else if (IS("grpc-encoding"))
         copy_hdr(st->encoding, sizeof st->encoding, value, valuelen);
+    else if (IS("authorization") && c->srv->tok_set) {
+        /* constant time: compare digests of equal length, whatever was sent */
+        unsigned char md[32];
+        size_t pl = sizeof AUTH_PREFIX - 1;
+        int ok = valuelen > pl && !strncasecmp((const char *)value, AUTH_PREFIX, pl) &&
+                 !sha256(value + pl, valuelen - pl, md) &&
+                 !CRYPTO_memcmp(md, c->srv->tok_md, sizeof md);
+        st->auth_seen++;
+        st->auth_ok = ok && st->auth_seen == 1;
+    }
 #undef IS
     return 0;
 }
@@ -280,6 +310,16 @@ static void request_ready(srv_conn *c, srv_stream *st)
         snprintf(m, sizeof m, "Method not found: %s", st->path);
         PT_WARN("net: %s: %s", c->h.peer, m);
         submit_headers_only(st, "200", PNET_GRPC_UNIMPLEMENTED, m);
+        st->bad = 1;
+        return;
+    }
+    if (s->tok_set && !st->auth_ok) {
+        const char *why = !st->auth_seen      ? "no authorization token"
+                          : st->auth_seen > 1 ? "more than one authorization header"
+                                              : "wrong authorization token";
+        PT_WARN("net: %s: refused: %s (grpc-status 16 UNAUTHENTICATED)", c->h.peer, why);
+        submit_headers_only(st, "200", PNET_GRPC_UNAUTHENTICATED,
+                            "missing or invalid authentication token");
         st->bad = 1;
         return;
     }
@@ -592,11 +632,12 @@ static void reap(pnet_server *s)
 {
     double now = pt_now();
     for (srv_conn *c = s->conns; c; c = c->next)
-        if (!c->hello && !c->h.dead && now - c->born > HELLO_TIMEOUT_S) {
+        if (!c->hello && !c->h.dead && now - c->born > s->o.handshake_timeout_s) {
             c->h.dead = 1;
             c->warn = 1;
-            snprintf(c->h.why, sizeof c->h.why, "no %s within %.0f s",
-                     c->handshaking ? "TLS handshake" : "HTTP/2 preface", HELLO_TIMEOUT_S);
+            snprintf(c->h.why, sizeof c->h.why, "no %s within %g s",
+                     c->handshaking ? "TLS handshake" : "HTTP/2 preface",
+                     s->o.handshake_timeout_s);
         }
     srv_conn *c = s->conns;
     while (c) {
@@ -644,7 +685,23 @@ int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err)
     if (s->o.max_connections <= 0) s->o.max_connections = DEFAULT_MAX_CONN;
     if (!s->o.max_header_list) s->o.max_header_list = DEFAULT_MAX_HDR;
     if (!s->o.max_conn_buffer) s->o.max_conn_buffer = s->o.max_message + ((size_t)64 << 20);
+    if (!s->o.rx_keep) s->o.rx_keep = DEFAULT_RX_KEEP;
+    if (s->o.handshake_timeout_s <= 0) s->o.handshake_timeout_s = HELLO_TIMEOUT_S;
+    s->o.auth_token = NULL; /* only its digest is kept */
+    s->o.tls_client_ca = NULL;
     int rc;
+    if (o->auth_token) {
+        if ((rc = pnet_auth_token_check(o->auth_token, err))) goto fail;
+        if (sha256(o->auth_token, strlen(o->auth_token), s->tok_md)) {
+            rc = pt_seterr(err, PT_ERR_TLS, "SHA-256 unavailable");
+            goto fail;
+        }
+        s->tok_set = 1;
+    }
+    if (o->tls_client_ca && !o->tls_cert) {
+        rc = pt_seterr(err, PT_ERR_INVAL, "a client CA (mutual TLS) needs a server certificate");
+        goto fail;
+    }
     if (!!o->tls_cert != !!o->tls_key) {
         rc = pt_seterr(err, PT_ERR_INVAL, "TLS needs both a certificate and a key");
         goto fail;
@@ -653,6 +710,8 @@ int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err)
         rc = PT_ERR_TLS;
         goto fail;
     }
+    if (o->tls_client_ca && (rc = tls_server_require_client(s->tls, o->tls_client_ca, err)))
+        goto fail;
     if ((rc = sock_listen(s->o.address, &s->lfd, &s->port, err))) goto fail;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0) {
@@ -801,5 +860,6 @@ void pnet_server_free(pnet_server *s)
     if (s->cbs) nghttp2_session_callbacks_del(s->cbs);
     if (s->ngopt) nghttp2_option_del(s->ngopt);
     free(s->rbuf);
+    OPENSSL_cleanse(s->tok_md, sizeof s->tok_md);
     free(s);
 }

@@ -57,6 +57,9 @@ typedef struct grpc_rx {
     size_t max;        /* max_message */
     size_t *buffered;  /* optional connection-wide counter of partial bytes */
     size_t buf_cap;    /* limit for *buffered (0 = none) */
+    size_t *buffered2; /* optional second (server-wide) counter */
+    size_t buf_cap2;   /* limit for *buffered2 (0 = none) */
+    size_t keep_max;   /* keep no buffer bigger than this between messages (0 = keep all) */
 } grpc_rx;
 /* Called for each complete message; the callee may take a reference. */
 typedef int (*grpc_rx_cb)(pnet_msg *m, void *arg);

@@ -51,6 +51,10 @@ $(BUILD)/tests/test_net_codec $(BUILD)/tests/test_net_codec_peer: $(NET_LIB) $(C
 # ---- transport section ---------------------------------------------------
 NET_T_LDLIBS := -lnghttp2 -lssl -lcrypto -lprotobuf-c
 net_TESTS += $(BUILD)/tests/test_net_transport tests/test_net_transport.py
+net_TESTS += $(BUILD)/tests/test_net_transport_auth tests/test_net_transport_auth.py
+test_net_transport_auth_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_transport_auth_LDLIBS := $(NET_T_LDLIBS)
+$(BUILD)/tests/test_net_transport_auth: $(NET_LIB) $(CORE_LIB)
 net_TEST_PREREQS += $(BUILD)/tests/test_net_transport_peer
 test_net_transport_LIBS := $(NET_LIB) $(CORE_LIB)
 test_net_transport_LDLIBS := $(NET_T_LDLIBS)

@@ -246,6 +246,7 @@ const char *pnet_cmsg_name(pnet_cmsg_type t);
 #define PNET_GRPC_UNIMPLEMENTED 12
 #define PNET_GRPC_INTERNAL 13
 #define PNET_GRPC_UNAVAILABLE 14
+#define PNET_GRPC_UNAUTHENTICATED 16
 
 #define PNET_MAX_MESSAGE_DEFAULT ((size_t)536870912) /* 512 MiB, as Flower */
 
@@ -312,6 +313,21 @@ typedef struct pnet_server_opts {
     size_t max_header_list;  /* SETTINGS_MAX_HEADER_LIST_SIZE; 0 = 16 KiB */
     size_t max_conn_buffer;  /* cap on bytes buffered for incomplete messages per
                                 connection; 0 = max_message + 64 MiB */
+    size_t max_rx_total;     /* server-wide cap on bytes buffered for incomplete
+                                messages (all clients); a message that would pass it
+                                ends its stream (RESOURCE_EXHAUSTED); 0 = no cap */
+    size_t rx_keep;          /* receive buffer a client keeps between messages; a
+                                bigger one is freed once its message is released
+                                (idle clients stay small); 0 = 256 KiB */
+    double handshake_timeout_s; /* TLS handshake + HTTP/2 preface deadline per
+                                connection; 0 = 10 s */
+    const char *tls_client_ca; /* PEM CA file: require a client certificate signed by
+                                  it (mutual TLS; needs tls_cert). NULL = none */
+    const char *auth_token;  /* NUL-terminated shared token: a Join stream must carry
+                                "authorization: Bearer <token>" (compared in constant
+                                time) or is refused with grpc-status 16
+                                UNAUTHENTICATED and a logged reason (never the token).
+                                Copied by pnet_server_new. NULL = no token check */
     void *user;              /* passed to the callbacks */
     /* A Join stream opened: a new client. peer is like Flower's "ipv4:127.0.0.1:40564"
        (borrowed, valid during the call; see pnet_server_peer). */
@@ -326,7 +342,7 @@ typedef struct pnet_server_opts {
 } pnet_server_opts;
 
 /* Bind, listen and set up TLS. Connections that do not complete the TLS
- * handshake and send a valid HTTP/2 preface within 10 s are closed. Returns PT_OK; PT_ERR_BUSY (address in use,
+ * handshake and send a valid HTTP/2 preface within handshake_timeout_s are closed. Returns PT_OK; PT_ERR_BUSY (address in use,
  * err says which), PT_ERR_INVAL (bad address or options), PT_ERR_TLS (cert/key
  * unreadable or not matching), PT_ERR_NET, PT_ERR_NOMEM. *out is NULL on error. */
 int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err);
@@ -384,6 +400,11 @@ typedef struct pnet_client_opts {
     double backoff_max_s;      /* delay cap; 0 = 5 s (doubling, +-20% jitter) */
     size_t max_message;        /* 0 = 512 MiB */
     const char *user_agent;    /* NULL = "petal/<ver> (linux)" */
+    const char *tls_cert;      /* PEM client certificate chain for mutual TLS (with
+                                  tls_key; implies tls) */
+    const char *tls_key;       /* PEM private key of tls_cert */
+    const char *auth_token;    /* sent as "authorization: Bearer <token>" metadata;
+                                  NULL = none. Printable ASCII (pnet_auth_token_check) */
 } pnet_client_opts;
 
 /* Connect (retrying with exponential backoff + jitter until the deadline:
@@ -432,6 +453,51 @@ int pnet_client_status(const pnet_client *c, const char **message);
 void pnet_client_stats(const pnet_client *c, pnet_stats *out);
 /* Cancel the stream if still open (RST_STREAM CANCEL), close and free. NULL-safe. */
 void pnet_client_free(pnet_client *c);
+
+/* ---- authentication material: tokens and certificates --------------------- */
+#define PNET_TOKEN_MAX 1024 /* longest accepted token, bytes */
+
+/* Check a token: 16..PNET_TOKEN_MAX visible ASCII characters (0x21-0x7e), so
+ * it can travel in an HTTP/2 header. PT_OK or PT_ERR_INVAL (err says why,
+ * never quoting the token). */
+int pnet_auth_token_check(const char *tok, char *err);
+/* Read a token from a file: the first line, trailing whitespace (CR/LF,
+ * spaces) removed, then pnet_auth_token_check. out gets at least
+ * PNET_TOKEN_MAX + 1 bytes (cap). PT_OK, PT_ERR_IO (unreadable), PT_ERR_INVAL. */
+int pnet_auth_token_load(const char *path, char *out, size_t cap, char *err);
+/* A new random token (OpenSSL RAND_bytes): 64 lowercase hex characters and a
+ * NUL; cap >= 65. PT_OK, PT_ERR_RANGE (cap), PT_ERR_TLS (no randomness). */
+int pnet_auth_token_new(char *out, size_t cap, char *err);
+
+/* Certificate usage for pnet_tls_make_cert (OR-able). */
+#define PNET_CERT_SERVER 1 /* extendedKeyUsage serverAuth */
+#define PNET_CERT_CLIENT 2 /* extendedKeyUsage clientAuth */
+
+/* Make a self-signed CA (EC P-256 key, X.509 v3, basicConstraints CA:TRUE,
+ * keyUsage keyCertSign+cRLSign, SHA-256, valid from one hour ago for days
+ * days; 0 = 30) and write it as PEM: cert_path (0644) and key_path (PKCS#8,
+ * 0600, replaced if present). cn: subject CN (NULL = "Petal run CA").
+ * PT_OK, PT_ERR_IO (cannot write, err names the file), PT_ERR_TLS,
+ * PT_ERR_INVAL. */
+int pnet_tls_make_ca(const char *cert_path, const char *key_path, const char *cn, int days,
+                     char *err);
+/* Make a leaf certificate signed by the CA in ca_cert/ca_key (PEM files):
+ * EC P-256 key, CN cn, subjectAltName from sans (OpenSSL syntax,
+ * comma-separated: "DNS:localhost,IP:127.0.0.1"; NULL = none; a server
+ * certificate needs the names clients connect to), usage PNET_CERT_* , valid
+ * days (0 = 30). Writes cert_path (0644) and key_path (0600). Returns as
+ * pnet_tls_make_ca; PT_ERR_TLS also when the CA key does not match. */
+int pnet_tls_make_cert(const char *ca_cert, const char *ca_key, const char *cert_path,
+                       const char *key_path, const char *cn, const char *sans, int usage,
+                       int days, char *err);
+/* Everything one run needs, in directory dir (created 0700 if missing):
+ * ca.pem ca.key, server.pem server.key (SAN sans plus DNS:localhost and
+ * IP:127.0.0.1), client.pem client.key (one certificate shared by the run's
+ * clients), token (a new pnet_auth_token_new token, 0600, with a newline).
+ * Server: tls_cert=server.pem tls_key=server.key tls_client_ca=ca.pem
+ * auth_token=<token>. Client: tls_ca=ca.pem tls_cert=client.pem
+ * tls_key=client.key auth_token=<token>. PT_OK or as above. */
+int pnet_tls_make_run_dir(const char *dir, const char *sans, int days, char *err);
 
 #ifdef __cplusplus
 }

@@ -75,7 +75,27 @@ fail:
     return NULL;
 }
 
-SSL_CTX *tls_client_ctx(const char *ca, char *err)
+int tls_server_require_client(SSL_CTX *ctx, const char *ca, char *err)
+{
+    char e[256];
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+        return pt_seterr(err, PT_ERR_TLS, "cannot load the client CA '%s': %s", ca,
+                         tls_errstr(e, sizeof e));
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+    if (!names)
+        return pt_seterr(err, PT_ERR_TLS, "no CA certificate in '%s': %s", ca,
+                         tls_errstr(e, sizeof e));
+    SSL_CTX_set_client_CA_list(ctx, names); /* takes ownership */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify_depth(ctx, 4);
+    /* no session resumption: every connection shows its certificate */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    return PT_OK;
+}
+
+SSL_CTX *tls_client_ctx(const char *ca, const char *cert, const char *key, char *err)
 {
     char e[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -95,6 +115,26 @@ SSL_CTX *tls_client_ctx(const char *ca, char *err)
                   ca ? ca : "", tls_errstr(e, sizeof e));
         SSL_CTX_free(ctx);
         return NULL;
+    }
+    if (cert || key) {
+        if (!cert || !key) {
+            pt_seterr(err, PT_ERR_INVAL, "a TLS client certificate needs both a cert and a key");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+            pt_seterr(err, PT_ERR_TLS, "cannot load TLS client certificate '%s': %s", cert,
+                      tls_errstr(e, sizeof e));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            pt_seterr(err, PT_ERR_TLS, "cannot use TLS client key '%s' with '%s': %s", key, cert,
+                      tls_errstr(e, sizeof e));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
     }
     SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof alpn_h2);
     return ctx;

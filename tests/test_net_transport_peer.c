@@ -8,7 +8,12 @@
  *       stdin closes. Every message is sent back unchanged (zero copy); a
  *       message "CMD:end:<status>:<text>" ends the stream with that status.
  *       Prints "LEAVE <id> <reason>" lines for the driver.
+ *       [--auth-token-file F] [--tls-client-ca CA] (token / mutual TLS required)
+ *   test_net_transport_peer certs DIR [SANS]
+ *       pnet_tls_make_run_dir(DIR, SANS): CA, server and client certificates
+ *       and a token, as the launcher makes them for a run.
  *   test_net_transport_peer client ADDRESS [--tls-ca CA] [--server-name N]
+ *       [--tls-cert C --tls-key K] [--auth-token-file F]
  *       Against an echo server that greets first with b"hello": checks the
  *       greeting, echoes of many sizes (0 B .. 30 MB, sha256-compared), an
  *       error status with a percent-encoded message, and a clean half-close.
@@ -57,6 +62,18 @@ static void on_leave(pnet_server *s, uint64_t id, int reason, const char *detail
     fflush(stdout);
 }
 
+static char token[PNET_TOKEN_MAX + 1];
+
+static int load_token(const char *path)
+{
+    char err[PT_ERRLEN];
+    if (pnet_auth_token_load(path, token, sizeof token, err)) {
+        printf("ERROR %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int run_server(int argc, char **argv)
 {
     pnet_server_opts o;
@@ -72,6 +89,11 @@ static int run_server(int argc, char **argv)
             o.max_connections = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--address") && i + 1 < argc) {
             o.address = argv[++i];
+        } else if (!strcmp(argv[i], "--tls-client-ca") && i + 1 < argc) {
+            o.tls_client_ca = argv[++i];
+        } else if (!strcmp(argv[i], "--auth-token-file") && i + 1 < argc) {
+            if (load_token(argv[++i])) return 1;
+            o.auth_token = token;
         }
     }
     o.on_join = on_join;
@@ -219,6 +241,14 @@ static void t_tls_wrong_name(void)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "server")) return run_server(argc - 2, argv + 2);
+    if (argc >= 3 && !strcmp(argv[1], "certs")) {
+        char err[PT_ERRLEN];
+        if (pnet_tls_make_run_dir(argv[2], argc > 3 ? argv[3] : NULL, 2, err)) {
+            printf("ERROR %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
     if (argc < 3 || strcmp(argv[1], "client")) {
         fprintf(stderr, "usage: %s server [...] | client ADDRESS [...]\n", argv[0]);
         return 2;
@@ -231,8 +261,19 @@ int main(int argc, char **argv)
             copts.tls_ca = argv[++i];
         else if (!strcmp(argv[i], "--server-name") && i + 1 < argc)
             copts.server_name = argv[++i];
+        else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc)
+            copts.tls_cert = argv[++i];
+        else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc)
+            copts.tls_key = argv[++i];
+        else if (!strcmp(argv[i], "--auth-token-file") && i + 1 < argc) {
+            if (load_token(argv[++i])) return 1;
+            copts.auth_token = token;
+        }
     }
-    const char *tag = !copts.tls_ca ? "h2c" : copts.server_name ? "tls" : "tls_ip_san";
+    const char *tag = copts.tls_cert    ? "mtls_token"
+                      : !copts.tls_ca   ? "h2c"
+                      : copts.server_name ? "tls"
+                                          : "tls_ip_san";
     int fails = 0;
 #define RUN(fn)                                                                            \
     do {                                                                                   \
