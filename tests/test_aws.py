@@ -106,6 +106,20 @@ def cli_checks(expired_ep, expired_state, moto):
             "PASS" if ok else "FAIL", "" if ok else " rc=%d %s %s" % (
                 p.returncode, groups, p.stderr[-400:])))
         failed += not ok
+        # Learner Lab style session credentials and a long run: warned before anything;
+        # S3 unreachable here, so the run stops at the bucket and cleans up
+        env.update(AWS_ACCESS_KEY_ID=moto.creds["session_ak"],
+                   AWS_SECRET_ACCESS_KEY=moto.creds["session_sk"],
+                   AWS_SESSION_TOKEN=moto.creds["session_token"])
+        p = subprocess.run(base + ["--endpoint-url", moto.endpoint, "--s3-endpoint",
+                                   "http://127.0.0.1:1", "--timeout", "20000"],
+                           env=env, capture_output=True, text=True, timeout=180)
+        ok = (p.returncode == 1 and "presigned URLs die with the session" in p.stderr and
+              "--instance-profile" in p.stderr and moto.creds["session_sk"] not in p.stderr and
+              moto.creds["session_token"] not in p.stderr)
+        print("%s: test_aws/cli_session_outlived_warning%s" % (
+            "PASS" if ok else "FAIL", "" if ok else " rc=%d %s" % (p.returncode, p.stderr[-600:])))
+        failed += not ok
     return failed
 
 
