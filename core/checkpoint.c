@@ -47,7 +47,7 @@ typedef struct wbuf {
 
 static void put(wbuf *w, const void *d, size_t n)
 {
-    if (w->oom) return;
+    if (w->oom || !n) return;
     if (w->len + n > w->cap) {
         size_t nc = w->cap ? w->cap : 4096;
         while (nc < w->len + n) nc *= 2;
@@ -474,6 +474,22 @@ int pt_ckpt_load(const char *dir, const pt_params *like, pt_ckpt *c, char *err)
             if (v > ((uint64_t)1 << 40)) r.what = "tensor shape";
             shapes[i][d] = (int64_t)v;
         }
+    }
+    /* the floats must fit in what is left of the payload before anything is allocated */
+    uint64_t numel_all = 0;
+    for (uint32_t i = 0; !r.what && i < nt; i++) {
+        uint64_t numel = 1;
+        for (int d = 0; d < ndims[i]; d++) {
+            uint64_t v = (uint64_t)shapes[i][d];
+            if (v && numel > (r.len - r.off) / v) {
+                r.what = "tensor shape (more floats than the file holds)";
+                break;
+            }
+            numel *= v;
+        }
+        numel_all += numel;
+        if (numel_all > (r.len - r.off) / 4)
+            r.what = "tensor shape (more floats than the file holds)";
     }
     if (!r.what && pt_params_init(&c->global, nt, ndims, (const int64_t *const *)shapes))
         r.what = "(tensor shapes or out of memory)";

@@ -60,3 +60,6 @@ bench-load: $(BUILD)/tests/test_rel_load $(PETAL_BIN)
 .PHONY: check-valgrind
 check-valgrind: $(PETAL_BIN)
 	BUILD=$(BUILD) sh tests/test_rel_valgrind.sh
+core_TESTS += $(BUILD)/tests/test_rel_ckpt
+test_rel_ckpt_LIBS = $(CORE_LIB) $(STRAT_LIB) $(CORE_LIB)
+$(BUILD)/tests/test_rel_ckpt: $(CORE_LIB) $$(STRAT_LIB)
