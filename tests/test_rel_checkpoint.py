@@ -84,12 +84,14 @@ def main():
             cs = clients(port, d, variant + "_k", cextra)
             t0 = time.time()
             while ckpt_round(cfile) < 2 and time.time() - t0 < 90 and srv.p.poll() is None:
-                time.sleep(0.01)
+                time.sleep(0.002)
             at_kill = ckpt_round(cfile)
             srv.p.send_signal(signal.SIGKILL)
             srv.p.wait()
             tag = "ckpt_" + variant
-            L.check(tag + "_killed_after_round_2", at_kill == 2 and ckpt_round(cfile) == 2,
+            # normally 2; a busy machine may let round 3 finish first: still mid-run
+            L.check(tag + "_killed_mid_run", 2 <= at_kill < ROUNDS and
+                    ckpt_round(cfile) == at_kill,
                     "checkpoint round at kill: %s\n%s" % (at_kill, srv.output()[-2000:]))
             leftovers = [f for f in os.listdir(ck) if f != "checkpoint.ptck"]
             L.check(tag + "_no_temporary_files", leftovers == [], leftovers)
@@ -111,8 +113,10 @@ def main():
             L.check(tag + "_resumed_run", rc == 0 and rcs == [0, 0] and os.path.exists(res),
                     "rc=%s clients=%s\n%s\n%s" % (rc, rcs, log[-2000:],
                                                  cs[0].output()[-1500:]))
-            L.check(tag + "_resume_logged", "Resuming from the checkpoint of round 2" in log and
-                    "fit_round 3" in log and "fit_round 1 " not in log, log[-2000:])
+            L.check(tag + "_resume_logged",
+                    "Resuming from the checkpoint of round %d" % at_kill in log and
+                    "fit_round %d" % (at_kill + 1) in log and "fit_round 1 " not in log,
+                    log[-2000:])
             ev = L.events(os.path.join(out, "events.jsonl"))
             rounds = sorted({e["round"] for e in ev if e.get("source") == "server" and
                              e["event"] == "round"})
