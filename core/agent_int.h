@@ -47,6 +47,12 @@ typedef struct pt_server_opts {
     size_t max_header_list;     /* transport: HTTP/2 header list bytes; 0 = 16 KiB */
     size_t max_conn_buffer;     /* transport: bytes buffered per connection for incomplete
                                    messages; 0 = max_message + 64 MiB */
+    size_t max_rx_total;        /* transport: bytes buffered for incomplete messages, all
+                                   clients together; 0 = no cap */
+    double handshake_timeout;   /* transport: TLS handshake + HTTP/2 preface deadline (s);
+                                   0 = 10 */
+    const char *tls_client_ca;  /* mutual TLS: require client certificates from this CA */
+    const char *auth_token;     /* require "authorization: Bearer <token>" (NULL = none) */
     int64_t max_examples;       /* FitRes/EvaluateRes num_examples above this are rejected;
                                    0 = 2^40 */
     const char *checkpoint_dir; /* checkpoint after every round here; NULL = the resume
@@ -83,6 +89,8 @@ typedef struct pt_client_opts {
     const char *tls_ca;         /* enables TLS */
     int tls;                    /* TLS with the system trust store */
     const char *server_name;
+    const char *tls_cert, *tls_key; /* mutual TLS: client certificate + key */
+    const char *auth_token;     /* sent as "authorization: Bearer <token>" (NULL = none) */
     int backend, threads;
     const char *id;             /* client name for logs/results; default = part */
     const char *out_dir;

@@ -269,6 +269,9 @@ static int serve(cli *c, double *reconnect_after, char *err)
         if (c->o->stop && *c->o->stop) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
         rc = pnet_client_recv(c->net, &buf, &len, 500, e);
         if (rc == PT_ERR_TIMEOUT) continue;
+        if (rc == PT_ERR_CLOSED && pnet_client_status(c->net, NULL) == PNET_GRPC_UNAUTHENTICATED)
+            return pt_seterr(err, PT_ERR_AUTH, "the server refused this client: %s (check "
+                             "--auth-token-file / PETAL_AUTH_TOKEN)", e);
         if (rc == PT_ERR_CLOSED)
             return pt_seterr(err, rc, "the server ended the stream without ReconnectIns: %s", e);
         if (rc) return pt_seterr(err, rc, "connection lost: %s", e);
@@ -407,9 +410,12 @@ int pt_client_run(const pt_client_opts *o, char *err)
         pnet_client_opts co = {0};
         double again = -1;
         co.address = o->server;
-        co.tls = o->tls || o->tls_ca;
+        co.tls = o->tls || o->tls_ca || o->tls_cert;
         co.tls_ca = o->tls_ca;
         co.server_name = o->server_name;
+        co.tls_cert = o->tls_cert;
+        co.tls_key = o->tls_key;
+        co.auth_token = o->auth_token;
         co.connect_deadline_s = o->connect_timeout > 0 ? o->connect_timeout : -1;
         if (rejoining) co.connect_deadline_s = o->rejoin;
         if ((rc = pnet_client_connect(&c->net, &co, e))) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pdata.h"
+#include "pnet.h"
 #include "pnn.h"
 
 static void usage(FILE *f)
@@ -28,6 +29,9 @@ static void usage(FILE *f)
             "  --tls-ca FILE           use TLS, verifying the server with this CA\n"
             "  --tls                   use TLS with the system's trust store\n"
             "  --server-name NAME      TLS name to verify (default: the host of --server)\n"
+            "  --tls-cert FILE --tls-key FILE   mutual TLS: present this client certificate\n"
+            "  --auth-token-file FILE  send the first line of FILE as 'authorization: Bearer'\n"
+            "                          token; also from the environment: PETAL_AUTH_TOKEN\n"
             "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
             "  --dataset SPEC          fashion-mnist (default), folder:DIR, cifar10:DIR, ...\n"
             "  --partition i/N         this client's share: part i (0-based) of N (default 0/1)\n"
@@ -51,7 +55,8 @@ static void usage(FILE *f)
 enum {
     O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
-    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN
+    O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN, O_TLS_CERT, O_TLS_KEY,
+    O_TOKEN_FILE
 };
 
 static int valid_id(const char *s)
@@ -89,10 +94,14 @@ int pt_cmd_client(int argc, char **argv)
         {"help", no_argument, 0, O_HELP},
         {"keep-optimizer-state", no_argument, 0, O_KEEP_OPT},
         {"rejoin", required_argument, 0, O_REJOIN},
+        {"tls-cert", required_argument, 0, O_TLS_CERT},
+        {"tls-key", required_argument, 0, O_TLS_KEY},
+        {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
         {0, 0, 0, 0},
     };
     static volatile int stop;
     pt_client_opts o;
+    const char *token_file = NULL;
     char err[PT_ERRLEN] = "";
     long long iv;
     int c;
@@ -111,6 +120,9 @@ int pt_cmd_client(int argc, char **argv)
         case O_TLS_CA: o.tls_ca = optarg; break;
         case O_TLS: o.tls = 1; break;
         case O_SERVER_NAME: o.server_name = optarg; break;
+        case O_TLS_CERT: o.tls_cert = optarg; break;
+        case O_TLS_KEY: o.tls_key = optarg; break;
+        case O_TOKEN_FILE: token_file = optarg; break;
         case O_MODEL: o.model = optarg; break;
         case O_DATASET: o.dataset = optarg; break;
         case O_PARTITION: {
@@ -203,6 +215,16 @@ int pt_cmd_client(int argc, char **argv)
         fprintf(stderr, "petal client: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (!o.tls_cert != !o.tls_key) {
+        fprintf(stderr, "petal client: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    static char token[PNET_TOKEN_MAX + 1];
+    if (pnet_auth_token_get(token_file, "PETAL_AUTH_TOKEN", token, sizeof token, err)) {
+        fprintf(stderr, "petal client: %s\n", err);
+        return 2;
+    }
+    if (token[0]) o.auth_token = token;
     pt_agent_signals(&stop);
     int rc = pt_client_run(&o, err);
     if (rc) {

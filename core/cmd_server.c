@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "pnet.h"
 #include "pnn.h"
 #include "pst.h"
 
@@ -30,6 +31,12 @@ static void usage(FILE *f)
             "  --init-from-client      take the initial parameters from one client\n"
             "                          (GetParameters) instead of the model's seeded init\n"
             "  --tls-cert FILE --tls-key FILE   serve TLS (ALPN h2) with this certificate\n"
+            "Authentication:\n"
+            "  --tls-client-ca FILE    mutual TLS: refuse clients without a certificate\n"
+            "                          signed by this CA (needs --tls-cert)\n"
+            "  --auth-token-file FILE  refuse clients whose 'authorization: Bearer' token\n"
+            "                          differs from the first line of FILE (grpc-status 16);\n"
+            "                          also from the environment: PETAL_AUTH_TOKEN\n"
             "Reliability and limits:\n"
             "  --checkpoint-dir DIR    checkpoint after every round into DIR (atomic; default\n"
             "                          the --resume directory, else OUT/checkpoint with --out)\n"
@@ -42,9 +49,14 @@ static void usage(FILE *f)
             "                          (default 2^40)\n"
             "  --max-message BYTES     largest gRPC message (default 536870912, as Flower)\n"
             "  --max-connections N     refuse connections beyond N (default 1000)\n"
-            "  --max-header-list BYTES HTTP/2 header list limit (default 16384)\n"
+            "  --max-header-list BYTES HTTP/2 header list limit (default 16384);\n"
+            "                          alias --max-header-bytes\n"
             "  --max-conn-buffer BYTES bytes buffered per connection for incomplete messages\n"
-            "                          (default max-message + 64 MiB)\n"
+            "                          (default max-message + 64 MiB); alias --max-client-buffer\n"
+            "  --max-total-buffer BYTES  the same for all clients together (default no cap):\n"
+            "                          a message that would pass it ends its stream\n"
+            "  --handshake-timeout S   close connections without a TLS handshake and HTTP/2\n"
+            "                          preface within S seconds (default 10)\n"
             "Model and data:\n"
             "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
             "  --dataset SPEC          held-out split for centralised evaluation, e.g.\n"
@@ -86,6 +98,7 @@ enum {
     O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
+    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -170,6 +183,12 @@ int pt_cmd_server(int argc, char **argv)
         {"max-connections", required_argument, 0, O_MAX_CONN},
         {"max-header-list", required_argument, 0, O_MAX_HDR},
         {"max-conn-buffer", required_argument, 0, O_MAX_BUF},
+        {"max-header-bytes", required_argument, 0, O_MAX_HDR},
+        {"max-client-buffer", required_argument, 0, O_MAX_BUF},
+        {"max-total-buffer", required_argument, 0, O_MAX_TOTAL},
+        {"handshake-timeout", required_argument, 0, O_HANDSHAKE},
+        {"tls-client-ca", required_argument, 0, O_CLIENT_CA},
+        {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -181,6 +200,7 @@ int pt_cmd_server(int argc, char **argv)
     static volatile int stop;
     pt_server_opts o;
     pst_options so;
+    const char *token_file = NULL;
     char err[PT_ERRLEN] = "";
     long long iv;
     int c;
@@ -283,6 +303,17 @@ int pt_cmd_server(int argc, char **argv)
             if (pt_agent_parse_int("--max-conn-buffer", optarg, 4096, 1LL << 40, &iv)) return 2;
             o.max_conn_buffer = (size_t)iv;
             break;
+        case O_MAX_TOTAL:
+            if (pt_agent_parse_int("--max-total-buffer", optarg, 4096, 1LL << 40, &iv)) return 2;
+            o.max_rx_total = (size_t)iv;
+            break;
+        case O_HANDSHAKE:
+            if (pt_agent_parse_double("--handshake-timeout", optarg, 0.05, 3600,
+                                      &o.handshake_timeout))
+                return 2;
+            break;
+        case O_CLIENT_CA: o.tls_client_ca = optarg; break;
+        case O_TOKEN_FILE: token_file = optarg; break;
         case O_EXPECTED:
             if (pt_agent_parse_int("--expected-clients", optarg, 1, 1000000, &iv)) return 2;
             o.expected_clients = (int)iv;
@@ -341,6 +372,16 @@ int pt_cmd_server(int argc, char **argv)
         fprintf(stderr, "petal server: --tls-cert and --tls-key go together\n");
         return 2;
     }
+    if (o.tls_client_ca && !o.tls_cert) {
+        fprintf(stderr, "petal server: --tls-client-ca needs --tls-cert and --tls-key\n");
+        return 2;
+    }
+    static char token[PNET_TOKEN_MAX + 1];
+    if (pnet_auth_token_get(token_file, "PETAL_AUTH_TOKEN", token, sizeof token, err)) {
+        fprintf(stderr, "petal server: %s\n", err);
+        return 2;
+    }
+    if (token[0]) o.auth_token = token;
     raise_fd_limit(o.max_connections > 0 ? o.max_connections : 1000);
     pt_agent_signals(&stop);
     int rc = pt_server_run(&o, err);

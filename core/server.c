@@ -757,6 +757,10 @@ static int setup(srv *s, char *err)
     so.max_connections = o->max_connections;
     so.max_header_list = o->max_header_list;
     so.max_conn_buffer = o->max_conn_buffer;
+    so.max_rx_total = o->max_rx_total;
+    so.handshake_timeout_s = o->handshake_timeout;
+    so.tls_client_ca = o->tls_client_ca;
+    so.auth_token = o->auth_token;
     so.user = s;
     so.on_join = on_join;
     so.on_message = on_message;

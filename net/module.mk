@@ -52,6 +52,9 @@ $(BUILD)/tests/test_net_codec $(BUILD)/tests/test_net_codec_peer: $(NET_LIB) $(C
 NET_T_LDLIBS := -lnghttp2 -lssl -lcrypto -lprotobuf-c
 net_TESTS += $(BUILD)/tests/test_net_transport tests/test_net_transport.py
 net_TESTS += $(BUILD)/tests/test_net_transport_auth tests/test_net_transport_auth.py
+# the auth/limit options of petal server/client, end to end (needs the petal binary)
+net_TESTS += tests/test_net_transport_cli.py
+net_TEST_PREREQS += $(BUILD)/petal
 test_net_transport_auth_LIBS := $(NET_LIB) $(CORE_LIB)
 test_net_transport_auth_LDLIBS := $(NET_T_LDLIBS)
 $(BUILD)/tests/test_net_transport_auth: $(NET_LIB) $(CORE_LIB)

@@ -403,8 +403,13 @@ typedef struct pnet_client_opts {
     const char *tls_cert;      /* PEM client certificate chain for mutual TLS (with
                                   tls_key; implies tls) */
     const char *tls_key;       /* PEM private key of tls_cert */
-    const char *auth_token;    /* sent as "authorization: Bearer <token>" metadata;
-                                  NULL = none. Printable ASCII (pnet_auth_token_check) */
+    const char *auth_token;    /* sent as "authorization: Bearer <token>" metadata (not
+                                  HPACK-indexed); NULL = none. Checked with
+                                  pnet_auth_token_check; borrowed during connect only.
+                                  A refused client's recv gets PT_ERR_CLOSED with
+                                  pnet_client_status() == PNET_GRPC_UNAUTHENTICATED.
+                                  Under mutual TLS a refused certificate shows as a
+                                  PT_ERR_TLS/NET/CLOSED failure at connect or first recv */
 } pnet_client_opts;
 
 /* Connect (retrying with exponential backoff + jitter until the deadline:
@@ -465,6 +470,11 @@ int pnet_auth_token_check(const char *tok, char *err);
  * spaces) removed, then pnet_auth_token_check. out gets at least
  * PNET_TOKEN_MAX + 1 bytes (cap). PT_OK, PT_ERR_IO (unreadable), PT_ERR_INVAL. */
 int pnet_auth_token_load(const char *path, char *out, size_t cap, char *err);
+/* The token a command should use: from file if not NULL, else from the
+ * environment variable env (e.g. "PETAL_AUTH_TOKEN") if set and non-empty,
+ * else none (out = "", PT_OK). Checked as pnet_auth_token_check; cap >=
+ * PNET_TOKEN_MAX + 1. PT_OK, PT_ERR_IO, PT_ERR_INVAL (err names the source). */
+int pnet_auth_token_get(const char *file, const char *env, char *out, size_t cap, char *err);
 /* A new random token (OpenSSL RAND_bytes): 64 lowercase hex characters and a
  * NUL; cap >= 65. PT_OK, PT_ERR_RANGE (cap), PT_ERR_TLS (no randomness). */
 int pnet_auth_token_new(char *out, size_t cap, char *err);

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +71,20 @@ int pnet_auth_token_load(const char *path, char *out, size_t cap, char *err)
     }
     OPENSSL_cleanse(buf, sizeof buf);
     return rc;
+}
+
+int pnet_auth_token_get(const char *file, const char *env, char *out, size_t cap, char *err)
+{
+    if (!out || cap < PNET_TOKEN_MAX + 1)
+        return pt_seterr(err, PT_ERR_RANGE, "token buffer too small");
+    out[0] = 0;
+    if (file) return pnet_auth_token_load(file, out, cap, err);
+    const char *v = env ? getenv(env) : NULL;
+    if (!v || !*v) return PT_OK;
+    char e2[PT_ERRLEN];
+    if (pnet_auth_token_check(v, e2)) return pt_seterr(err, PT_ERR_INVAL, "%s: %s", env, e2);
+    snprintf(out, cap, "%s", v);
+    return PT_OK;
 }
 
 int pnet_auth_token_new(char *out, size_t cap, char *err)
