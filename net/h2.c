@@ -328,11 +328,8 @@ int h2_conn_init(h2_conn *c, int fd, SSL *ssl, const char *peer, uint8_t *shared
         if (!(c->rbuf = malloc(H2_RBUF))) return PT_ERR_NOMEM;
         c->own_rbuf = 1;
     }
-    if (ssl && !(c->tbuf = malloc(TLS_STAGE))) {
-        if (c->own_rbuf) free(c->rbuf);
-        c->rbuf = NULL;
-        return PT_ERR_NOMEM;
-    }
+    /* the TLS staging buffer is allocated when needed, freed when drained:
+       idle connections keep none */
     return PT_OK;
 }
 
@@ -506,7 +503,11 @@ static int flush_tls(h2_conn *c)
             continue;
         }
         c->toff = c->tlen = 0;
-        if (!q->bytes) return PT_OK;
+        if (!q->bytes) {
+            free(c->tbuf); /* drained: an idle connection holds no staging buffer */
+            c->tbuf = NULL;
+            return PT_OK;
+        }
         h2_seg *s = &q->v[q->head];
         size_t left = s->len - q->off;
         if (left >= TLS_DIRECT_MIN) {
@@ -515,6 +516,8 @@ static int flush_tls(h2_conn *c)
             outq_consume(q, done);
             continue;
         }
+        if (!c->tbuf && !(c->tbuf = malloc(TLS_STAGE)))
+            return conn_fail(c, PT_ERR_NOMEM, "%s", "out of memory");
         while (q->bytes && c->tlen < TLS_STAGE) {
             s = &q->v[q->head];
             left = s->len - q->off;

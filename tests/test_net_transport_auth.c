@@ -555,8 +555,12 @@ static long rss_kib(pid_t pid)
 /* Server memory per idle joined client: a server in a child process, N
  * clients that joined, exchanged a 1 MB message each (buffers then freed)
  * and stay connected. Reports the figure; the issue's budget is 64 KiB. */
-static void t_idle_connection_memory(void)
+static void idle_memory(int tls)
 {
+    char cert[400], key[400], ca[400];
+    path_in(cert, sizeof cert, "runA", "server.pem");
+    path_in(key, sizeof key, "runA", "server.key");
+    path_in(ca, sizeof ca, "runA", "ca.pem");
     int pfd[2], cfd[2];
     ASSERT_OK(pipe(pfd));
     ASSERT_OK(pipe(cfd));
@@ -568,6 +572,7 @@ static void t_idle_connection_memory(void)
         pnet_server_opts so;
         memset(&so, 0, sizeof so);
         so.on_message = on_message;
+        if (tls) so.tls_cert = cert, so.tls_key = key;
         pnet_server *s;
         char err[PT_ERRLEN];
         if (pnet_server_new(&s, &so, err)) _exit(1);
@@ -590,6 +595,7 @@ static void t_idle_connection_memory(void)
     pnet_client_opts o;
     char addr[64], err[PT_ERRLEN];
     client_opts(&o, addr, sizeof addr, port);
+    if (tls) o.tls_ca = ca;
     uint8_t *m;
     size_t n;
     int rc = 0;
@@ -616,8 +622,8 @@ static void t_idle_connection_memory(void)
     close(pfd[0]);
     ASSERT_MSG(!rc, "client %d: %s", nc, err);
     double per = (double)(after - before) / N;
-    printf("  idle joined client: %.1f KiB of server RSS each (%d clients, RSS %ld -> %ld KiB)\n",
-           per, N, before, after);
+    printf("  idle joined %s client: %.1f KiB of server RSS each (%d clients, RSS %ld -> %ld "
+           "KiB)\n", tls ? "TLS" : "h2c", per, N, before, after);
 #if defined(__SANITIZE_ADDRESS__)
     (void)per;
 #elif defined(__has_feature)
@@ -629,6 +635,16 @@ static void t_idle_connection_memory(void)
 #else
     ASSERT_MSG(per < 64, "%.1f KiB per idle client", per);
 #endif
+}
+
+static void t_idle_connection_memory(void)
+{
+    idle_memory(0);
+}
+
+static void t_idle_tls_connection_memory(void)
+{
+    idle_memory(1);
 }
 
 /* Before the tests: a private directory, the log captured there, and two
@@ -663,4 +679,5 @@ __attribute__((destructor)) static void teardown(void)
 
 TEST_MAIN(TEST(t_send_does_not_wait_for_reply), TEST(t_token_checks), TEST(t_certgen),
           TEST(t_token_auth), TEST(t_mutual_tls), TEST(t_handshake_timeout),
-          TEST(t_server_rx_cap), TEST(t_rx_buffers_released), TEST(t_idle_connection_memory))
+          TEST(t_server_rx_cap), TEST(t_rx_buffers_released), TEST(t_idle_connection_memory),
+          TEST(t_idle_tls_connection_memory))
