@@ -19,7 +19,7 @@
 # Seeds are made by tests/fuzz/gen_corpus.py (committed output).
 
 FUZZ_TARGETS := npy params client_msg server_msg h2_server model_json weights idx image \
-                aws_xml aws_error aws_creds aws_reply strategy_opts results
+                aws_xml aws_error aws_creds aws_reply strategy_opts results checkpoint
 FUZZ ?= $(FUZZ_TARGETS)
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD := build-fuzz
@@ -60,6 +60,8 @@ fuzz_strategy_opts_LIBS := $(STRAT_LIB) $(CORE_LIB)
 fuzz_strategy_opts_LDLIBS :=
 fuzz_results_LIBS := $(CORE_LIB)
 fuzz_results_LDLIBS := -lcjson
+fuzz_checkpoint_LIBS := $(CORE_LIB) $(STRAT_LIB)
+fuzz_checkpoint_LDLIBS :=
 
 # ---- replay binaries and the replay test (make test) ----------------------
 FUZZ_REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)

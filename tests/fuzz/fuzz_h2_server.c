@@ -10,6 +10,8 @@
  * input starts with "PRI ") and the input, half-closes, and the server is
  * polled until it closes the connection. Callbacks answer like an agent: a
  * ServerMessage on join, a reply per message, end of stream on DISCONNECT.
+ * Inputs containing "Bearer " go to a second server that requires the token
+ * H2_FUZZ_TOKEN (authorization metadata check).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +22,9 @@
 #include "fuzz.h"
 #include "pnet.h"
 
-static pnet_server *srv;
-static int port;
+#define H2_FUZZ_TOKEN "petal-fuzz-token-0123456789"
+
+static pnet_server *servers[2]; /* [1] requires H2_FUZZ_TOKEN */
 static pnet_msg *hello; /* a GetParametersIns, sent to each new client */
 
 static void on_join(pnet_server *s, uint64_t id, const char *peer, void *user)
@@ -68,15 +71,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fz_quiet_logs();
     char err[PT_ERRLEN];
-    pnet_server_opts o = {.address = "127.0.0.1:0", .max_message = 1 << 20,
-                          .max_connections = 8, .max_header_list = 8192,
-                          .max_conn_buffer = 2 << 20, .on_join = on_join,
-                          .on_message = on_message, .on_leave = on_leave};
-    if (pnet_server_new(&srv, &o, err)) {
-        fprintf(stderr, "fuzz_h2_server: %s\n", err);
-        abort();
+    for (int i = 0; i < 2; i++) {
+        pnet_server_opts o = {.address = "127.0.0.1:0", .max_message = 1 << 20,
+                              .max_connections = 8, .max_header_list = 8192,
+                              .max_conn_buffer = 2 << 20, .on_join = on_join,
+                              .on_message = on_message, .on_leave = on_leave};
+        if (i == 1) o.auth_token = H2_FUZZ_TOKEN;
+        if (pnet_server_new(&servers[i], &o, err)) {
+            fprintf(stderr, "fuzz_h2_server: %s\n", err);
+            abort();
+        }
     }
-    port = pnet_server_port(srv);
     pnet_server_out out = {.type = PNET_SMSG_GET_PARAMETERS};
     size_t size, w;
     if (pnet_server_out_size(&out, &size, err) || pnet_msg_new(&hello, size) ||
@@ -89,6 +94,8 @@ static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    pnet_server *srv = servers[memmem(data, size, "Bearer ", 7) != NULL];
+    int port = pnet_server_port(srv);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
