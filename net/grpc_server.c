@@ -712,6 +712,9 @@ int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err)
     }
     if (o->tls_client_ca && (rc = tls_server_require_client(s->tls, o->tls_client_ca, err)))
         goto fail;
+    if (s->tok_set && !s->tls)
+        PT_WARN("net: clients send the authentication token over cleartext h2c: anyone on "
+                "the path can read it (serve TLS to protect it)");
     if ((rc = sock_listen(s->o.address, &s->lfd, &s->port, err))) goto fail;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0) {

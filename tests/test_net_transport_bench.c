@@ -199,11 +199,14 @@ static int cmp_d(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *cert = NULL, *key = NULL;
+    size_t rx_keep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--clients") && i + 1 < argc)
             nclients = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             nrounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rx-keep") && i + 1 < argc)
+            rx_keep = (size_t)strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--raw"))
             raw = 1;
         else if (!strcmp(argv[i], "--tls") && i + 3 < argc) {
@@ -211,7 +214,8 @@ int main(int argc, char **argv)
             key = argv[++i];
             tls_ca = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--clients N] [--rounds R] [--raw] [--tls CERT KEY CA]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--clients N] [--rounds R] [--raw] [--tls CERT KEY CA] "
+                            "[--rx-keep BYTES]\n", argv[0]);
             return 2;
         }
     }
@@ -229,6 +233,7 @@ int main(int argc, char **argv)
     so.address = "127.0.0.1:0";
     so.tls_cert = cert;
     so.tls_key = key;
+    so.rx_keep = rx_keep; /* 0 = default: big receive buffers freed after each message */
     so.user = &b;
     so.on_join = on_join;
     so.on_message = on_message;
