@@ -328,6 +328,8 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                 l->oh = (h - l->kh) / l->sh + 1;
                 l->ow = (w - l->kw) / l->sw + 1;
             }
+            if ((double)l->kh * l->kw * c * l->oc >= (double)MAX_FLOATS)
+                return nn_seterr(err, PNN_ERR_JSON, "layer %d: too many parameters", li);
             l->wn = (size_t)l->kh * l->kw * c * l->oc;
             l->bn = (size_t)l->oc;
             flops += 2.0 * l->oh * l->ow * (double)l->wn;

@@ -513,6 +513,14 @@ static void t_bad_json(void)
          "too large"},
         {"{\"input_shape\":[4,4,1],\"layers\":[{\"type\":\"Flatten\"},{\"type\":\"Dense\","
          "\"units\":16000000},{\"type\":\"Dense\",\"units\":1000}]}", "too many parameters"},
+        {"{\"input_shape\":[4,4,1],\"layers\":[{\"type\":\"Conv2D\",\"filters\":65536,"
+         "\"kernel_size\":65536,\"padding\":\"same\"}]}", "too many parameters"},
+        {"{\"input_shape\":[4,4,1],\"layers\":[{\"type\":\"Conv2D\",\"filters\":2,"
+         "\"kernel_size\":3,\"strides\":0}]}", "\"strides\" values must be integers"},
+        {"{\"input_shape\":[4,4,1],\"layers\":[{\"type\":\"Conv2D\",\"filters\":2,"
+         "\"kernel_size\":3,\"activation\":7}]}", "\"activation\" must be a string"},
+        {"[{\"type\":\"Input\",\"shape\":[2,2,1]},{\"type\":\"Flatten\"},"
+         "{\"type\":\"Dense\",\"units\":2}", "syntax error"},
         {"no-such-preset", "not a preset"},
     };
     char err[PNN_ERRLEN];
@@ -586,7 +594,25 @@ static void t_fedprox_fit(void)
     pnn_model_free(m2);
 }
 
-TEST_MAIN(TEST(t_presets), TEST(t_conv_layout), TEST(t_flatten_order),
+/* Non-finite inputs: a clear error, not garbage weights. */
+static void t_nonfinite(void)
+{
+    char err[PNN_ERRLEN];
+    pnn_model *m = mk("{\"input_shape\":[1,1,4],\"layers\":[{\"type\":\"Dense\",\"units\":3}]}",
+                      err);
+    ASSERT(m);
+    float x[8] = {1, 2, 3, 4, 1, NAN, 0, 0};
+    int32_t y[2] = {0, 1};
+    pnn_fit_opts f;
+    pnn_fit_opts_init(&f);
+    f.shuffle = 0;
+    f.batch_size = 1;
+    ASSERT_EQ_INT(pnn_fit(m, x, y, 2, &f, NULL, err), PNN_ERR_NUMERIC);
+    ASSERT_CONTAINS(err, "not finite");
+    pnn_model_free(m);
+}
+
+TEST_MAIN(TEST(t_presets), TEST(t_nonfinite), TEST(t_conv_layout), TEST(t_flatten_order),
           TEST(t_same_padding_and_pool_shapes), TEST(t_determinism), TEST(t_optimizers),
           TEST(t_fit_learns), TEST(t_save_load), TEST(t_set_weights_errors), TEST(t_bad_json),
           TEST(t_fedprox_fit))
