@@ -312,7 +312,7 @@ static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, cons
  * kw*ic over shifted views of Q; the input gradient is gathered the same way. */
 static int use_rowshift(const nn_layer *l)
 {
-    return l->rowshift && l->sh == 1 && l->kh > 1 && l->kw * l->ic >= 32;
+    return l->rowshift && l->sh == 1 && l->kh > 1 && l->kw * l->ic >= 8;
 }
 
 /* Q for input rows [y0, y0 + ny) of img (rows outside the image are zeros). */
