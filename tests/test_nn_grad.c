@@ -337,8 +337,11 @@ static void t_grad_large_images(void)
         "{\"input_shape\":[24,25,64],\"layers\":[{\"type\":\"Conv2D\",\"filters\":4,"
         "\"kernel_size\":3,\"activation\":\"relu\"},"
         "{\"type\":\"MaxPool2D\"},{\"type\":\"Flatten\"},{\"type\":\"Dense\",\"units\":3}]}",
+        "{\"input_shape\":[100,100,3],\"layers\":[{\"type\":\"Conv2D\",\"filters\":4,"
+        "\"kernel_size\":3,\"activation\":\"relu\"},"
+        "{\"type\":\"MaxPool2D\"},{\"type\":\"Flatten\"},{\"type\":\"Dense\",\"units\":3}]}",
     };
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         pnn_model *m = mk(models[i], PNN_BACKEND_OPENBLAS), *r = mk(models[i],
                                                                     PNN_BACKEND_OPENBLAS);
         ASSERT(m && r);
