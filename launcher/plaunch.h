@@ -203,7 +203,11 @@ int pl_s3_get(pl_aws *a, const char *bucket, const char *key, size_t max, pl_str
 int pl_s3_head(pl_aws *a, const char *bucket, const char *key, long long *size,
                char etag_out[80], char *err);
 /* ListObjectsV2 over every page; *objs (malloc'd, caller frees) gets *n
- * entries. max_keys per page (0: 1000). */
+ * entries. max_keys per page (0: 1000). A reply whose root is not
+ * <ListBucketResult>, a truncated page without a token or with a token
+ * already received return PT_ERR_PROTO; more than PL_S3_LIST_MAX_PAGES pages
+ * PT_ERR_RANGE (on any error *objs is NULL and *n 0). */
+#define PL_S3_LIST_MAX_PAGES 10000
 int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
                pl_s3_object **objs, size_t *n, char *err);
 /* Delete one object (missing keys are not an error). */

@@ -141,6 +141,14 @@ int pl_s3_head(pl_aws *a, const char *bucket, const char *key, long long *size,
     return rc;
 }
 
+/* FNV-1a 64 of a continuation token (only compared with earlier ones). */
+static uint64_t token_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
                pl_s3_object **objs, size_t *n, char *err)
 {
@@ -151,9 +159,15 @@ int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
     if (max_keys <= 0 || max_keys > 1000) max_keys = 1000;
     char token[1024] = "";
     size_t cap = 0;
+    uint64_t *seen = NULL; /* hashes of the continuation tokens received */
+    size_t n_seen = 0, cap_seen = 0;
     for (int page = 0;; page++) {
-        if (page > 100000) return pt_seterr(err, PT_ERR_PROTO, "S3 list: too many pages");
         pl_str q = {0};
+        if (page >= PL_S3_LIST_MAX_PAGES) {
+            rc = pt_seterr(err, PT_ERR_RANGE, "S3 list %s: more than %d pages (%zu objects): "
+                           "giving up", bucket, PL_S3_LIST_MAX_PAGES, *n);
+            goto fail;
+        }
         rc = PT_ERR_NOMEM;
         if (token[0]) {
             if (pl_str_adds(&q, "continuation-token=") ||
@@ -178,8 +192,10 @@ int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
         pl_str_free(&q);
         if (rc) goto fail;
         if (strcmp(doc->name, "ListBucketResult")) {
+            /* the message quotes doc->name: set it before the free */
+            rc = pt_seterr(err, PT_ERR_PROTO, "S3 list %s: unexpected <%.64s>", bucket,
+                           doc->name);
             pl_xml_free(doc);
-            rc = pt_seterr(err, PT_ERR_PROTO, "S3 list %s: unexpected <%s>", bucket, doc->name);
             goto fail;
         }
         for (const pl_xml *e = pl_xml_child(doc, "Contents"); e; e = pl_xml_next(e, "Contents")) {
@@ -218,12 +234,39 @@ int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
                 rc = pt_seterr(err, PT_ERR_PROTO, "S3 list %s: truncated without a token", bucket);
                 goto fail;
             }
+            /* an endpoint that keeps handing out the same token would make
+             * this loop forever: refuse any token seen before */
+            uint64_t h = token_hash(token);
+            for (size_t i = 0; i < n_seen; i++)
+                if (seen[i] == h) {
+                    pl_xml_free(doc);
+                    rc = pt_seterr(err, PT_ERR_PROTO, "S3 list %s: the endpoint repeated a "
+                                   "continuation token (page %d): listing never ends", bucket,
+                                   page + 1);
+                    goto fail;
+                }
+            if (n_seen == cap_seen) {
+                size_t nc = cap_seen ? 2 * cap_seen : 16;
+                uint64_t *ns = realloc(seen, nc * sizeof *ns);
+                if (!ns) {
+                    pl_xml_free(doc);
+                    rc = PT_ERR_NOMEM;
+                    goto fail;
+                }
+                seen = ns;
+                cap_seen = nc;
+            }
+            seen[n_seen++] = h;
         }
         pl_xml_free(doc);
-        if (!more) return PT_OK;
+        if (!more) {
+            free(seen);
+            return PT_OK;
+        }
         continue;
     fail:
         pl_str_free(&q);
+        free(seen);
         free(*objs);
         *objs = NULL;
         *n = 0;

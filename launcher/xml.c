@@ -191,6 +191,8 @@ int pl_xml_escape(pl_str *out, const char *s)
         case '&': rc = pl_str_adds(out, "&amp;"); break;
         case '"': rc = pl_str_adds(out, "&quot;"); break;
         case '\'': rc = pl_str_adds(out, "&apos;"); break;
+        /* XML parsers normalise a raw CR (and CRLF) to LF: keep it as a reference */
+        case '\r': rc = pl_str_adds(out, "&#13;"); break;
         default: rc = pl_str_add(out, s, 1);
         }
         if (rc) return rc;

@@ -246,6 +246,18 @@ static void t_xml_hostile(void)
     char small[3];
     ASSERT_EQ_INT(pl_xml_copy(doc, "s/item/id", small, sizeof small, err), PT_ERR_RANGE);
     pl_xml_free(doc);
+    /* escaped text reads back unchanged, CR included (a raw CR would come back as LF) */
+    const char *keys[] = {"a\rb", "x\r\ny", "<&>\"'", "plain/key"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        pl_str xs = {0};
+        ASSERT_OK(pl_str_adds(&xs, "<K>"));
+        ASSERT_OK(pl_xml_escape(&xs, keys[i]));
+        ASSERT_OK(pl_str_adds(&xs, "</K>"));
+        ASSERT_OK(pl_xml_parse(xs.data, xs.len, &doc, err));
+        ASSERT_STR_EQ(pl_str_c(&doc->text), keys[i]);
+        pl_xml_free(doc);
+        pl_str_free(&xs);
+    }
     /* error bodies */
     pl_awserr ae;
     memset(&ae, 0, sizeof ae);
