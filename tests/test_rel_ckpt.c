@@ -232,7 +232,7 @@ static void t_crc_consistent_mutations(void)
     snprintf(path, sizeof path, "%s/%s", dir, PT_CKPT_FILE);
     uint8_t *good = slurp(path, &n), *m = malloc(n);
     snprintf(bad, sizeof bad, "%s/mut", dir);
-    for (int it = 0; it < 3000; it++) {
+    for (int it = 0; it < 2000; it++) {
         memcpy(m, good, n);
         int k = 1 + it % 4;
         for (int j = 0; j < k; j++) {
