@@ -594,6 +594,37 @@ static void t_fedprox_fit(void)
     pnn_model_free(m2);
 }
 
+/* Weights files interoperate with numpy (Debian's python3-numpy): numpy reads
+ * what we save, we load what numpy.savez writes (zip64 extras included). */
+static void t_numpy_interop(void)
+{
+    if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
+        printf("SKIP: test_nn/t_numpy_interop python3-numpy not installed\n");
+        return;
+    }
+    char err[PNN_ERRLEN], a[64], b[64], cmd[512];
+    snprintf(a, sizeof a, "/tmp/pnn_np_%d_a.npz", (int)getpid());
+    snprintf(b, sizeof b, "/tmp/pnn_np_%d_b.npz", (int)getpid());
+    pnn_model *m = mk("fmnist-cnn", err);
+    ASSERT(m);
+    size_t n = pnn_param_count(m);
+    float *orig = malloc(n * 4);
+    memcpy(orig, pnn_weights_data(m), n * 4);
+    ASSERT_OK(pnn_save_weights(m, a, err));
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import numpy as np, sys; d = np.load(sys.argv[1]); "
+             "assert d['arr_0'].shape == (3, 3, 1, 32) and d['arr_4'].shape == (1600, 128); "
+             "assert d['arr_7'].dtype == np.float32 and len(d.files) == 8; "
+             "np.savez(sys.argv[2], *[d['arr_%%d' %% i] * 2 for i in range(8)])\" %s %s", a, b);
+    ASSERT_EQ_INT(system(cmd), 0);
+    ASSERT_OK(pnn_load_weights(m, b, err));
+    for (size_t i = 0; i < n; i += 997) ASSERT_NEAR(pnn_weights_data(m)[i], 2 * orig[i], 0);
+    remove(a);
+    remove(b);
+    free(orig);
+    pnn_model_free(m);
+}
+
 /* Non-finite inputs: a clear error, not garbage weights. */
 static void t_nonfinite(void)
 {
@@ -612,7 +643,7 @@ static void t_nonfinite(void)
     pnn_model_free(m);
 }
 
-TEST_MAIN(TEST(t_presets), TEST(t_nonfinite), TEST(t_conv_layout), TEST(t_flatten_order),
+TEST_MAIN(TEST(t_presets), TEST(t_nonfinite), TEST(t_numpy_interop), TEST(t_conv_layout), TEST(t_flatten_order),
           TEST(t_same_padding_and_pool_shapes), TEST(t_determinism), TEST(t_optimizers),
           TEST(t_fit_learns), TEST(t_save_load), TEST(t_set_weights_errors), TEST(t_bad_json),
           TEST(t_fedprox_fit))
