@@ -82,7 +82,10 @@ static void usage(FILE *f)
         "  --dist-tarball F        source tarball (default: 'make dist' here)\n"
         "  --agent-binary PATH     agents use this petal instead of building (rehearsals)\n"
         "  --state-dir DIR         run state files (default ~/.petal/runs)\n"
-        "  --keep                  leave the instances running\n"
+        "  --keep                  leave the instances running (and the run's local\n"
+        "                          certificate directory)\n"
+        "  --no-auth               agents without TLS, mutual TLS and token (default: a\n"
+        "                          per-run CA, certificates and token, see README)\n"
         "  --dry-run               print the plan, manifests and user-data; call nothing\n"
         "  --cleanup RUN_ID        remove a run's leftovers (found by tag petal:run-id)\n"
         "  -q, --quiet             no progress display\n"
@@ -153,7 +156,7 @@ enum {
     O_NCLI = 256, O_ROUNDS, O_STRAT, O_BACKEND, O_ITYPE, O_REGION, O_PROFILE, O_ENVF, O_KEY,
     O_SSH, O_MODEL, O_DATASET, O_AMI, O_AMIP, O_IPROF, O_EP, O_EC2, O_S3, O_SSM, O_STS, O_OUT,
     O_STATE, O_DIST, O_AGENTBIN, O_SARGS, O_CARGS, O_PORT, O_KEEP, O_DRY, O_MAXI, O_TIMEOUT,
-    O_BOOT, O_POLL, O_CLEANUP, O_RUNID, O_APUT, O_BUCKET, O_OKEY, O_IMDS
+    O_BOOT, O_POLL, O_CLEANUP, O_RUNID, O_APUT, O_BUCKET, O_OKEY, O_IMDS, O_NOAUTH
 };
 
 int pt_cmd_launch(int argc, char **argv)
@@ -188,6 +191,7 @@ int pt_cmd_launch(int argc, char **argv)
         {"client-args", required_argument, 0, O_CARGS},
         {"port", required_argument, 0, O_PORT},
         {"keep", no_argument, 0, O_KEEP},
+        {"no-auth", no_argument, 0, O_NOAUTH},
         {"dry-run", no_argument, 0, O_DRY},
         {"max-instances", required_argument, 0, O_MAXI},
         {"timeout", required_argument, 0, O_TIMEOUT},
@@ -264,6 +268,7 @@ int pt_cmd_launch(int argc, char **argv)
             if (parse_int(optarg, 1024, 65535, "--port", &o.port)) return 2;
             break;
         case O_KEEP: o.keep = 1; break;
+        case O_NOAUTH: o.no_auth = 1; break;
         case O_DRY: o.dry_run = 1; break;
         case O_MAXI:
             if (parse_int(optarg, 2, 100000, "--max-instances", &o.max_instances)) return 2;

@@ -2,8 +2,10 @@
  * file, clean-up on failure or interrupt, collection and verification. */
 #include "aws_int.h"
 #include "launch_int.h"
+#include "pnet.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -59,7 +61,25 @@ typedef struct run {
     const char *status;
     int tty_line; /* a \r progress line is open */
     int have_model; /* --model is a local JSON file: uploaded as an artifact */
+    int auth;       /* per-run TLS + mutual TLS + token (unless --no-auth) */
+    char auth_dir[1300]; /* local 0700 copy of the run's certificates and token */
 } run;
+
+/* The run's authentication material: local file name (in auth_dir), S3 key,
+ * and which role fetches it under which name (in the agent's auth/ folder). */
+typedef struct auth_file {
+    const char *local, *key, *role, *field;
+} auth_file;
+
+static const auth_file auth_files[] = {
+    {"ca.pem", PL_KEY_AUTH_CA, NULL, "ca"},
+    {"server.pem", PL_KEY_AUTH_PREFIX "server.pem", "server", "cert"},
+    {"server.key", PL_KEY_AUTH_PREFIX "server.key", "server", "key"},
+    {"client.pem", PL_KEY_AUTH_PREFIX "client.pem", "client", "cert"},
+    {"client.key", PL_KEY_AUTH_PREFIX "client.key", "client", "key"},
+    {"token", PL_KEY_AUTH_PREFIX "token", NULL, "token"},
+};
+#define N_AUTH_FILES (sizeof auth_files / sizeof auth_files[0])
 
 /* ---- progress and logging ---- */
 static void end_line(run *r)
@@ -257,6 +277,30 @@ static void save_state(run *r)
     free(txt);
 }
 
+/* <state dir>/<run id>.auth, next to the state file */
+static void auth_dir_of(run *r)
+{
+    snprintf(r->auth_dir, sizeof r->auth_dir, "%.*s.auth",
+             (int)(strlen(r->state_path) > 5 ? strlen(r->state_path) - 5 : 0), r->state_path);
+}
+
+/* Remove the local copy of the run's certificates, keys and token. */
+static void remove_auth_dir(run *r)
+{
+    if (!r->auth_dir[0]) return;
+    DIR *d = opendir(r->auth_dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[1600];
+        snprintf(p, sizeof p, "%s/%s", r->auth_dir, e->d_name);
+        if (unlink(p)) PT_WARN("cannot remove %s: %s", p, strerror(errno));
+    }
+    closedir(d);
+    if (rmdir(r->auth_dir)) PT_WARN("cannot remove %s: %s", r->auth_dir, strerror(errno));
+}
+
 static int add_ids(run *r, const pl_instance *v, size_t n)
 {
     char(*ids)[32] = realloc(r->ids, (r->n_ids + n) * sizeof *ids);
@@ -443,6 +487,20 @@ static cJSON *agent_argv(const run *r, int k, int index, int have_dataset_archiv
     add_arg(a, "--out");
     snprintf(buf, sizeof buf, "{out}/%s", o->strategies[k]);
     add_arg(a, buf);
+    if (r->auth) {
+        /* files fetched by the agent into {auth}/ from the manifest's URLs */
+        static const char *const srv[] = {"--tls-cert", "{auth}/cert.pem", "--tls-key",
+                                          "{auth}/key.pem", "--tls-client-ca", "{auth}/ca.pem",
+                                          "--auth-token-file", "{auth}/token"};
+        static const char *const cli[] = {"--tls-ca", "{auth}/ca.pem", "--server-name",
+                                          PL_AUTH_SERVER_NAME, "--tls-cert", "{auth}/cert.pem",
+                                          "--tls-key", "{auth}/key.pem", "--auth-token-file",
+                                          "{auth}/token"};
+        if (index < 0)
+            for (size_t i = 0; i < sizeof srv / sizeof srv[0]; i++) add_arg(a, srv[i]);
+        else
+            for (size_t i = 0; i < sizeof cli / sizeof cli[0]; i++) add_arg(a, cli[i]);
+    }
     split_args(a, index < 0 ? o->server_args : o->client_args);
     return a;
 }
@@ -481,6 +539,17 @@ static int build_manifest(run *r, const char *role, const char *server_ip, int h
             char *del = strstr(self, " (deleted)");
             if (del && !del[10]) *del = 0;
             cJSON_AddStringToObject(m, "uploader_binary", self);
+        }
+    }
+    if (r->auth) {
+        /* presigned GETs for this role's certificate, key, the CA and the
+         * token: the material itself never appears in a manifest */
+        cJSON *au = cJSON_AddObjectToObject(m, "auth");
+        cJSON_AddStringToObject(au, "server_name", PL_AUTH_SERVER_NAME);
+        for (size_t i = 0; i < N_AUTH_FILES && !rc; i++) {
+            const auth_file *f = &auth_files[i];
+            if (f->role && strcmp(f->role, role)) continue;
+            rc = presign_or_key(r, "GET", f->key, exp, au, f->field, err);
         }
     }
     cJSON *up = cJSON_AddObjectToObject(m, "upload");
@@ -1053,6 +1122,12 @@ static int cleanup(run *r, int delete_bucket, char *err)
             fprintf(stderr, "petal launch: results bucket kept: s3://%s\n", r->bucket);
         }
     }
+    if (r->auth_dir[0] && !r->o->keep) {
+        remove_auth_dir(r);
+    } else if (r->auth_dir[0]) {
+        PT_WARN("--keep: the run's certificates and token stay in %s (removed by petal launch "
+                "--cleanup %s)", r->auth_dir, r->run_id);
+    }
     r->status = first ? "cleanup-failed" : "cleaned";
     save_state(r);
     return first;
@@ -1133,13 +1208,19 @@ static int plan(run *r, pl_str *out, char *err)
     pl_str_addf(out,
                 "\n  rounds           %d\n  backend          %s\n  model            %s\n"
                 "  dataset          %s%s\n  uploads          %s\n  results          %s/%s/"
-                "<strategy>/%d/\n  instances        %d of at most %d (Learner Lab limit)\n\n",
+                "<strategy>/%d/\n  instances        %d of at most %d (Learner Lab limit)\n"
+                "  authentication   %s\n\n",
                 o->num_rounds, o->backend, o->model ? o->model : "(agent default)",
                 o->dataset ? o->dataset : "(agent default)",
                 have_data ? " (local folder: uploaded as an archive)" : "",
                 o->instance_profile ? "signed by the instances' role (IMDSv2)"
                                     : "presigned PUT URLs in the manifest",
-                o->out_dir, o->backend, o->n_clients, o->n_clients + 1, o->max_instances);
+                o->out_dir, o->backend, o->n_clients, o->n_clients + 1, o->max_instances,
+                r->auth ? "TLS with a per-run CA; server certificate for '" PL_AUTH_SERVER_NAME
+                          "', one client certificate (mutual TLS) and a random token, made at "
+                          "launch and fetched by the agents through presigned URLs (auth/ in "
+                          "the bucket)"
+                        : "none (--no-auth): cleartext h2c, any member of the group may join");
     {
         /* tell where the credentials would come from; they are not used */
         pl_creds c;
@@ -1188,7 +1269,29 @@ static int upload_file(run *r, const char *path, const char *key, char *err)
     pl_str data = {0};
     int rc = read_file(path, &data, MAX_OBJECT, err);
     if (!rc) rc = pl_s3_put(r->aws, r->bucket, key, data.data, data.len, NULL, NULL, err);
+    if (data.data) memset(data.data, 0, data.len); /* may be a private key or the token */
     pl_str_free(&data);
+    return rc;
+}
+
+/* Make the run's CA, server and client certificates and token in a fresh
+ * 0700 directory and upload them under auth/ (see pl_launch_run). */
+static int make_auth(run *r, char *err)
+{
+    auth_dir_of(r);
+    remove_auth_dir(r); /* a leftover of an earlier run with the same id */
+    if (mkdir(r->auth_dir, 0700))
+        return pt_seterr(err, PT_ERR_IO, "cannot create %s: %s", r->auth_dir, strerror(errno));
+    double secs = r->o->timeout_s + 2 * r->o->boot_timeout_s + 3600;
+    int days = (int)(secs / 86400) + 2;
+    char e2[PT_ERRLEN];
+    int rc = pnet_tls_make_run_dir(r->auth_dir, "DNS:" PL_AUTH_SERVER_NAME, days, e2);
+    if (rc) return pt_seterr(err, rc, "run certificates: %s", e2);
+    for (size_t i = 0; i < N_AUTH_FILES && !rc; i++) {
+        char p[1600];
+        snprintf(p, sizeof p, "%s/%s", r->auth_dir, auth_files[i].local);
+        rc = upload_file(r, p, auth_files[i].key, err);
+    }
     return rc;
 }
 
@@ -1209,6 +1312,7 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
     else
         make_run_id(r->run_id, sizeof r->run_id);
     bucket_of(r->run_id, r->bucket, sizeof r->bucket);
+    r->auth = !o.no_auth;
     if (o.dry_run) {
         rc = setup_client(r, 1, err);
         if (!rc && planout) rc = plan(r, planout, err);
@@ -1247,7 +1351,8 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
     save_state(r);
     char e2[PT_ERRLEN];
 
-    step(r, "bucket %s: create, upload source%s", r->bucket, have_data ? " and dataset" : "");
+    step(r, "bucket %s: create, upload source%s%s", r->bucket, have_data ? " and dataset" : "",
+         r->auth ? ", run certificates and token" : "");
     rc = pl_s3_create_bucket(r->aws, r->bucket, err);
     if (rc) goto fail;
     r->bucket_created = 1;
@@ -1270,6 +1375,13 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
         if (!rc) rc = upload_file(r, tmp, PL_KEY_ARTIFACT_DATA, err);
         remove(tmp);
         if (rc) goto fail;
+    }
+    if (r->auth) {
+        rc = make_auth(r, err);
+        if (rc) goto fail;
+        if (o.progress)
+            fprintf(stderr, "      per-run CA, server + client certificates and token made "
+                    "(mutual TLS + token; local copy %s)\n", r->auth_dir);
     }
     if (*r->stop) goto interrupted;
 
@@ -1492,6 +1604,10 @@ int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
     if (!rc) {
         size_t del = 0;
         rc = pl_s3_empty_and_delete_bucket(r->aws, r->bucket, &del, err);
+    }
+    if (!rc) {
+        auth_dir_of(r);
+        remove_auth_dir(r);
     }
     r->status = rc ? "cleanup-failed" : "cleaned";
     r->n_ids = 0;

@@ -29,5 +29,9 @@ int pl_agent_put(const char *file, const char *bucket, const char *key, const ch
 #define PL_KEY_ARTIFACT_SRC "artifacts/petal-src.tar.gz"
 #define PL_KEY_ARTIFACT_DATA "artifacts/dataset.tar.gz"
 #define PL_KEY_ARTIFACT_MODEL "artifacts/model.json"
+/* The run's authentication material (private keys and token: reachable only
+ * through presigned GETs in the role's manifest, or with bucket access). */
+#define PL_KEY_AUTH_PREFIX "auth/"
+#define PL_KEY_AUTH_CA "auth/ca.pem"
 
 #endif

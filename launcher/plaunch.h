@@ -321,7 +321,9 @@ typedef struct pl_launch_opts {
     const char *server_args;    /* extra arguments for 'petal server' (space separated) */
     const char *client_args;    /* extra arguments for 'petal client' */
     int port;                   /* Flower port, default 8080 (+k for strategy k) */
-    int keep;                   /* leave instances (and their group) up */
+    int keep;                   /* leave instances (and their group) up; also keeps the
+                                   run's local certificate directory */
+    int no_auth;                /* no per-run TLS / mutual TLS / token (default: on) */
     int dry_run;                /* no AWS call: plan + rendered user-data into *plan */
     int max_instances;          /* default 9 (Learner Lab) */
     double timeout_s;           /* deadline for the agents' results, default 7200 */
@@ -336,7 +338,19 @@ typedef struct pl_launch_opts {
 /* Fill defaults into a zeroed struct. */
 void pl_launch_opts_default(pl_launch_opts *o);
 
-/* Run the whole lifecycle. With o->dry_run, nothing is sent and plan gets
+/* TLS name the agents' server certificate carries (clients pass it as
+ * --server-name; the private IP is not known when the certificate is made). */
+#define PL_AUTH_SERVER_NAME "petal-server"
+
+/* Run the whole lifecycle. Unless o->no_auth, the run is authenticated: a
+ * per-run CA, a server certificate (SAN DNS:PL_AUTH_SERVER_NAME), one client
+ * certificate shared by the run's clients and a random token are made
+ * (pnet_tls_make_run_dir) in the 0700 directory <state_dir>/<run id>.auth,
+ * uploaded under auth/ in the bucket and reachable by the instances only
+ * through the presigned GET URLs of their role's manifest; 'petal server'
+ * runs with --tls-cert/--tls-key/--tls-client-ca/--auth-token-file and the
+ * clients with --tls-ca/--server-name/--tls-cert/--tls-key/--auth-token-file.
+ * The local directory is removed at clean-up (kept with o->keep). With o->dry_run, nothing is sent and plan gets
  * the plan, the manifests and the rendered user-data (placeholder URLs signed
  * with a dummy key). stop is polled (a SIGINT handler sets it): on failure
  * or stop every resource created is cleaned up (results already uploaded are

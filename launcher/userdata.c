@@ -2,7 +2,8 @@
  * credentials: only a presigned URL to its role's run manifest (JSON), which
  * lists presigned GET URLs for the artifacts and presigned PUT URLs (or, with
  * an instance profile, S3 keys the agent signs for with its role credentials)
- * for every result object. */
+ * for every result object, and (unless --no-auth) presigned GET URLs for the
+ * run's CA, the role's certificate and key and the token (fetched into auth/). */
 #include "launch_int.h"
 
 #include <stdio.h>
@@ -73,7 +74,8 @@ static const char agent_script[] =
     "assert m['version'] == 1 and m['role'] == role, 'manifest is not for this role'\n"
     "me = m['agents'][idx if role == 'client' else 0]\n"
     "sub = {'{server_ip}': os.environ.get('PETAL_SERVER_IP_OVERRIDE') or m.get('server_ip', ''),\n"
-    "       '{out}': work + '/out', '{data}': work + '/data', '{model}': work + '/model.json'}\n"
+    "       '{out}': work + '/out', '{data}': work + '/data', '{model}': work + '/model.json',\n"
+    "       '{auth}': work + '/auth'}\n"
     "def q(k, v): print('%s=%s' % (k, shlex.quote(str(v))))\n"
     "def s(a):\n"
     "    for k, v in sub.items(): a = a.replace(k, v)\n"
@@ -83,6 +85,8 @@ static const char agent_script[] =
     "q('AGENT_BINARY', m.get('agent_binary', '')); q('UPLOADER_BINARY', m.get('uploader_binary', ''))\n"
     "q('UPLOAD_MODE', u['mode']); q('BUCKET', u.get('bucket', '')); q('REGION', u.get('region', ''))\n"
     "q('S3_ENDPOINT', u.get('s3_endpoint', ''))\n"
+    "au = m.get('auth') or {}\n"
+    "for k in ('ca', 'cert', 'key', 'token'): q('AUTH_%s_URL' % k.upper(), au.get(k, ''))\n"
     "q('AGENT_LOG_PUT', me['agent_log']); q('STATUS_PUT', me['status'])\n"
     "q('NSTRAT', len(me['runs']))\n"
     "for k, r in enumerate(me['runs']):\n"
@@ -101,6 +105,13 @@ static const char agent_script[] =
     "fi\n"
     "if [ -n \"$MODEL_URL\" ]; then\n"
     "  fetch \"$MODEL_URL\" model.json || { say 'cannot fetch the model'; exit 15; }\n"
+    "fi\n"
+    "if [ -n \"$AUTH_TOKEN_URL\" ]; then\n"
+    "  STAGE=auth\n"
+    "  (umask 077 && rm -rf auth && mkdir auth && fetch \"$AUTH_CA_URL\" auth/ca.pem &&\n"
+    "    fetch \"$AUTH_CERT_URL\" auth/cert.pem && fetch \"$AUTH_KEY_URL\" auth/key.pem &&\n"
+    "    fetch \"$AUTH_TOKEN_URL\" auth/token) || { say 'cannot fetch the run certificates'; exit 17; }\n"
+    "  say 'run certificates and token fetched (mutual TLS + token)'\n"
     "fi\n"
     "STAGE=build\n"
     "if [ -n \"$AGENT_BINARY\" ]; then\n"

@@ -64,6 +64,39 @@ def main():
         ok = False
         print("  manifest: %r" % e)
     check("manifests", ok)
+    # per-run authentication (default): each role's manifest carries presigned GET URLs for
+    # the CA, its own certificate and key, and the token -- never the material itself
+    ok = True
+    try:
+        for role, m in (("server", ms), ("client", mc)):
+            au = m["auth"]
+            ok = ok and au["server_name"] == "petal-server"
+            for f, key in (("ca", "auth/ca.pem"), ("cert", "auth/%s.pem" % role),
+                           ("key", "auth/%s.key" % role), ("token", "auth/token")):
+                u = au[f]
+                ok = ok and u.startswith("http://127.0.0.1:1/") and "/" + key + "?" in u and \
+                    "X-Amz-Signature=" in u
+            other = "client" if role == "server" else "server"
+            ok = ok and ("auth/%s.key" % other) not in man[role]
+        sa = ms["agents"][0]["runs"][0]["argv"]
+        ca = mc["agents"][3]["runs"][1]["argv"]
+        ok = ok and all(x in sa for x in ("--tls-cert", "--tls-key", "--tls-client-ca",
+                                          "--auth-token-file"))
+        ok = ok and all(x in ca for x in ("--tls-ca", "--tls-cert", "--tls-key",
+                                          "--auth-token-file"))
+        ok = ok and ca[ca.index("--server-name") + 1] == "petal-server"
+    except Exception as e:  # noqa: BLE001
+        ok = False
+        print("  auth manifest: %r" % e)
+    check("auth_urls_only", ok)
+    check("no_key_material", "-----BEGIN" not in out and "PRIVATE KEY" not in out)
+    check("plan_names_authentication", "authentication   TLS with a per-run CA" in out)
+    # --no-auth: no auth section, no TLS arguments, the plan says so
+    p2 = subprocess.run(base + ["--n-client-instances", "2", "--no-auth"], env=env,
+                        capture_output=True, text=True, timeout=60)
+    check("no_auth", p2.returncode == 0 and '"auth"' not in p2.stdout and
+          "--tls" not in p2.stdout and "authentication   none (--no-auth)" in p2.stdout,
+          p2.stderr[-300:])
     for role in ("server", "client"):
         ud = uds.get(role, "")
         size = len(ud.encode())

@@ -2,10 +2,15 @@
 # -*- python -*-
 # test_launch_rehearsal.py - `petal launch` end to end, offline: moto plays EC2 and SSM,
 # s3rver plays S3 (strict SigV4), tests/harness/fakehv.py plays the hypervisor (runs
-# each instance's user-data locally with IMDSv2 on loopback). Three rehearsals:
-#   full     - the whole lifecycle succeeds; results tree + report; nothing left behind
+# each instance's user-data locally with IMDSv2 on loopback). Rehearsals:
+#   full     - the whole lifecycle succeeds with per-run mutual TLS + token; results tree +
+#              report; nothing left behind; no key or token in any text, file or log; while
+#              the clients are held back, rogue clients (CA only; client cert, no token) are
+#              refused and the server logs both refusals
+#   role     - instance-profile uploads, local model and dataset artifacts (stand-in agents)
 #   kill     - one client instance dies mid-run: clear failure, full clean-up
-#   sigint   - SIGINT to the launcher mid-run: clean-up, exit status 130
+#   sigint   - SIGINT to the launcher mid-run (--no-auth): clean-up, exit status 130
+#   keep     - --keep leaves instances and the certificate directory; --cleanup removes them
 # The agents are the real `petal server` / `petal client`; while those report "not
 # implemented", the rehearsals run with tests/harness/standin_agent.sh (SKIP printed).
 ''':'
@@ -25,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -161,12 +167,67 @@ def no_secret_anywhere(hv):
     return bad
 
 
+def mode_of(path):
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+
+
+def rogue_clients(env, hv, state, port, p):
+    """While the first strategy's server waits for its (held back) clients: a client with
+    the run's CA but no certificate and no token, and one with the run's client certificate
+    but no token, must both be refused. Also checks the local 0700 certificate directory."""
+    def server_listening():
+        iid, it = hv.find("server")
+        if not it:
+            return None
+        try:
+            txt = open(os.path.join(it["workdir"], "agent.log")).read()
+        except OSError:
+            return None
+        return it if "strategy " in txt and "SSL is enabled" in txt else None
+    it = wait_for(lambda: p.poll() is not None or server_listening(), 120)
+    if not check("auth_server_listening", it is not None and it is not True and
+                 p.poll() is None, p.poll()):
+        return
+    run_id, _ = run_id_of(state)
+    adir = os.path.join(state, "%s.auth" % run_id)
+    check("auth_local_dir_0700", mode_of(adir) == 0o700 and
+          all(mode_of(os.path.join(adir, f)) == 0o600 for f in
+              ("ca.key", "server.key", "client.key", "token")), (adir, mode_of(adir)))
+    agent_auth = os.path.join(it["workdir"], "auth")
+    check("auth_agent_dir_0700", mode_of(agent_auth) == 0o700 and
+          mode_of(os.path.join(agent_auth, "key.pem")) == 0o600 and
+          mode_of(os.path.join(agent_auth, "token")) == 0o600, mode_of(agent_auth))
+    renv = {k: v for k, v in os.environ.items() if k != "PETAL_AUTH_TOKEN"}
+    base = [PETAL, "client", "--server", "127.0.0.1:%d" % port, "--tls-ca",
+            os.path.join(agent_auth, "ca.pem"), "--server-name", "petal-server",
+            "--connect-timeout", "20", "--dataset", "fashion-mnist", "--limit", "50",
+            "--eval-limit", "20", "--threads", "1"]
+    rogues = {
+        "no_cert_no_token": [],
+        "cert_no_token": ["--tls-cert", os.path.join(adir, "client.pem"),
+                          "--tls-key", os.path.join(adir, "client.key")],
+    }
+    for name, extra in rogues.items():
+        q = subprocess.run(base + extra + ["--out", os.path.join(env.tmp, "rogue-" + name)],
+                           env=renv, capture_output=True, text=True, timeout=60)
+        check("rogue_%s_refused" % name, q.returncode != 0 and
+              ("refused" in q.stderr or "TLS" in q.stderr), (q.returncode, q.stderr[-400:]))
+    check("rogue_token_refusal_named", "refused this client" in q.stderr and
+          "authentication token" in q.stderr, q.stderr[-400:])
+
+
 def rehearsal_full(env, agent, port, strategies, real, role_mode=False):
     name = "full-role" if role_mode else "full"
     hv_root = os.path.join(env.tmp, name + "-hv")
     os.makedirs(hv_root)
+    rogue = real and not role_mode
+    hold = threading.Event() if rogue else None
     hv = fakehv.FakeHypervisor(env.ec2, hv_root, role_creds=(AK, SK) if role_mode else None,
-                               extra_env={"STANDIN_SECONDS": "1"})
+                               extra_env={"STANDIN_SECONDS": "1", "STANDIN_EXPECT_AUTH": "1"},
+                               hold_clients=hold)
     hv.start()
     extra = (["--role"] if role_mode else []) + real_args(real)
     if role_mode:
@@ -181,12 +242,22 @@ def rehearsal_full(env, agent, port, strategies, real, role_mode=False):
                   "--dataset", os.path.join(art, "imgs")]
     cmd, out, state = launch_cmd(env, name, agent, port, strategies, extra)
     t0 = time.time()
-    p = subprocess.run(cmd, env=run_env(env, hv_root), capture_output=True, text=True,
-                       timeout=420)
+    p = subprocess.Popen(cmd, env=run_env(env, hv_root), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    if rogue:
+        try:
+            rogue_clients(env, hv, state, port, p)
+        finally:
+            hold.set()
+    try:
+        so, se = p.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        so, se = p.communicate()
     secs = time.time() - t0
     hv.stop()
     tag = name
-    ok = check(tag + "_exit_0", p.returncode == 0, p.stderr)
+    ok = check(tag + "_exit_0", p.returncode == 0, se)
     run_id, st = run_id_of(state)
     check(tag + "_state_file", st is not None and st["status"] == "cleaned", st)
     if not run_id:
@@ -211,8 +282,51 @@ def rehearsal_full(env, agent, port, strategies, real, role_mode=False):
     check(tag + "_imdsv2_used", all(it["imds"].requests >= 4 for it in hv.instances.values()) and
           len(hv.instances) == 3, {k: v["imds"].requests for k, v in hv.instances.items()})
     check(tag + "_hypervisor_ok", not hv.errors, hv.errors)
+    check(tag + "_auth_local_dir_removed", not os.path.exists(
+        os.path.join(state, run_id + ".auth")), os.listdir(state))
+    leaks = auth_leaks(hv, [so, se], [state, out])
+    check(tag + "_no_key_or_token_leaked", leaks == [], leaks)
+    if rogue:
+        slog = os.path.join(out, "agents", run_id, "server.log")
+        txt = open(slog).read() if os.path.exists(slog) else ""
+        check("rogue_refusals_logged", "TLS handshake failed" in txt and
+              "refused: no authorization token" in txt, txt[-1200:])
     print("  %s rehearsal: %.1f s, launcher stderr tail:\n    %s" % (
-        name, secs, "\n    ".join(p.stderr.strip().splitlines()[-4:])))
+        name, secs, "\n    ".join(se.strip().splitlines()[-4:])))
+
+
+def auth_leaks(hv, texts, dirs):
+    """the run's token and private keys (as the agents received them) in any text, any file
+    of the given directories, the user-data or the manifests?"""
+    secrets_ = []
+    for it in hv.instances.values():
+        for fn in ("token", "key.pem"):
+            path = os.path.join(it["workdir"], "auth", fn)
+            if os.path.exists(path):
+                body = open(path).read()
+                if fn == "token":
+                    secrets_.append(body.strip())
+                else:  # the base64 lines of the PEM
+                    secrets_ += [l for l in body.splitlines() if l and not l.startswith("-----")]
+    if not secrets_:
+        return ["no auth material found on the instances"]
+    bad = []
+    for i, t in enumerate(texts):
+        bad += ["text %d" % i for sec in secrets_ if sec in (t or "")]
+    files = []
+    for d in dirs:
+        for root, _, names in os.walk(d):
+            files += [os.path.join(root, n) for n in names]
+    for it in hv.instances.values():
+        files += [os.path.join(it["workdir"], n) for n in
+                  ("user-data", "manifest.json", "manifest.sh", "agent.log", "console.log")]
+    for f in files:
+        try:
+            data = open(f, "rb").read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        bad += [f for sec in secrets_ if sec in data]
+    return sorted(set(bad))
 
 
 def wait_for(cond, timeout):
@@ -279,8 +393,9 @@ def rehearsal_sigint(env, agent, port, strategies, real):
     os.makedirs(hv_root)
     hv = fakehv.FakeHypervisor(env.ec2, hv_root, extra_env={"STANDIN_SECONDS": "30"})
     hv.start()
-    cmd, out, state = launch_cmd(env, "sigint", agent, port, strategies, real_args(real),
-                                 rounds=40 if real else 1)
+    # --no-auth here: the agents run without TLS, certificates and token
+    cmd, out, state = launch_cmd(env, "sigint", agent, port, strategies,
+                                 real_args(real) + ["--no-auth"], rounds=40 if real else 1)
     p = subprocess.Popen(cmd, env=run_env(env, hv_root), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
 
@@ -297,6 +412,14 @@ def rehearsal_sigint(env, agent, port, strategies, real):
     hv.stop()
     check("sigint_exit_130", p.returncode == 130, se)
     check("sigint_message", "interrupted" in se, se)
+    iid, it = hv.find("server")
+    try:
+        m = json.load(open(os.path.join(it["workdir"], "manifest.json")))
+        argv = m["agents"][0]["runs"][0]["argv"]
+        ok = "auth" not in m and not any(a.startswith("--tls") for a in argv)
+    except (OSError, TypeError, KeyError, ValueError) as e:
+        ok, argv = False, e
+    check("sigint_no_auth_manifest", ok, argv)
     run_id, st = run_id_of(state)
     if run_id:
         live, groups, buckets = leftovers(env, run_id)
@@ -321,6 +444,9 @@ def rehearsal_keep_cleanup(env, agent, port, real):
     check("keep_instances_left_up", len(live) == 3 and len(groups) == 1 and not buckets,
           (live, groups, buckets))
     check("keep_tells_how_to_clean", "--cleanup " + run_id in p.stderr, p.stderr[-500:])
+    adir = os.path.join(state, run_id + ".auth")
+    check("keep_auth_dir_kept", mode_of(adir) == 0o700 and
+          os.path.exists(os.path.join(adir, "token")), adir)
     os.remove(os.path.join(state, run_id + ".json"))
     c = subprocess.run([PETAL, "launch", "--cleanup", run_id, "--endpoint-url", env.moto.endpoint,
                         "--s3-endpoint", env.s3.endpoint, "--state-dir", state,
@@ -331,6 +457,7 @@ def rehearsal_keep_cleanup(env, agent, port, real):
     live, groups, buckets = leftovers(env, run_id)
     check("cleanup_removed_everything", not live and not groups and not buckets,
           (live, groups, buckets))
+    check("cleanup_removed_auth_dir", not os.path.exists(adir), os.listdir(state))
 
 
 def main():

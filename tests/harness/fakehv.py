@@ -79,9 +79,12 @@ class _Imds:
 
 
 class FakeHypervisor(threading.Thread):
-    def __init__(self, ec2, workroot, role_creds=None, extra_env=None, poll=0.3):
+    def __init__(self, ec2, workroot, role_creds=None, extra_env=None, poll=0.3,
+                 hold_clients=None):
+        """hold_clients: a threading.Event; client instances boot only once it is set."""
         super().__init__(daemon=True)
         self.ec2, self.workroot, self.role_creds = ec2, workroot, role_creds
+        self.hold_clients = hold_clients
         self.extra_env = extra_env or {}
         self.poll = poll
         self.instances = {}   # id -> dict(proc, imds, workdir, user_data, index, role)
@@ -108,6 +111,9 @@ class FakeHypervisor(threading.Thread):
         iid = inst["InstanceId"]
         ud = self.ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
         raw = base64.b64decode(ud.get("UserData", {}).get("Value", "") or "")
+        role = "server" if b"PETAL_ROLE='server'" in raw else "client"
+        if role == "client" and self.hold_clients is not None and not self.hold_clients.is_set():
+            return  # held back (the instance "boots" at a later poll)
         work = os.path.join(self.workroot, iid)
         os.makedirs(work, exist_ok=True)
         path = os.path.join(work, "user-data")
@@ -125,7 +131,6 @@ class FakeHypervisor(threading.Thread):
         log = open(os.path.join(work, "console.log"), "wb")
         proc = subprocess.Popen(["sh", path], cwd=work, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        role = "server" if b"PETAL_ROLE='server'" in raw else "client"
         self.instances[iid] = dict(proc=proc, imds=imds, workdir=work, user_data=raw,
                                    index=inst.get("AmiLaunchIndex", 0), role=role, log=log)
 

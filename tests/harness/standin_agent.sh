@@ -12,6 +12,10 @@ while [ $# -gt 0 ]; do
         --strategy) strategy=$2; shift ;;
         --model) model=$2; shift ;;
         --dataset) dataset=$2; shift ;;
+        --tls-ca|--tls-cert|--tls-key|--tls-client-ca|--auth-token-file)
+            # the run's certificates and token, fetched through the manifest
+            [ -s "$2" ] || { echo "standin: $1 $2 missing" >&2; exit 3; }
+            auth=$((${auth:-0} + 1)); shift ;;
         --*) [ $# -gt 1 ] && case $2 in --*) ;; *) shift ;; esac ;;
     esac
     shift
@@ -23,6 +27,9 @@ case ${model:-} in /*) [ -s "$model" ] || { echo "standin: model $model missing"
 case ${dataset:-} in folder:*)
     [ -f "${dataset#folder:}/class_a/x.txt" ] || { echo "standin: dataset $dataset missing" >&2; exit 3; } ;;
 esac
+if [ -n "${STANDIN_EXPECT_AUTH:-}" ] && [ "${auth:-0}" -lt 4 ]; then
+    echo "standin: expected TLS + mutual TLS + token arguments" >&2; exit 3
+fi
 sleep "${STANDIN_SECONDS:-2}"
 now=$(date +%s)
 if [ "$role" = server ]; then
