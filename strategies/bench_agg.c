@@ -219,6 +219,164 @@ fail:
     return 1;
 }
 
+/* ---- precision (make check-agg-precision) ----------------------------------- */
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-1, 1) from (stream, index) */
+static double unif(uint64_t stream, uint64_t i)
+{
+    return (double)(mix64(stream * 0x100000001b3ull ^ mix64(i)) >> 11) * (2.0 / 9007199254740992.0) -
+           1.0;
+}
+
+/* client c's update: x = float(g + d), d ~ U(-2e-3, 2e-3) */
+static void client_update(float *x, const float *g, size_t n, int c)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)((double)g[i] + 2e-3 * unif(1000 + (uint64_t)c, i));
+}
+
+typedef struct perr {
+    double max_ulp, sum_ulp, max_abs, max_rel; /* sum_ulp: % not correctly rounded */
+} perr;
+
+/* Error of out vs ref (double): max abs (also in ulps of a typical weight,
+ * ulp(0.05) = 2^-28), the share of floats that differ from the correctly
+ * rounded float32 of ref, max rel where |ref| >= 0.01 (near 0 the result is
+ * a cancellation and relative errors say nothing). */
+static void err_stats(const float *out, const double *ref, size_t n, perr *e)
+{
+    size_t wrong = 0;
+    memset(e, 0, sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)out[i] - ref[i]);
+        wrong += out[i] != (float)ref[i];
+        if (d > e->max_abs) e->max_abs = d;
+        if (fabs(ref[i]) >= 0.01 && d / fabs(ref[i]) > e->max_rel) e->max_rel = d / fabs(ref[i]);
+    }
+    e->max_ulp = e->max_abs / ldexp(1.0, -28);
+    e->sum_ulp = 100.0 * (double)wrong / (double)n;
+}
+
+static pst_strategy *mk_fedavg(const char *acc)
+{
+    pst_options o;
+    pst_strategy *s = NULL;
+    char err[PT_ERRLEN];
+    pst_options_init(&o);
+    if (pst_option_set(&o, "accumulator", acc, err) || pst_create(&s, "FedAvg", &o, err)) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    return s;
+}
+
+/* FedAvg of K seed-cnn-sized updates with realistic magnitudes (weights
+ * ~U(-0.1, 0.1), deltas ~U(-2e-3, 2e-3), num_examples 50..5000): the
+ * float-delta and double accumulators and Flower's float32 numpy arithmetic
+ * (layer * n, reduce(np.add), / total, all float32), each against a float64
+ * reference; and float-delta in reverse arrival order against forward. */
+static int precision(void)
+{
+    static const int ks[] = {2, 10, 100};
+    pt_params g, u, gf, gd, gr;
+    double *ref = malloc(TOTAL * sizeof *ref);
+    float *fl = malloc(TOTAL * sizeof *fl);
+    char err[PT_ERRLEN];
+    make_layout(&g);
+    make_layout(&u);
+    make_layout(&gf);
+    make_layout(&gd);
+    make_layout(&gr);
+    if (!ref || !fl) return 1;
+    for (size_t i = 0; i < TOTAL; i++) g.buf[i] = (float)(0.1 * unif(7, i));
+    printf("check-agg-precision: FedAvg of %u floats, weights ~U(-0.1,0.1), client deltas "
+           "~U(-2e-3,2e-3), num_examples 50..5000; vs a float64 reference:\n"
+           "  clients   accumulator      max abs error (in ulp(0.05) = 2^-28)  "
+           "not correctly rounded  max rel (|w| >= 0.01)\n",
+           TOTAL);
+    for (size_t q = 0; q < sizeof ks / sizeof ks[0]; q++) {
+        int K = ks[q], upd;
+        int64_t ne[100];
+        double N = 0;
+        perr ef, ed, efl, eo;
+        pst_strategy *sf = mk_fedavg("float-delta"), *sd = mk_fedavg("double"),
+                     *sr = mk_fedavg("float-delta");
+        memcpy(gf.buf, g.buf, TOTAL * sizeof(float));
+        memcpy(gd.buf, g.buf, TOTAL * sizeof(float));
+        memcpy(gr.buf, g.buf, TOTAL * sizeof(float));
+        if (pst_fit_begin(sf, 1, &gf, err) || pst_fit_begin(sd, 1, &gd, err) ||
+            pst_fit_begin(sr, 1, &gr, err))
+            goto fail;
+        for (int c = 0; c < K; c++) {
+            ne[c] = 50 + (int64_t)(mix64(99 + (uint64_t)c) % 4951);
+            N += (double)ne[c];
+        }
+        for (int c = 0; c < K; c++) {
+            float n32 = (float)ne[c];
+            client_update(u.buf, g.buf, TOTAL, c);
+            if (pst_fit_add(sf, &u, ne[c], NULL, err) || pst_fit_add(sd, &u, ne[c], NULL, err))
+                goto fail;
+            for (size_t i = 0; i < TOTAL; i++) {
+                float p = u.buf[i] * n32; /* numpy float32: layer * n */
+                ref[i] = c ? ref[i] + (double)ne[c] * u.buf[i] : (double)ne[c] * u.buf[i];
+                fl[i] = c ? fl[i] + p : p; /* reduce(np.add) in float32 */
+            }
+        }
+        for (int c = K - 1; c >= 0; c--) {
+            client_update(u.buf, g.buf, TOTAL, c);
+            if (pst_fit_add(sr, &u, ne[c], NULL, err)) goto fail;
+        }
+        if (pst_fit_end(sf, &gf, &upd, NULL, err) || !upd || pst_fit_end(sd, &gd, &upd, NULL, err) ||
+            !upd || pst_fit_end(sr, &gr, &upd, NULL, err) || !upd)
+            goto fail;
+        for (size_t i = 0; i < TOTAL; i++) {
+            ref[i] /= N;
+            fl[i] = fl[i] / (float)N; /* / total, float32 */
+        }
+        err_stats(gf.buf, ref, TOTAL, &ef);
+        err_stats(gd.buf, ref, TOTAL, &ed);
+        err_stats(fl, ref, TOTAL, &efl);
+        {
+            size_t ndiff = 0;
+            for (size_t i = 0; i < TOTAL; i++) {
+                ndiff += gr.buf[i] != gf.buf[i];
+                ref[i] = gf.buf[i];
+            }
+            err_stats(gr.buf, ref, TOTAL, &eo);
+            printf("  %3d clients   float-delta      %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
+                   "                double           %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
+                   "                Flower float32   %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
+                   "                float-delta, reverse arrival order vs forward: %.3f%% of "
+                   "floats differ, by at most %.2g (%.2f ulp)\n",
+                   K, ef.max_abs, ef.max_ulp, ef.sum_ulp, ef.max_rel, ed.max_abs, ed.max_ulp,
+                   ed.sum_ulp, ed.max_rel, efl.max_abs, efl.max_ulp, efl.sum_ulp, efl.max_rel,
+                   100.0 * (double)ndiff / TOTAL, eo.max_abs, eo.max_ulp);
+            fflush(stdout);
+        }
+        pst_free(sf);
+        pst_free(sd);
+        pst_free(sr);
+    }
+    free(ref);
+    free(fl);
+    pt_params_free(&g);
+    pt_params_free(&u);
+    pt_params_free(&gf);
+    pt_params_free(&gd);
+    pt_params_free(&gr);
+    return 0;
+fail:
+    fprintf(stderr, "precision: %s\n", err);
+    return 1;
+}
+
 static int spawn_wait(char *const argv[])
 {
     pid_t pid;
@@ -240,6 +398,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rss-child") && i + 2 < argc)
             return rss_child(argv[i + 1], argv[i + 2]);
+        if (!strcmp(argv[i], "--precision")) return precision();
         if (!strcmp(argv[i], "--numpy") && i + 1 < argc) script = argv[++i];
         else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);

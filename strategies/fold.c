@@ -76,7 +76,9 @@ KERNEL static void blk_fold4(double *restrict a, const unsigned char *restrict p
     }
 }
 
-/* PST_ACC_FLOAT_DELTA: a[j] += w * (x[j] - g[j]), in double, rounded to float. */
+/* PST_ACC_FLOAT_DELTA: a[j] = float(a[j] + w * (x[j] - g[j])), the step in
+ * double (x - g and w*(x - g) are exact for w < 2^29), rounded to float once
+ * per update. */
 KERNEL static void blk_fold_d(float *restrict a, const unsigned char *restrict p,
                               const float *restrict g, size_t n, double w)
 {
@@ -87,7 +89,20 @@ KERNEL static void blk_fold_d(float *restrict a, const unsigned char *restrict p
     }
 }
 
-/* Four updates, rounded to float once. */
+/* The first update of a block in a fresh round: a[j] = float(w * (x[j] - g[j]))
+ * (the same value as adding it to 0), without reading the accumulator. */
+KERNEL static void blk_set_d(float *restrict a, const unsigned char *restrict p,
+                             const float *restrict g, size_t n, double w)
+{
+    for (size_t j = 0; j < n; j++) {
+        float x;
+        memcpy(&x, p + 4 * j, 4);
+        a[j] = (float)(w * ((double)x - (double)g[j]));
+    }
+}
+
+/* Four updates per accumulator load/store, rounded to float after each one:
+ * bit-identical to four blk_fold_d calls, so batching never changes a result. */
 KERNEL static void blk_fold4_d(float *restrict a, const unsigned char *restrict p0,
                                const unsigned char *restrict p1, const unsigned char *restrict p2,
                                const unsigned char *restrict p3, const float *restrict g,
@@ -95,17 +110,28 @@ KERNEL static void blk_fold4_d(float *restrict a, const unsigned char *restrict 
 {
     double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
     for (size_t j = 0; j < n; j++) {
-        float x0, x1, x2, x3;
-        double acc = a[j], gj = g[j];
+        float x0, x1, x2, x3, acc = a[j];
+        double gj = g[j];
         memcpy(&x0, p0 + 4 * j, 4);
         memcpy(&x1, p1 + 4 * j, 4);
         memcpy(&x2, p2 + 4 * j, 4);
         memcpy(&x3, p3 + 4 * j, 4);
-        acc += w0 * ((double)x0 - gj);
-        acc += w1 * ((double)x1 - gj);
-        acc += w2 * ((double)x2 - gj);
-        acc += w3 * ((double)x3 - gj);
-        a[j] = (float)acc;
+        acc = (float)((double)acc + w0 * ((double)x0 - gj));
+        acc = (float)((double)acc + w1 * ((double)x1 - gj));
+        acc = (float)((double)acc + w2 * ((double)x2 - gj));
+        acc = (float)((double)acc + w3 * ((double)x3 - gj));
+        a[j] = acc;
+    }
+}
+
+/* PST_ACC_DOUBLE, first update of a block in a fresh round: a[j] = w * x[j]. */
+KERNEL static void blk_set(double *restrict a, const unsigned char *restrict p, size_t n,
+                           double w)
+{
+    for (size_t j = 0; j < n; j++) {
+        float x;
+        memcpy(&x, p + 4 * j, 4);
+        a[j] = w * (double)x;
     }
 }
 
@@ -117,6 +143,7 @@ typedef struct fold_job {
     const unsigned char *const *const *src;
     const double *w;
     size_t lo, hi;  /* flat range */
+    int fresh;      /* accumulator not yet written this round: set instead of add */
     int *bad;       /* k: found non-finite in this range */
     size_t *stop;   /* k: flat index where folding of the update stopped */
     const unsigned char **gx; /* k: scratch, the block's good updates */
@@ -151,15 +178,27 @@ static void *fold_worker(void *arg)
                 j->gx[ng] = x;
                 j->gw[ng++] = j->w[i];
             }
+            i = 0;
             if (j->accf) {
+                float *af = j->accf + p;
                 const float *g = s->global->t[t].data + (p - t0);
-                for (i = 0; i + 4 <= ng; i += 4)
-                    blk_fold4_d(j->accf + p, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3],
-                                g, n, j->gw + i);
-                for (; i < ng; i++) blk_fold_d(j->accf + p, j->gx[i], g, n, j->gw[i]);
+                if (j->fresh) { /* first fold of the round: write, don't read */
+                    if (ng == 0) memset(af, 0, n * sizeof *af);
+                    else blk_set_d(af, j->gx[0], g, n, j->gw[0]);
+                    i = 1;
+                }
+                for (; i + 4 <= ng; i += 4)
+                    blk_fold4_d(af, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3], g, n,
+                                j->gw + i);
+                for (; i < ng; i++) blk_fold_d(af, j->gx[i], g, n, j->gw[i]);
                 continue;
             }
-            for (i = 0; i + 4 <= ng; i += 4)
+            if (j->fresh) {
+                if (ng == 0) memset(j->acc + p, 0, n * sizeof *j->acc);
+                else blk_set(j->acc + p, j->gx[0], n, j->gw[0]);
+                i = 1;
+            }
+            for (; i + 4 <= ng; i += 4)
                 blk_fold4(j->acc + p, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3], n,
                           j->gw + i);
             for (; i < ng; i++) blk_fold(j->acc + p, j->gx[i], n, j->gw[i]);
@@ -184,7 +223,7 @@ static void unfold(const fold_job *j, size_t i)
     }
 }
 
-int pst__fold(const pst_strategy *s, void *acc, size_t k,
+int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
               const unsigned char *const *const *src, const double *w, int *bad)
 {
     enum { MAXT = 8 };
@@ -223,6 +262,7 @@ int pst__fold(const pst_strategy *s, void *acc, size_t k,
                              w,
                              lo,
                              hi,
+                             fresh,
                              ibuf + (size_t)t * k,
                              sbuf + (size_t)t * k,
                              xbuf + (size_t)t * k,

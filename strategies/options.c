@@ -304,8 +304,8 @@ const char *pst_help(void)
            "  DP wrapper: --noise-multiplier Z --clipping-norm C --num-sampled-clients M\n"
            "              (all required) --seed S (noise RNG, 0)\n"
            "  --threads N (0 = auto)        threads for the streaming fold\n"
-           "  --accumulator double|float-delta  running sum: 8 B/float in double (default)\n"
-           "                                or 4 B/float float32 deltas from the global\n";
+           "  --accumulator float-delta|double  running sum: 4 B/float float32 deltas from\n"
+           "                                the global (default) or 8 B/float in double\n";
 }
 
 /* ---- defaults and validation ---------------------------------------------------- */
@@ -512,8 +512,8 @@ int pst__describe(const pst_strategy *s, char *buf, size_t len)
         default: put(buf, len, &pos, "%d", *(const int *)p); break;
         }
     }
-    if (s->o.accumulator == PST_ACC_FLOAT_DELTA)
-        put(buf, len, &pos, "%saccumulator=float-delta", first ? "" : ", ");
+    if (s->o.accumulator == PST_ACC_DOUBLE)
+        put(buf, len, &pos, "%saccumulator=double", first ? "" : ", ");
     put(buf, len, &pos, ")%s", s->dp ? ")" : "");
     return (int)pos;
 }

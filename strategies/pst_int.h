@@ -63,6 +63,7 @@ struct pst_strategy {
     double central_loss;
     double *acc;     /* total doubles (streaming strategies, PST_ACC_DOUBLE) */
     float *accf;     /* total floats (streaming strategies, PST_ACC_FLOAT_DELTA) */
+    int acc_fresh;   /* accumulator not written yet this round (first fold sets it) */
     pst_metric_acc fit_metrics;
 
     /* kept updates (median, trimmed mean, Krum, Bulyan) */
@@ -94,14 +95,15 @@ const char *pst__kind_name(pst_kind k);
 
 /* ---- fold.c ---- */
 
-/* Streaming fold of k updates into acc over the layout of s:
+/* Streaming fold of k updates into acc over the layout of s (fresh: acc
+ * holds garbage and is written as if it were zero - the round's first fold):
  * acc[j] += w[i] * x_i[j] for every update i (PST_ACC_DOUBLE: acc is
  * double*; PST_ACC_FLOAT_DELTA: acc is float* and gets w[i] * (x_i[j] -
  * global[j]) with s->global), block by block, each block
  * checked for non-finite values before it is folded; an update found
  * non-finite is unfolded again and bad[i] set to 1. src[i][t] is tensor t's
  * data of update i. Uses up to s->threads threads. */
-int pst__fold(const pst_strategy *s, void *acc, size_t k,
+int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
               const unsigned char *const *const *src, const double *w, int *bad);
 
 /* Sum of squared differences sum_j (x[j] - g[j])^2 in double over all

@@ -402,14 +402,13 @@ int pst_fit_begin(pst_strategy *s, int round, const pt_params *global, char *err
             s->accf = malloc((s->total ? s->total : 1) * sizeof *s->accf);
             if (!s->accf) return pt_seterr(err, PT_ERR_NOMEM, "out of memory (accumulator)");
         }
-        memset(s->accf, 0, s->total * sizeof *s->accf);
     } else if (is_streaming(s->kind)) {
         if (!s->acc) {
             s->acc = malloc((s->total ? s->total : 1) * sizeof *s->acc);
             if (!s->acc) return pt_seterr(err, PT_ERR_NOMEM, "out of memory (accumulator)");
         }
-        memset(s->acc, 0, s->total * sizeof *s->acc);
     }
+    s->acc_fresh = 1; /* the first fold writes the accumulator: no memset pass */
     s->open = 1;
     s->round = round;
     s->global = global;
@@ -503,8 +502,9 @@ static int add_one(pst_strategy *s, const unsigned char *const *src, int64_t n, 
         double w = s->kind == PST_K_QFEDAVG ? 1.0 : (double)n, wc = w * c;
         const unsigned char *const *srcs[1] = {src};
         int bad = 0;
-        if (pst__fold(s, acc_ptr(s), 1, srcs, &wc, &bad))
+        if (pst__fold(s, acc_ptr(s), s->acc_fresh, 1, srcs, &wc, &bad))
             return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
+        s->acc_fresh = 0;
         if (bad) goto nonfinite;
         /* double: sum of w*(g + c(x - g)) = w*c*x + w*(1-c)*g; the delta
          * accumulator holds w*c*(x - g) directly */
@@ -582,10 +582,11 @@ int pst_fit_add_many(pst_strategy *s, size_t k, const pt_params *const *updates,
         }
     }
     if (nv) {
-        if (pst__fold(s, acc_ptr(s), nv, srcs, w, bad)) {
+        if (pst__fold(s, acc_ptr(s), s->acc_fresh, nv, srcs, w, bad)) {
             first = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
             goto done;
         }
+        s->acc_fresh = 0;
         for (size_t j = 0; j < nv; j++) {
             if (bad[j]) {
                 reject(s);
