@@ -13,7 +13,7 @@
  * for dense layers) cost nothing when unchanged. */
 static atomic_int cur_threads = -1;
 
-void nn_blas_threads(int threads)
+void pnn__blas_threads(int threads)
 {
     if (atomic_exchange(&cur_threads, threads) != threads) openblas_set_num_threads(threads);
 }
@@ -51,7 +51,7 @@ static void ref_sgemm(int ta, int tb, int M, int N, int K, float alpha, const fl
     }
 }
 
-void nn_sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+void pnn__sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;

@@ -229,7 +229,7 @@ static void conv_forward_task(void *arg, int tid, int nt)
                 A = ws;
             }
             float *ys = t->out + r * l->oc;
-            nn_sgemm(m->backend, 0, 0, rows, l->oc, K, 1.0f, A, K, W, l->oc, 0.0f, ys, l->oc);
+            pnn__sgemm(m->backend, 0, 0, rows, l->oc, K, 1.0f, A, K, W, l->oc, 0.0f, ys, l->oc);
             bias_act(ys, (size_t)rows, l->oc, B, l->act);
         }
     }
@@ -262,13 +262,13 @@ static void conv_backward_task(void *arg, int tid, int nt)
                 im2col(l, t->x, r, re, ws);
                 A = ws;
             }
-            nn_sgemm(m->backend, 1, 0, K, l->oc, rows, 1.0f, A, K, gs, l->oc, 1.0f, dW, l->oc);
+            pnn__sgemm(m->backend, 1, 0, K, l->oc, rows, 1.0f, A, K, gs, l->oc, 1.0f, dW, l->oc);
             if (t->dx) {
                 if (direct) {
-                    nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
+                    pnn__sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
                              t->dx + r * K, K);
                 } else {
-                    nn_sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
+                    pnn__sgemm(m->backend, 0, 1, rows, K, l->oc, 1.0f, gs, l->oc, W, l->oc, 0.0f,
                              ws2, K);
                     col2im(l, ws2, r, re, t->dx);
                 }
@@ -291,16 +291,16 @@ static void reduce_units(pnn_model *m, const nn_layer *l, int b, size_t group)
 static void conv_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
 {
     conv_task t = {m, l, b, x, NULL, y, NULL, NULL, group_size(l, b), 0};
-    nn_blas_threads(1);
-    nn_parallel(m, conv_forward_task, &t);
+    pnn__blas_threads(1);
+    pnn__parallel(m, conv_forward_task, &t);
 }
 
 static void conv_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
                           float *gy, float *dx)
 {
     conv_task t = {m, l, b, x, y, NULL, gy, dx, group_size(l, b), 0};
-    nn_blas_threads(1);
-    nn_parallel(m, conv_backward_task, &t);
+    pnn__blas_threads(1);
+    pnn__parallel(m, conv_backward_task, &t);
     reduce_units(m, l, b, t.group);
 }
 
@@ -443,7 +443,7 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
         const int KW = c->kw * c->ic, y0 = 2 * py0 - c->pt;
         im2row(c, t->x + n * c->isz, y0, 2 * npy + c->kh - 1, ws);
         for (int ky = 0; ky < c->kh; ky++)
-            nn_sgemm(m->backend, 0, 0, (int)rows, oc, KW, 1.0f, ws + (size_t)ky * ow * KW, KW,
+            pnn__sgemm(m->backend, 0, 0, (int)rows, oc, KW, 1.0f, ws + (size_t)ky * ow * KW, KW,
                      m->w + c->woff + (size_t)ky * KW * oc, oc, ky ? 1.0f : 0.0f, C, oc);
     } else {
         const float *A = t->x + r0 * K;
@@ -451,7 +451,7 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
             im2col(c, t->x, r0, r0 + rows, ws);
             A = ws;
         }
-        nn_sgemm(m->backend, 0, 0, (int)rows, oc, K, 1.0f, A, K, m->w + c->woff, oc, 0.0f, C,
+        pnn__sgemm(m->backend, 0, 0, (int)rows, oc, K, 1.0f, A, K, m->w + c->woff, oc, 0.0f, C,
                  oc);
     }
     bias_act(C, rows, oc, m->w + c->boff, c->act);
@@ -522,12 +522,12 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
         const int KW = c->kw * c->ic, y0 = 2 * py0 - c->pt, ny = 2 * npy + c->kh - 1;
         im2row(c, t->x + n * c->isz, y0, ny, ws);
         for (int ky = 0; ky < c->kh; ky++)
-            nn_sgemm(m->backend, 1, 0, KW, oc, (int)rows, 1.0f, ws + (size_t)ky * ow * KW, KW, G,
+            pnn__sgemm(m->backend, 1, 0, KW, oc, (int)rows, 1.0f, ws + (size_t)ky * ow * KW, KW, G,
                      oc, 1.0f, dW + (size_t)ky * KW * oc, oc);
         if (t->dx) {
             memset(ws2, 0, (size_t)ny * ow * KW * sizeof(float));
             for (int ky = 0; ky < c->kh; ky++)
-                nn_sgemm(m->backend, 0, 1, (int)rows, KW, oc, 1.0f, G, oc,
+                pnn__sgemm(m->backend, 0, 1, (int)rows, KW, oc, 1.0f, G, oc,
                          W + (size_t)ky * KW * oc, oc, 1.0f, ws2 + (size_t)ky * ow * KW, KW);
             row2im(c, ws2, y0, ny, t->dx + n * c->isz);
         }
@@ -539,13 +539,13 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
         im2col(c, t->x, r0, r0 + rows, ws);
         A = ws;
     }
-    nn_sgemm(m->backend, 1, 0, K, oc, (int)rows, 1.0f, A, K, G, oc, 1.0f, dW, oc);
+    pnn__sgemm(m->backend, 1, 0, K, oc, (int)rows, 1.0f, A, K, G, oc, 1.0f, dW, oc);
     if (t->dx) {
         if (direct) {
-            nn_sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, t->dx + r0 * K,
+            pnn__sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, t->dx + r0 * K,
                      K);
         } else {
-            nn_sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, ws2, K);
+            pnn__sgemm(m->backend, 0, 1, (int)rows, K, oc, 1.0f, G, oc, W, oc, 0.0f, ws2, K);
             col2im(c, ws2, r0, r0 + rows, t->dx);
         }
     }
@@ -565,19 +565,19 @@ static void fused_bwd_task(void *arg, int tid, int nt)
     for_blocks(t, tid, fused_bwd_block, clear);
 }
 
-void nn_conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x)
+void pnn__conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x)
 {
     fused_task t = {m, c, p, b, x, NULL, NULL, group_size(c, b), 0};
-    nn_blas_threads(1);
-    nn_parallel(m, fused_fwd_task, &t);
+    pnn__blas_threads(1);
+    pnn__parallel(m, fused_fwd_task, &t);
 }
 
-void nn_conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
+void pnn__conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
                            const float *gy, float *dx)
 {
     fused_task t = {m, c, p, b, x, gy, dx, group_size(c, b), 0};
-    nn_blas_threads(1);
-    nn_parallel(m, fused_bwd_task, &t);
+    pnn__blas_threads(1);
+    pnn__parallel(m, fused_bwd_task, &t);
     reduce_units(m, c, b, t.group);
 }
 
@@ -707,22 +707,22 @@ static void pool_task_fn(void *arg, int tid, int nt)
 static void pool_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
 {
     pool_task t = {l, b, x, NULL, NULL, y};
-    nn_parallel(m, pool_task_fn, &t);
+    pnn__parallel(m, pool_task_fn, &t);
 }
 
 static void pool_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
                           const float *gy, float *dx)
 {
     pool_task t = {l, b, x, y, gy, dx};
-    nn_parallel(m, pool_task_fn, &t);
+    pnn__parallel(m, pool_task_fn, &t);
 }
 
 /* ---- dense ---------------------------------------------------------------- */
 static void dense_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y)
 {
     int in = (int)l->isz;
-    nn_blas_threads(m->threads);
-    nn_sgemm(m->backend, 0, 0, b, l->oc, in, 1.0f, x, in, m->w + l->woff, l->oc, 0.0f, y, l->oc);
+    pnn__blas_threads(m->threads);
+    pnn__sgemm(m->backend, 0, 0, b, l->oc, in, 1.0f, x, in, m->w + l->woff, l->oc, 0.0f, y, l->oc);
     bias_act(y, (size_t)b, l->oc, m->w + l->boff, l->act);
 }
 
@@ -730,18 +730,18 @@ static void dense_backward(pnn_model *m, nn_layer *l, int b, const float *x, con
                            float *gy, float *dx)
 {
     int in = (int)l->isz;
-    nn_blas_threads(m->threads);
+    pnn__blas_threads(m->threads);
     act_backward(gy, y, (size_t)b, l->oc, l->act);
     col_sums(m->g + l->boff, gy, (size_t)b, l->oc);
-    nn_sgemm(m->backend, 1, 0, in, l->oc, b, 1.0f, x, in, gy, l->oc, 1.0f, m->g + l->woff,
+    pnn__sgemm(m->backend, 1, 0, in, l->oc, b, 1.0f, x, in, gy, l->oc, 1.0f, m->g + l->woff,
              l->oc);
     if (dx)
-        nn_sgemm(m->backend, 0, 1, b, in, l->oc, 1.0f, gy, l->oc, m->w + l->woff, l->oc, 0.0f,
+        pnn__sgemm(m->backend, 0, 1, b, in, l->oc, 1.0f, gy, l->oc, m->w + l->woff, l->oc, 0.0f,
                  dx, in);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
-void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y, int train)
+void pnn__layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y, int train)
 {
     size_t n = (size_t)b * l->osz;
     switch (l->type) {
@@ -773,7 +773,7 @@ void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y
         if (train && l->rate > 0.0f) {
             float keep = 1.0f / (1.0f - l->rate);
             for (size_t i = 0; i < n; i++) {
-                l->mask[i] = nn_rng_uniform(&m->drop_rng) < l->rate ? 0.0f : keep;
+                l->mask[i] = pnn__rng_uniform(&m->drop_rng) < l->rate ? 0.0f : keep;
                 y[i] = x[i] * l->mask[i];
             }
         } else {
@@ -785,7 +785,7 @@ void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y
     }
 }
 
-void nn_layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
+void pnn__layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
                        float *gy, float *dx)
 {
     size_t n = (size_t)b * l->osz;

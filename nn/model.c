@@ -31,7 +31,7 @@ const char *pnn_strerror(int code)
     }
 }
 
-int nn_seterr(char *err, int code, const char *fmt, ...)
+int pnn__seterr(char *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -69,7 +69,7 @@ void pnn_opts_init(pnn_opts *o)
 }
 
 /* ---- RNG ---------------------------------------------------------------- */
-uint64_t nn_rng_next(uint64_t *s)
+uint64_t pnn__rng_next(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -77,15 +77,15 @@ uint64_t nn_rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-float nn_rng_uniform(uint64_t *s)
+float pnn__rng_uniform(uint64_t *s)
 {
-    return (float)((nn_rng_next(s) >> 40) * (1.0 / 16777216.0));
+    return (float)((pnn__rng_next(s) >> 40) * (1.0 / 16777216.0));
 }
 
 /* ---- big allocations ----------------------------------------------------- */
 #define HUGE_SZ ((size_t)2 << 20)
 
-void *nn_big_alloc(pnn_model *m, size_t bytes)
+void *pnn__big_alloc(pnn_model *m, size_t bytes)
 {
     if (bytes == 0) bytes = 64;
     if (m->nblocks == m->capblocks) {
@@ -107,7 +107,7 @@ void *nn_big_alloc(pnn_model *m, size_t bytes)
     return p;
 }
 
-void nn_big_free_all(pnn_model *m)
+void pnn__big_free_all(pnn_model *m)
 {
     for (size_t i = 0; i < m->nblocks; i++)
         munmap(m->blocks[2 * i], (size_t)(uintptr_t)m->blocks[2 * i + 1]);
@@ -163,13 +163,13 @@ static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) {
-        if (def < lo) return nn_seterr(err, PNN_ERR_JSON, "layer %d: missing \"%s\"", li, key);
+        if (def < lo) return pnn__seterr(err, PNN_ERR_JSON, "layer %d: missing \"%s\"", li, key);
         *out = def;
         return PNN_OK;
     }
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
         v->valuedouble > hi)
-        return nn_seterr(err, PNN_ERR_JSON, "layer %d: \"%s\" must be an integer in [%d, %d]", li,
+        return pnn__seterr(err, PNN_ERR_JSON, "layer %d: \"%s\" must be an integer in [%d, %d]", li,
                          key, lo, hi);
     *out = (int)v->valuedouble;
     return PNN_OK;
@@ -180,7 +180,7 @@ static int get_pair(const cJSON *o, const char *key, int def, int *a, int *b, in
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) {
-        if (def < 1) return nn_seterr(err, PNN_ERR_JSON, "layer %d: missing \"%s\"", li, key);
+        if (def < 1) return pnn__seterr(err, PNN_ERR_JSON, "layer %d: missing \"%s\"", li, key);
         *a = *b = def;
         return PNN_OK;
     }
@@ -193,12 +193,12 @@ static int get_pair(const cJSON *o, const char *key, int def, int *a, int *b, in
         d[0] = cJSON_GetArrayItem(v, 0)->valuedouble;
         d[1] = cJSON_GetArrayItem(v, 1)->valuedouble;
     } else {
-        return nn_seterr(err, PNN_ERR_JSON, "layer %d: \"%s\" must be an integer or [h, w]", li,
+        return pnn__seterr(err, PNN_ERR_JSON, "layer %d: \"%s\" must be an integer or [h, w]", li,
                          key);
     }
     for (int i = 0; i < 2; i++)
         if (d[i] != floor(d[i]) || d[i] < 1 || d[i] > MAX_DIM)
-            return nn_seterr(err, PNN_ERR_JSON,
+            return pnn__seterr(err, PNN_ERR_JSON,
                              "layer %d: \"%s\" values must be integers in [1, %d]", li, key,
                              MAX_DIM);
     *a = (int)d[0];
@@ -212,11 +212,11 @@ static int get_act(const cJSON *o, int *act, int li, char *err)
     *act = NN_ACT_NONE;
     if (!v || cJSON_IsNull(v)) return PNN_OK;
     if (!cJSON_IsString(v))
-        return nn_seterr(err, PNN_ERR_JSON, "layer %d: \"activation\" must be a string", li);
+        return pnn__seterr(err, PNN_ERR_JSON, "layer %d: \"activation\" must be a string", li);
     if (!strcmp(v->valuestring, "relu")) *act = NN_ACT_RELU;
     else if (!strcmp(v->valuestring, "softmax")) *act = NN_ACT_SOFTMAX;
     else if (strcmp(v->valuestring, "linear"))
-        return nn_seterr(err, PNN_ERR_JSON,
+        return pnn__seterr(err, PNN_ERR_JSON,
                          "layer %d: unknown activation \"%.40s\" (relu, softmax, linear)", li,
                          v->valuestring);
     return PNN_OK;
@@ -229,7 +229,7 @@ static int check_keys(const cJSON *o, const char *const *allowed, int li, char *
         for (const char *const *a = allowed; *a; a++)
             if (!strcmp(c->string, *a)) ok = 1;
         if (!ok)
-            return nn_seterr(err, PNN_ERR_JSON, "layer %d: unknown field \"%.40s\"", li,
+            return pnn__seterr(err, PNN_ERR_JSON, "layer %d: unknown field \"%.40s\"", li,
                              c->string);
     }
     return PNN_OK;
@@ -238,19 +238,19 @@ static int check_keys(const cJSON *o, const char *const *allowed, int li, char *
 static int parse_shape(const cJSON *v, int *h, int *w, int *c, char *err)
 {
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
-        return nn_seterr(err, PNN_ERR_JSON, "input shape must be an array [height, width, "
+        return pnn__seterr(err, PNN_ERR_JSON, "input shape must be an array [height, width, "
                                             "channels]");
     int d[3];
     for (int i = 0; i < 3; i++) {
         const cJSON *e = cJSON_GetArrayItem(v, i);
         if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
             e->valuedouble < 1 || e->valuedouble > MAX_DIM)
-            return nn_seterr(err, PNN_ERR_JSON,
+            return pnn__seterr(err, PNN_ERR_JSON,
                              "input shape entries must be integers in [1, %d]", MAX_DIM);
         d[i] = (int)e->valuedouble;
     }
     if ((size_t)d[0] * d[1] * d[2] >= MAX_FLOATS)
-        return nn_seterr(err, PNN_ERR_JSON, "input shape too large");
+        return pnn__seterr(err, PNN_ERR_JSON, "input shape too large");
     *h = d[0];
     *w = d[1];
     *c = d[2];
@@ -268,11 +268,11 @@ static const char *type_of(const cJSON *o)
 static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
 {
     int n = cJSON_GetArraySize(arr) - first;
-    if (n < 1) return nn_seterr(err, PNN_ERR_JSON, "the model has no layers");
-    if (n > MAX_LAYERS) return nn_seterr(err, PNN_ERR_JSON, "too many layers (max %d)",
+    if (n < 1) return pnn__seterr(err, PNN_ERR_JSON, "the model has no layers");
+    if (n > MAX_LAYERS) return pnn__seterr(err, PNN_ERR_JSON, "too many layers (max %d)",
                                          MAX_LAYERS);
     m->L = calloc((size_t)n, sizeof *m->L);
-    if (!m->L) return nn_seterr(err, PNN_ERR_NOMEM, "out of memory");
+    if (!m->L) return pnn__seterr(err, PNN_ERR_NOMEM, "out of memory");
     m->nl = n;
     int h = m->in_h, w = m->in_w, c = m->in_c;
     int flat = (h == 1 && w == 1);
@@ -283,9 +283,9 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
         nn_layer *l = &m->L[i];
         int li = i + first, rc;
         if (!cJSON_IsObject(o))
-            return nn_seterr(err, PNN_ERR_JSON, "layer %d: must be an object", li);
+            return pnn__seterr(err, PNN_ERR_JSON, "layer %d: must be an object", li);
         const char *t = type_of(o);
-        if (!t) return nn_seterr(err, PNN_ERR_JSON, "layer %d: missing string \"type\"", li);
+        if (!t) return pnn__seterr(err, PNN_ERR_JSON, "layer %d: missing string \"type\"", li);
         l->ih = h;
         l->iw = w;
         l->ic = c;
@@ -295,7 +295,7 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                                                "activation", NULL};
             if ((rc = check_keys(o, keys, li, err))) return rc;
             if (flat && i > 0 && m->L[i - 1].type != NN_CONV && m->L[i - 1].type != NN_POOL)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: Conv2D needs a 3-D input, not "
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: Conv2D needs a 3-D input, not "
                                                     "the flat output of layer %d", li, li - 1);
             l->type = NN_CONV;
             l->rowshift = 1;
@@ -304,14 +304,14 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
             if ((rc = get_pair(o, "strides", 1, &l->sh, &l->sw, li, err))) return rc;
             if ((rc = get_act(o, &l->act, li, err))) return rc;
             if (l->act == NN_ACT_SOFTMAX)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: softmax activation is only "
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: softmax activation is only "
                                                     "supported on Dense layers", li);
             const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "padding");
             int same = 0;
             if (p) {
                 if (!cJSON_IsString(p) ||
                     (strcmp(p->valuestring, "valid") && strcmp(p->valuestring, "same")))
-                    return nn_seterr(err, PNN_ERR_JSON, "layer %d: \"padding\" must be "
+                    return pnn__seterr(err, PNN_ERR_JSON, "layer %d: \"padding\" must be "
                                                         "\"valid\" or \"same\"", li);
                 same = !strcmp(p->valuestring, "same");
             }
@@ -323,13 +323,13 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                 l->pl = pw > 0 ? pw / 2 : 0;
             } else {
                 if (l->kh > h || l->kw > w)
-                    return nn_seterr(err, PNN_ERR_JSON, "layer %d: kernel %dx%d larger than "
+                    return pnn__seterr(err, PNN_ERR_JSON, "layer %d: kernel %dx%d larger than "
                                                         "its input %dx%d", li, l->kh, l->kw, h, w);
                 l->oh = (h - l->kh) / l->sh + 1;
                 l->ow = (w - l->kw) / l->sw + 1;
             }
             if ((double)l->kh * l->kw * c * l->oc >= (double)MAX_FLOATS)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: too many parameters", li);
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: too many parameters", li);
             l->wn = (size_t)l->kh * l->kw * c * l->oc;
             l->bn = (size_t)l->oc;
             flops += 2.0 * l->oh * l->ow * (double)l->wn;
@@ -342,7 +342,7 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                                                "strides", "padding", NULL};
             if ((rc = check_keys(o, keys, li, err))) return rc;
             if (flat && i > 0 && m->L[i - 1].type != NN_CONV && m->L[i - 1].type != NN_POOL)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: MaxPool2D needs a 3-D input",
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: MaxPool2D needs a 3-D input",
                                  li);
             l->type = NN_POOL;
             if ((rc = get_pair(o, "pool_size", 2, &l->kh, &l->kw, li, err))) return rc;
@@ -355,10 +355,10 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
             }
             const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "padding");
             if (p && (!cJSON_IsString(p) || strcmp(p->valuestring, "valid")))
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: MaxPool2D supports only "
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: MaxPool2D supports only "
                                                     "\"padding\": \"valid\"", li);
             if (l->kh > h || l->kw > w)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: pool %dx%d larger than its "
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: pool %dx%d larger than its "
                                                     "input %dx%d", li, l->kh, l->kw, h, w);
             l->oh = (h - l->kh) / l->sh + 1;
             l->ow = (w - l->kw) / l->sw + 1;
@@ -370,7 +370,7 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                                                "activation", NULL};
             if ((rc = check_keys(o, keys, li, err))) return rc;
             if (!flat)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: Dense needs a flat input (%dx%d"
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: Dense needs a flat input (%dx%d"
                                                     "x%d): add a Flatten layer", li, h, w, c);
             l->type = NN_DENSE;
             if ((rc = get_int(o, "units", 0, 1, 1 << 24, &l->oc, li, err))) return rc;
@@ -394,14 +394,14 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                 l->type = NN_RELU;
             } else if (!strcmp(t, "Softmax")) {
                 if (!flat)
-                    return nn_seterr(err, PNN_ERR_JSON, "layer %d: Softmax needs a flat input",
+                    return pnn__seterr(err, PNN_ERR_JSON, "layer %d: Softmax needs a flat input",
                                      li);
                 l->type = NN_SOFTMAX;
             } else if (drop) {
                 l->type = NN_DROPOUT;
                 const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "rate");
                 if (!cJSON_IsNumber(r) || !(r->valuedouble >= 0 && r->valuedouble < 1))
-                    return nn_seterr(err, PNN_ERR_JSON, "layer %d: Dropout needs \"rate\" in "
+                    return pnn__seterr(err, PNN_ERR_JSON, "layer %d: Dropout needs \"rate\" in "
                                                         "[0, 1)", li);
                 l->rate = (float)r->valuedouble;
             } else {
@@ -413,21 +413,21 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                 flat = 1;
             }
         } else {
-            return nn_seterr(err, PNN_ERR_JSON,
+            return pnn__seterr(err, PNN_ERR_JSON,
                              "layer %d: unknown type \"%.40s\" (Conv2D, MaxPool2D, Dense, ReLU, "
                              "Softmax, Flatten, Dropout)", li, t);
         }
         if (l->type == NN_CONV || l->type == NN_POOL) {
             if (l->oh < 1 || l->ow < 1)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: empty output", li);
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: empty output", li);
         }
         l->isz = (size_t)l->ih * l->iw * l->ic;
         l->osz = (size_t)l->oh * l->ow * l->oc;
         if (l->osz >= MAX_FLOATS)
-            return nn_seterr(err, PNN_ERR_JSON, "layer %d: output too large", li);
+            return pnn__seterr(err, PNN_ERR_JSON, "layer %d: output too large", li);
         if (l->wn) {
             if (off + l->wn + l->bn >= MAX_FLOATS)
-                return nn_seterr(err, PNN_ERR_JSON, "layer %d: too many parameters", li);
+                return pnn__seterr(err, PNN_ERR_JSON, "layer %d: too many parameters", li);
             l->woff = off;
             l->boff = off + l->wn;
             off += l->wn + l->bn;
@@ -437,10 +437,10 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
     if (!flat || (m->L[n - 1].type != NN_DENSE && m->L[n - 1].type != NN_SOFTMAX &&
                   m->L[n - 1].type != NN_FLATTEN && m->L[n - 1].type != NN_RELU &&
                   m->L[n - 1].type != NN_DROPOUT))
-        return nn_seterr(err, PNN_ERR_JSON, "the model's output must be a vector (end with "
+        return pnn__seterr(err, PNN_ERR_JSON, "the model's output must be a vector (end with "
                                             "Flatten/Dense), got %dx%dx%d", h, w, c);
     if (c < 2)
-        return nn_seterr(err, PNN_ERR_JSON, "the model needs at least 2 outputs (classes)");
+        return pnn__seterr(err, PNN_ERR_JSON, "the model needs at least 2 outputs (classes)");
     /* a max pool after a ReLU conv applies the ReLU mask in its backward pass:
      * the window winner is the pooled value, positive iff the ReLU passed it */
     for (int i = 0; i + 1 < n; i++) {
@@ -474,7 +474,7 @@ static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
     if (!root) {
         const char *ep = cJSON_GetErrorPtr();
         long at = ep && ep >= json && ep <= json + len ? (long)(ep - json) : -1;
-        return nn_seterr(err, PNN_ERR_JSON, "model JSON: syntax error near byte %ld", at);
+        return pnn__seterr(err, PNN_ERR_JSON, "model JSON: syntax error near byte %ld", at);
     }
     int rc;
     if (cJSON_IsObject(root)) {
@@ -483,16 +483,16 @@ static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
         for (const cJSON *c = root->child; c; c = c->next)
             if (strcmp(c->string, "layers") && strcmp(c->string, "input_shape") &&
                 strcmp(c->string, "name")) {
-                rc = nn_seterr(err, PNN_ERR_JSON, "model JSON: unknown field \"%.40s\"",
+                rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: unknown field \"%.40s\"",
                                c->string);
                 goto out;
             }
         if (!shape) {
-            rc = nn_seterr(err, PNN_ERR_JSON, "model JSON: missing \"input_shape\"");
+            rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: missing \"input_shape\"");
             goto out;
         }
         if (!cJSON_IsArray(arr)) {
-            rc = nn_seterr(err, PNN_ERR_JSON, "model JSON: \"layers\" must be an array");
+            rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: \"layers\" must be an array");
             goto out;
         }
         if ((rc = parse_shape(shape, &m->in_h, &m->in_w, &m->in_c, err))) goto out;
@@ -501,7 +501,7 @@ static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
         const cJSON *in = cJSON_GetArrayItem(root, 0);
         const char *t = cJSON_IsObject(in) ? type_of(in) : NULL;
         if (!t || (strcmp(t, "Input") && strcmp(t, "InputLayer"))) {
-            rc = nn_seterr(err, PNN_ERR_JSON, "model JSON: a layer array must start with "
+            rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: a layer array must start with "
                                               "{\"type\": \"Input\", \"shape\": [h, w, c]}");
             goto out;
         }
@@ -510,7 +510,7 @@ static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
             goto out;
         rc = build_layers(m, root, 1, err);
     } else {
-        rc = nn_seterr(err, PNN_ERR_JSON, "model JSON: expected an object or an array");
+        rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: expected an object or an array");
     }
 out:
     cJSON_Delete(root);
@@ -534,7 +534,7 @@ void pnn_model_init_weights(pnn_model *m, uint64_t seed)
         }
         float lim = (float)sqrt(6.0 / (fan_in + fan_out));
         float *w = m->w + l->woff;
-        for (size_t k = 0; k < l->wn; k++) w[k] = (2.0f * nn_rng_uniform(&s) - 1.0f) * lim;
+        for (size_t k = 0; k < l->wn; k++) w[k] = (2.0f * pnn__rng_uniform(&s) - 1.0f) * lim;
         memset(m->w + l->boff, 0, l->bn * sizeof(float));
     }
     m->opt_type = -1;
@@ -577,7 +577,7 @@ static int setup_tensors(pnn_model *m)
 int pnn_model_new_json(pnn_model **out, const char *json, size_t len, const pnn_opts *o,
                        char *err)
 {
-    if (!out || !json) return nn_seterr(err, PNN_ERR_INVAL, "NULL argument");
+    if (!out || !json) return pnn__seterr(err, PNN_ERR_INVAL, "NULL argument");
     *out = NULL;
     pnn_opts def;
     if (!o) {
@@ -585,18 +585,18 @@ int pnn_model_new_json(pnn_model **out, const char *json, size_t len, const pnn_
         o = &def;
     }
     if (o->backend != PNN_BACKEND_OPENBLAS && o->backend != PNN_BACKEND_REFERENCE)
-        return nn_seterr(err, PNN_ERR_BACKEND, "unknown backend %d", (int)o->backend);
+        return pnn__seterr(err, PNN_ERR_BACKEND, "unknown backend %d", (int)o->backend);
     if (o->threads < 1 || o->threads > 256)
-        return nn_seterr(err, PNN_ERR_INVAL, "threads must be in [1, 256], got %d", o->threads);
+        return pnn__seterr(err, PNN_ERR_INVAL, "threads must be in [1, 256], got %d", o->threads);
     pnn_model *m = calloc(1, sizeof *m);
-    if (!m) return nn_seterr(err, PNN_ERR_NOMEM, "out of memory");
+    if (!m) return pnn__seterr(err, PNN_ERR_NOMEM, "out of memory");
     m->backend = o->backend;
     m->threads = o->threads;
     m->seed = o->seed;
     int rc = parse_model(m, json, len, err);
     if (rc) goto fail;
     if ((rc = setup_tensors(m))) {
-        nn_seterr(err, rc, "out of memory");
+        pnn__seterr(err, rc, "out of memory");
         goto fail;
     }
     pnn_model_init_weights(m, o->seed);
@@ -609,7 +609,7 @@ fail:
 
 int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *err)
 {
-    if (!out || !spec) return nn_seterr(err, PNN_ERR_INVAL, "NULL argument");
+    if (!out || !spec) return pnn__seterr(err, PNN_ERR_INVAL, "NULL argument");
     *out = NULL;
     const char *pre = pnn_preset_json(spec);
     if (pre) return pnn_model_new_json(out, pre, strlen(pre), o, err);
@@ -618,7 +618,7 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
     if (*p == '{' || *p == '[') return pnn_model_new_json(out, spec, strlen(spec), o, err);
     FILE *f = fopen(spec, "rb");
     if (!f)
-        return nn_seterr(err, PNN_ERR_IO, "model \"%.100s\": not a preset (seed-cnn, "
+        return pnn__seterr(err, PNN_ERR_IO, "model \"%.100s\": not a preset (seed-cnn, "
                                           "fmnist-cnn) and cannot open as a file: %s",
                          spec, strerror(errno));
     char *buf = NULL;
@@ -627,13 +627,13 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
     for (;;) {
         if (len + 4096 > cap) {
             if (cap > ((size_t)16 << 20)) {
-                rc = nn_seterr(err, PNN_ERR_JSON, "model file %.100s: larger than 16 MiB", spec);
+                rc = pnn__seterr(err, PNN_ERR_JSON, "model file %.100s: larger than 16 MiB", spec);
                 break;
             }
             cap = cap ? 2 * cap : 8192;
             char *nb = realloc(buf, cap);
             if (!nb) {
-                rc = nn_seterr(err, PNN_ERR_NOMEM, "out of memory");
+                rc = pnn__seterr(err, PNN_ERR_NOMEM, "out of memory");
                 break;
             }
             buf = nb;
@@ -641,7 +641,7 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
         size_t r = fread(buf + len, 1, cap - len, f);
         len += r;
         if (r == 0) {
-            if (ferror(f)) rc = nn_seterr(err, PNN_ERR_IO, "read %.100s failed", spec);
+            if (ferror(f)) rc = pnn__seterr(err, PNN_ERR_IO, "read %.100s failed", spec);
             break;
         }
     }
@@ -654,8 +654,8 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
 void pnn_model_free(pnn_model *m)
 {
     if (!m) return;
-    nn_pool_free(m);
-    nn_big_free_all(m);
+    pnn__pool_free(m);
+    pnn__big_free_all(m);
     free(m->blocks);
     free(m->L);
     free(m->w);
@@ -672,8 +672,8 @@ int pnn_model_set_backend(pnn_model *m, pnn_backend b, int threads)
     if (b != PNN_BACKEND_OPENBLAS && b != PNN_BACKEND_REFERENCE) return PNN_ERR_BACKEND;
     m->backend = b;
     if (threads != m->threads) {
-        nn_pool_free(m);
-        nn_big_free_all(m); /* per-thread workspaces are re-sized on next use */
+        pnn__pool_free(m);
+        pnn__big_free_all(m); /* per-thread workspaces are re-sized on next use */
     }
     m->threads = threads;
     return PNN_OK;
@@ -714,9 +714,9 @@ static void shape_str(const pnn_tensor *t, char *buf, size_t n)
 static int check_shapes(const pnn_model *m, const pnn_tensor *ts, size_t n, int need_data,
                         char *err)
 {
-    if (!ts && n) return nn_seterr(err, PNN_ERR_INVAL, "NULL tensor list");
+    if (!ts && n) return pnn__seterr(err, PNN_ERR_INVAL, "NULL tensor list");
     if (n != m->nw)
-        return nn_seterr(err, PNN_ERR_SHAPE, "expected %zu weight tensors, got %zu", m->nw, n);
+        return pnn__seterr(err, PNN_ERR_SHAPE, "expected %zu weight tensors, got %zu", m->nw, n);
     for (size_t i = 0; i < n; i++) {
         const pnn_tensor *a = &ts[i], *e = &m->wt[i];
         int same = a->ndim == e->ndim;
@@ -727,18 +727,18 @@ static int check_shapes(const pnn_model *m, const pnn_tensor *ts, size_t n, int 
                                                                 a->ndim);
             else shape_str(a, sa, sizeof sa);
             shape_str(e, se, sizeof se);
-            return nn_seterr(err, PNN_ERR_SHAPE, "weight tensor %zu: expected shape %s, got %s",
+            return pnn__seterr(err, PNN_ERR_SHAPE, "weight tensor %zu: expected shape %s, got %s",
                              i, se, sa);
         }
         if (need_data && !a->data)
-            return nn_seterr(err, PNN_ERR_INVAL, "weight tensor %zu: NULL data", i);
+            return pnn__seterr(err, PNN_ERR_INVAL, "weight tensor %zu: NULL data", i);
     }
     return PNN_OK;
 }
 
 int pnn_get_weights(const pnn_model *m, pnn_tensor *dst, size_t n, char *err)
 {
-    if (!m) return nn_seterr(err, PNN_ERR_INVAL, "NULL model");
+    if (!m) return pnn__seterr(err, PNN_ERR_INVAL, "NULL model");
     int rc = check_shapes(m, dst, n, 1, err);
     if (rc) return rc;
     for (size_t i = 0; i < n; i++) memcpy(dst[i].data, m->wt[i].data, m->wt[i].numel * 4);
@@ -747,7 +747,7 @@ int pnn_get_weights(const pnn_model *m, pnn_tensor *dst, size_t n, char *err)
 
 int pnn_set_weights(pnn_model *m, const pnn_tensor *src, size_t n, char *err)
 {
-    if (!m) return nn_seterr(err, PNN_ERR_INVAL, "NULL model");
+    if (!m) return pnn__seterr(err, PNN_ERR_INVAL, "NULL model");
     int rc = check_shapes(m, src, n, 1, err);
     if (rc) return rc;
     for (size_t i = 0; i < n; i++) memmove(m->wt[i].data, src[i].data, m->wt[i].numel * 4);
@@ -756,9 +756,9 @@ int pnn_set_weights(pnn_model *m, const pnn_tensor *src, size_t n, char *err)
 
 int pnn_set_weights_flat(pnn_model *m, const float *buf, size_t total, char *err)
 {
-    if (!m || (!buf && total)) return nn_seterr(err, PNN_ERR_INVAL, "NULL argument");
+    if (!m || (!buf && total)) return pnn__seterr(err, PNN_ERR_INVAL, "NULL argument");
     if (total != m->nparams)
-        return nn_seterr(err, PNN_ERR_SHAPE, "expected %zu weights, got %zu", m->nparams, total);
+        return pnn__seterr(err, PNN_ERR_SHAPE, "expected %zu weights, got %zu", m->nparams, total);
     memmove(m->w, buf, total * sizeof(float));
     return PNN_OK;
 }

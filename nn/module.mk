@@ -20,8 +20,9 @@ $(NN_LIB): $(NN_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(NN_SO): $(NN_OBJS)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libpetal-nn.so.0 -o $@ $^ $(NN_LDLIBS)
+$(NN_SO): $(NN_OBJS) nn/libpetal-nn.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libpetal-nn.so.0 -Wl,--version-script=nn/libpetal-nn.map \
+	  -o $@ $(NN_OBJS) $(NN_LDLIBS)
 
 # The .pc file is written at install time, with that run's PREFIX.
 NN_PC_WRITE = printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${prefix}/lib' \

@@ -47,10 +47,10 @@ typedef struct nn_layer {
 } nn_layer;
 
 /* Row-major GEMM seam: C[M,N] = alpha * op(A) * op(B) + beta * C. */
-void nn_sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+void pnn__sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* Apply the thread count to OpenBLAS (no-op when unchanged). */
-void nn_blas_threads(int threads);
+void pnn__blas_threads(int threads);
 
 typedef void (*nn_task_fn)(void *ctx, int tid, int nthreads);
 struct nn_pool;
@@ -95,50 +95,50 @@ struct pnn_model {
 
 /* Run fn(ctx, tid, nthreads) on the model's threads (caller is tid 0);
  * returns nthreads. */
-int nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx);
-void nn_pool_free(pnn_model *m);
+int pnn__parallel(pnn_model *m, nn_task_fn fn, void *ctx);
+void pnn__pool_free(pnn_model *m);
 
 /* Format err (may be NULL) and return code. */
-int nn_seterr(char *err, int code, const char *fmt, ...)
+int pnn__seterr(char *err, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
 
 /* Large zero-filled allocation tracked by the model (hugepage-advised). */
-void *nn_big_alloc(pnn_model *m, size_t bytes);
-void nn_big_free_all(pnn_model *m);
+void *pnn__big_alloc(pnn_model *m, size_t bytes);
+void pnn__big_free_all(pnn_model *m);
 
 /* Make room for batches of b images; grad: also gradient buffers. */
-int nn_ensure_batch(pnn_model *m, int b, int grad);
+int pnn__ensure_batch(pnn_model *m, int b, int grad);
 /* Forward b images already in m->xin; train: dropout active. */
-void nn_forward(pnn_model *m, int b, int train);
+void pnn__forward(pnn_model *m, int b, int train);
 /* Loss of the last forward (mean over b), its accuracy count; writes the
  * gradient w.r.t. the final logits into gbuf when grad. Returns PNN_OK or
  * PNN_ERR_LABEL. */
-int nn_loss(pnn_model *m, int b, const int32_t *y, double *loss, int *correct, int grad,
+int pnn__loss(pnn_model *m, int b, const int32_t *y, double *loss, int *correct, int grad,
             float **gout);
 /* Backward from gradient gy (w.r.t. the output of layer `from`, or the final
  * logits), accumulating into m->g (which the caller zeroes). dx: if not NULL,
  * receives d/d input (b * input floats). */
-void nn_backward(pnn_model *m, int b, float *gy, float *dx);
+void pnn__backward(pnn_model *m, int b, float *gy, float *dx);
 
 /* Single-layer entry points for the gradient tests. x: b * l->isz inputs,
  * y: b * l->osz outputs, w: the model's weights. */
-void nn_layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y, int train);
+void pnn__layer_forward(pnn_model *m, nn_layer *l, int b, const float *x, float *y, int train);
 /* gy is modified in place (activation mask). dx may be NULL. */
-void nn_layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
+void pnn__layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const float *y,
                        float *gy, float *dx);
 
 /* Fused Conv2D (+ReLU) and 2x2/2 MaxPool2D: forward writes the pool's out and
  * code; backward takes the pool output gradient gy and writes the conv input
  * gradient dx (may be NULL), accumulating the conv weight gradients. */
-void nn_conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x);
-void nn_conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
+void pnn__conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x);
+void pnn__conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
                            const float *gy, float *dx);
 
 /* RNG: splitmix64 */
-uint64_t nn_rng_next(uint64_t *s);
-float nn_rng_uniform(uint64_t *s); /* [0,1) */
+uint64_t pnn__rng_next(uint64_t *s);
+float pnn__rng_uniform(uint64_t *s); /* [0,1) */
 
 #endif /* PETAL_NN_INT_H */

@@ -76,18 +76,18 @@ static size_t npy_header(const pnn_tensor *t, char *buf, size_t cap)
 
 int pnn_save_weights(const pnn_model *m, const char *path, char *err)
 {
-    if (!m || !path) return nn_seterr(err, PNN_ERR_INVAL, "save: NULL argument");
+    if (!m || !path) return pnn__seterr(err, PNN_ERR_INVAL, "save: NULL argument");
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return nn_seterr(err, PNN_ERR_INVAL, "save: path too long");
+        return pnn__seterr(err, PNN_ERR_INVAL, "save: path too long");
     FILE *f = fopen(tmp, "wb");
-    if (!f) return nn_seterr(err, PNN_ERR_IO, "save %.200s: %s", tmp, strerror(errno));
+    if (!f) return pnn__seterr(err, PNN_ERR_IO, "save %.200s: %s", tmp, strerror(errno));
     size_t n = m->nw;
     uint32_t *crc = calloc(n ? n : 1, sizeof *crc), *off = calloc(n ? n : 1, sizeof *off);
     uint32_t *sz = calloc(n ? n : 1, sizeof *sz);
     int rc = PNN_OK;
     if (!crc || !off || !sz) {
-        rc = nn_seterr(err, PNN_ERR_NOMEM, "save: out of memory");
+        rc = pnn__seterr(err, PNN_ERR_NOMEM, "save: out of memory");
         goto out;
     }
     uint64_t pos = 0;
@@ -98,7 +98,7 @@ int pnn_save_weights(const pnn_model *m, const char *path, char *err)
         int nl = snprintf(name, sizeof name, "arr_%zu.npy", i);
         uint64_t dsz = hl + t->numel * 4;
         if (dsz > 0xfffffffful - 1 || pos > 0xfffffffful - 1 - dsz - 64) {
-            rc = nn_seterr(err, PNN_ERR_INVAL, "save: model too large for a zip32 archive");
+            rc = pnn__seterr(err, PNN_ERR_INVAL, "save: model too large for a zip32 archive");
             goto out;
         }
         uint32_t c = crc32_update(0, hdr, hl);
@@ -116,7 +116,7 @@ int pnn_save_weights(const pnn_model *m, const char *path, char *err)
         put16(lh + 26, (unsigned)nl);
         if (fwrite(lh, 1, 30, f) != 30 || fwrite(name, 1, (size_t)nl, f) != (size_t)nl ||
             fwrite(hdr, 1, hl, f) != hl || fwrite(t->data, 4, t->numel, f) != t->numel) {
-            rc = nn_seterr(err, PNN_ERR_IO, "save %.200s: write failed", tmp);
+            rc = pnn__seterr(err, PNN_ERR_IO, "save %.200s: write failed", tmp);
             goto out;
         }
         pos += 30 + (uint64_t)nl + dsz;
@@ -137,7 +137,7 @@ int pnn_save_weights(const pnn_model *m, const char *path, char *err)
         put32(ch + 38, 0644u << 16);
         put32(ch + 42, off[i]);
         if (fwrite(ch, 1, 46, f) != 46 || fwrite(name, 1, (size_t)nl, f) != (size_t)nl) {
-            rc = nn_seterr(err, PNN_ERR_IO, "save %.200s: write failed", tmp);
+            rc = pnn__seterr(err, PNN_ERR_IO, "save %.200s: write failed", tmp);
             goto out;
         }
         pos += 46 + (uint64_t)nl;
@@ -149,11 +149,11 @@ int pnn_save_weights(const pnn_model *m, const char *path, char *err)
     put16(eo + 10, (unsigned)n);
     put32(eo + 12, (uint32_t)(pos - cd_start));
     put32(eo + 16, (uint32_t)cd_start);
-    if (fwrite(eo, 1, 22, f) != 22) rc = nn_seterr(err, PNN_ERR_IO, "save: write failed");
+    if (fwrite(eo, 1, 22, f) != 22) rc = pnn__seterr(err, PNN_ERR_IO, "save: write failed");
 out:
-    if (fclose(f) != 0 && rc == PNN_OK) rc = nn_seterr(err, PNN_ERR_IO, "save: close failed");
+    if (fclose(f) != 0 && rc == PNN_OK) rc = pnn__seterr(err, PNN_ERR_IO, "save: close failed");
     if (rc == PNN_OK && rename(tmp, path) != 0)
-        rc = nn_seterr(err, PNN_ERR_IO, "save %.200s: %s", path, strerror(errno));
+        rc = pnn__seterr(err, PNN_ERR_IO, "save %.200s: %s", path, strerror(errno));
     if (rc != PNN_OK) remove(tmp);
     free(crc);
     free(off);
@@ -245,9 +245,9 @@ static int cmp_ent(const void *a, const void *b)
 
 int pnn_load_weights(pnn_model *m, const char *path, char *err)
 {
-    if (!m || !path) return nn_seterr(err, PNN_ERR_INVAL, "load: NULL argument");
+    if (!m || !path) return pnn__seterr(err, PNN_ERR_INVAL, "load: NULL argument");
     FILE *f = fopen(path, "rb");
-    if (!f) return nn_seterr(err, PNN_ERR_IO, "load %.200s: %s", path, strerror(errno));
+    if (!f) return pnn__seterr(err, PNN_ERR_IO, "load %.200s: %s", path, strerror(errno));
     unsigned char *buf = NULL;
     zent *ents = NULL;
     float *staging = NULL;
@@ -255,21 +255,21 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
     long fl = -1;
     if (fseek(f, 0, SEEK_END) == 0) fl = ftell(f);
     if (fl < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        rc = nn_seterr(err, PNN_ERR_IO, "load %.200s: cannot determine size", path);
+        rc = pnn__seterr(err, PNN_ERR_IO, "load %.200s: cannot determine size", path);
         goto out;
     }
     size_t len = (size_t)fl;
     if (len > ((size_t)1 << 34)) {
-        rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: file too large", path);
+        rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: file too large", path);
         goto out;
     }
     buf = malloc(len ? len : 1);
     if (!buf) {
-        rc = nn_seterr(err, PNN_ERR_NOMEM, "load: out of memory");
+        rc = pnn__seterr(err, PNN_ERR_NOMEM, "load: out of memory");
         goto out;
     }
     if (fread(buf, 1, len, f) != len) {
-        rc = nn_seterr(err, PNN_ERR_IO, "load %.200s: read failed", path);
+        rc = pnn__seterr(err, PNN_ERR_IO, "load %.200s: read failed", path);
         goto out;
     }
     /* end of central directory: last 22..22+65535 bytes */
@@ -280,7 +280,7 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
             break;
         }
     if (eocd == (size_t)-1) {
-        rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: not an .npz (zip) file, or truncated "
+        rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: not an .npz (zip) file, or truncated "
                                             "(%zu bytes; no end-of-archive record)", path, len);
         goto out;
     }
@@ -288,12 +288,12 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
     uint64_t cdoff = get32(buf + eocd + 16);
     if (cdoff == 0xffffffffu || count == 0xffff) { /* zip64 locator precedes the EOCD */
         if (eocd < 20 || get32(buf + eocd - 20) != 0x07064b50) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: bad zip64 archive", path);
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: bad zip64 archive", path);
             goto out;
         }
         uint64_t z64 = get64(buf + eocd - 20 + 8);
         if (z64 > len || len - z64 < 56 || get32(buf + z64) != 0x06064b50) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: bad zip64 record", path);
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: bad zip64 record", path);
             goto out;
         }
         count = get64(buf + z64 + 32);
@@ -301,26 +301,26 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
         cdoff = get64(buf + z64 + 48);
     }
     if (cdoff > len || cdsz > len - cdoff || count > 100000) {
-        rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: truncated or corrupt central "
+        rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: truncated or corrupt central "
                                             "directory", path);
         goto out;
     }
     if (count != m->nw) {
-        rc = nn_seterr(err, PNN_ERR_SHAPE, "load %.200s: %llu arrays, the model has %zu weight "
+        rc = pnn__seterr(err, PNN_ERR_SHAPE, "load %.200s: %llu arrays, the model has %zu weight "
                                            "tensors", path, (unsigned long long)count, m->nw);
         goto out;
     }
     ents = calloc(count ? count : 1, sizeof *ents);
     staging = malloc(m->nparams * sizeof(float) + 1);
     if (!ents || !staging) {
-        rc = nn_seterr(err, PNN_ERR_NOMEM, "load: out of memory");
+        rc = pnn__seterr(err, PNN_ERR_NOMEM, "load: out of memory");
         goto out;
     }
     size_t p = cdoff, end = cdoff + cdsz;
     int all_named = 1;
     for (uint64_t i = 0; i < count; i++) {
         if (end - p < 46 || get32(buf + p) != 0x02014b50) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: corrupt central directory entry "
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: corrupt central directory entry "
                                                 "%llu", path, (unsigned long long)i);
             goto out;
         }
@@ -332,7 +332,7 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
         e->size = get32(buf + p + 24);
         e->off = get32(buf + p + 42);
         if ((uint64_t)46 + nl + xl + cl > end - p) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: corrupt central directory", path);
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: corrupt central directory", path);
             goto out;
         }
         size_t cn = nl < sizeof e->name - 1 ? nl : sizeof e->name - 1;
@@ -352,7 +352,7 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
             x += 4 + dl;
         }
         if (method != 0 || csize != e->size) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: %s is compressed (use numpy.savez,"
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: %s is compressed (use numpy.savez,"
                                                 " not savez_compressed)", path, e->name);
             goto out;
         }
@@ -370,23 +370,23 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
     for (uint64_t i = 0; i < count; i++) {
         zent *e = &ents[i];
         if (all_named && e->idx != (int)i) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: arrays are not arr_0..arr_%llu",
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: arrays are not arr_0..arr_%llu",
                            path, (unsigned long long)count - 1);
             goto out;
         }
         if (e->off > len || len - e->off < 30 || get32(buf + e->off) != 0x04034b50) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: bad local header (truncated?)",
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: bad local header (truncated?)",
                            path, e->name);
             goto out;
         }
         uint64_t d = e->off + 30 + get16(buf + e->off + 26) + get16(buf + e->off + 28);
         if (d > len || e->size > len - d) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: data truncated (file has %zu "
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: data truncated (file has %zu "
                                                 "bytes)", path, e->name, len);
             goto out;
         }
         if (crc32_update(0, buf + d, (size_t)e->size) != e->crc) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: CRC mismatch (corrupt file)",
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: CRC mismatch (corrupt file)",
                            path, e->name);
             goto out;
         }
@@ -395,7 +395,7 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
         char what[128];
         memset(&t, 0, sizeof t);
         if (npy_parse(buf + d, (size_t)e->size, &t, &doff, what, sizeof what)) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: %s", path, e->name, what);
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: %s", path, e->name, what);
             goto out;
         }
         const pnn_tensor *w = &m->wt[i];
@@ -410,13 +410,13 @@ int pnn_load_weights(pnn_model *m, const char *path, char *err)
             for (int k = 0; k < w->ndim; k++)
                 ke += (size_t)snprintf(se + ke, sizeof se - ke, "%s%lld", k ? "," : "",
                                        (long long)w->shape[k]);
-            rc = nn_seterr(err, PNN_ERR_SHAPE, "load %.200s: %s has shape (%s), the model "
+            rc = pnn__seterr(err, PNN_ERR_SHAPE, "load %.200s: %s has shape (%s), the model "
                                                "expects (%s) for weight tensor %llu",
                            path, e->name, sa, se, (unsigned long long)i);
             goto out;
         }
         if ((uint64_t)e->size - doff != (uint64_t)w->numel * 4) {
-            rc = nn_seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: %llu data bytes, expected %zu",
+            rc = pnn__seterr(err, PNN_ERR_FORMAT, "load %.200s: %s: %llu data bytes, expected %zu",
                            path, e->name, (unsigned long long)(e->size - doff), w->numel * 4);
             goto out;
         }

@@ -1,5 +1,5 @@
 /*
- * pool.c - a tiny persistent thread pool per model: nn_parallel runs a task
+ * pool.c - a tiny persistent thread pool per model: pnn__parallel runs a task
  * on m->threads threads (the caller is thread 0) and returns when all are
  * done. Used to split convolution and pooling work across images, each thread
  * calling a single-threaded GEMM (never nested with OpenBLAS threads).
@@ -52,7 +52,7 @@ static void *worker(void *arg)
     }
 }
 
-void nn_pool_free(pnn_model *m)
+void pnn__pool_free(pnn_model *m)
 {
     struct nn_pool *p = m->pool;
     if (!p) return;
@@ -95,11 +95,11 @@ static struct nn_pool *pool_new(int n)
     return p;
 }
 
-int nn_parallel(pnn_model *m, nn_task_fn fn, void *ctx)
+int pnn__parallel(pnn_model *m, nn_task_fn fn, void *ctx)
 {
     int want = m->threads - 1;
     if (want > 0 && (!m->pool || m->pool->n != want)) {
-        nn_pool_free(m);
+        pnn__pool_free(m);
         m->pool = pool_new(want);
     }
     struct nn_pool *p = m->pool;

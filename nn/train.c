@@ -20,16 +20,16 @@ static float *logits_of(pnn_model *m)
     return k > 0 ? m->L[k - 1].out : m->xin;
 }
 
-int nn_ensure_batch(pnn_model *m, int b, int grad)
+int pnn__ensure_batch(pnn_model *m, int b, int grad)
 {
     if (b < 1) return PNN_ERR_INVAL;
     if (b <= m->cap && (!grad || b <= m->gcap) && m->buf_threads == m->threads) return PNN_OK;
     int cap = b > m->cap ? b : m->cap;
     grad = grad || m->gcap > 0;
-    nn_big_free_all(m);
+    pnn__big_free_all(m);
     size_t insz = pnn_input_size(m), maxsz = insz, ws = 0, gp = 0, cs = 0;
     const size_t T = (size_t)m->threads;
-    m->xin = nn_big_alloc(m, (size_t)cap * insz * sizeof(float));
+    m->xin = pnn__big_alloc(m, (size_t)cap * insz * sizeof(float));
     if (!m->xin) goto nomem;
     const float *prev = m->xin;
     for (int i = 0; i < m->nl; i++) {
@@ -40,15 +40,15 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
         } else if (l->fuse_pool) {
             l->out = NULL; /* never materialised */
         } else {
-            l->out = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(float));
+            l->out = pnn__big_alloc(m, (size_t)cap * l->osz * sizeof(float));
             if (!l->out) goto nomem;
         }
         if (l->fused) {
-            l->code = nn_big_alloc(m, (size_t)cap * l->osz);
+            l->code = pnn__big_alloc(m, (size_t)cap * l->osz);
             if (!l->code) goto nomem;
         }
         if (l->type == NN_DROPOUT) {
-            l->mask = nn_big_alloc(m, (size_t)cap * l->osz * sizeof(float));
+            l->mask = pnn__big_alloc(m, (size_t)cap * l->osz * sizeof(float));
             if (!l->mask) goto nomem;
         }
         if (l->type == NN_CONV) {
@@ -69,26 +69,26 @@ int nn_ensure_batch(pnn_model *m, int b, int grad)
         prev = l->out;
     }
     m->ws_n = ws;
-    m->ws = nn_big_alloc(m, T * ws * sizeof(float));
+    m->ws = pnn__big_alloc(m, T * ws * sizeof(float));
     if (!m->ws) goto nomem;
     m->cs_n = cs;
-    m->cs = nn_big_alloc(m, T * cs * sizeof(float));
+    m->cs = pnn__big_alloc(m, T * cs * sizeof(float));
     if (!m->cs) goto nomem;
     m->cap = cap;
     m->buf_threads = m->threads;
     if (grad) {
         m->gpriv_n = gp;
-        m->gpriv = nn_big_alloc(m, (size_t)cap * gp * sizeof(float)); /* <= cap work units */
-        m->ws2 = nn_big_alloc(m, T * ws * sizeof(float));
+        m->gpriv = pnn__big_alloc(m, (size_t)cap * gp * sizeof(float)); /* <= cap work units */
+        m->ws2 = pnn__big_alloc(m, T * ws * sizeof(float));
         if (!m->gpriv) goto nomem;
-        m->gbuf[0] = nn_big_alloc(m, (size_t)cap * maxsz * sizeof(float));
-        m->gbuf[1] = nn_big_alloc(m, (size_t)cap * maxsz * sizeof(float));
+        m->gbuf[0] = pnn__big_alloc(m, (size_t)cap * maxsz * sizeof(float));
+        m->gbuf[1] = pnn__big_alloc(m, (size_t)cap * maxsz * sizeof(float));
         if (!m->ws2 || !m->gbuf[0] || !m->gbuf[1]) goto nomem;
         m->gcap = cap;
     }
     return PNN_OK;
 nomem:
-    nn_big_free_all(m);
+    pnn__big_free_all(m);
     return PNN_ERR_NOMEM;
 }
 
@@ -101,23 +101,23 @@ static int ensure_train_state(pnn_model *m, int adam)
     return PNN_OK;
 }
 
-void nn_forward(pnn_model *m, int b, int train)
+void pnn__forward(pnn_model *m, int b, int train)
 {
     const float *x = m->xin;
     int k = nfwd(m);
     for (int i = 0; i < k; i++) {
         nn_layer *l = &m->L[i];
         if (l->fuse_pool) {
-            nn_conv_pool_forward(m, l, &m->L[i + 1], b, x);
+            pnn__conv_pool_forward(m, l, &m->L[i + 1], b, x);
             x = m->L[++i].out;
             continue;
         }
-        nn_layer_forward(m, l, b, x, l->out, train);
+        pnn__layer_forward(m, l, b, x, l->out, train);
         x = l->out;
     }
 }
 
-int nn_loss(pnn_model *m, int b, const int32_t *y, double *loss, int *correct, int grad,
+int pnn__loss(pnn_model *m, int b, const int32_t *y, double *loss, int *correct, int grad,
             float **gout)
 {
     const float *z = logits_of(m);
@@ -155,7 +155,7 @@ int nn_loss(pnn_model *m, int b, const int32_t *y, double *loss, int *correct, i
     return PNN_OK;
 }
 
-void nn_backward(pnn_model *m, int b, float *gy, float *dx)
+void pnn__backward(pnn_model *m, int b, float *gy, float *dx)
 {
     float *cur = gy;
     int k = gy == m->gbuf[1] ? 1 : 0;
@@ -170,7 +170,7 @@ void nn_backward(pnn_model *m, int b, float *gy, float *dx)
         if (l->fused) { /* pool i and conv i-1 together */
             const float *cx = i > 1 ? m->L[i - 2].out : m->xin;
             float *d = i - 1 > 0 ? m->gbuf[1 - k] : dx;
-            nn_conv_pool_backward(m, &m->L[i - 1], l, b, cx, cur, d);
+            pnn__conv_pool_backward(m, &m->L[i - 1], l, b, cx, cur, d);
             if (--i > 0) {
                 cur = d;
                 k = 1 - k;
@@ -178,7 +178,7 @@ void nn_backward(pnn_model *m, int b, float *gy, float *dx)
             continue;
         }
         float *d = i > 0 ? m->gbuf[1 - k] : dx;
-        nn_layer_backward(m, l, b, x, l->out, cur, d);
+        pnn__layer_backward(m, l, b, x, l->out, cur, d);
         if (i > 0) {
             cur = d;
             k = 1 - k;
@@ -252,7 +252,7 @@ static void opt_step(pnn_model *m, const pnn_fit_opts *o, const float *ref)
                          (1.0 - pow(b1, (double)m->opt_t)));
     }
     if (m->nparams < ((size_t)1 << 16)) opt_task_fn(&t, 0, 1); /* not worth waking threads */
-    else nn_parallel(m, opt_task_fn, &t);
+    else pnn__parallel(m, opt_task_fn, &t);
 }
 
 void pnn_fit_opts_init(pnn_fit_opts *o)
@@ -272,7 +272,7 @@ static int check_labels(const pnn_model *m, const int32_t *y, size_t n, char *er
 {
     for (size_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= m->ncls)
-            return nn_seterr(err, PNN_ERR_LABEL, "label %zu is %d, outside [0, %d)", i,
+            return pnn__seterr(err, PNN_ERR_LABEL, "label %zu is %d, outside [0, %d)", i,
                              (int)y[i], m->ncls);
     return PNN_OK;
 }
@@ -291,27 +291,27 @@ static void gather(pnn_model *m, const float *x, const int32_t *y, const size_t 
 int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_fit_opts *o,
             pnn_epoch_stats *stats, char *err)
 {
-    if (!m || !x || !y || !o) return nn_seterr(err, PNN_ERR_INVAL, "fit: NULL argument");
-    if (n == 0) return nn_seterr(err, PNN_ERR_INVAL, "fit: no samples");
+    if (!m || !x || !y || !o) return pnn__seterr(err, PNN_ERR_INVAL, "fit: NULL argument");
+    if (n == 0) return pnn__seterr(err, PNN_ERR_INVAL, "fit: no samples");
     if (o->epochs < 1 || o->batch_size < 1 || o->batch_size > (1 << 20))
-        return nn_seterr(err, PNN_ERR_INVAL, "fit: epochs must be >= 1 and batch size in "
+        return pnn__seterr(err, PNN_ERR_INVAL, "fit: epochs must be >= 1 and batch size in "
                                              "[1, 2^20] (got %d, %d)", o->epochs, o->batch_size);
     if (o->optimizer != PNN_OPT_SGD && o->optimizer != PNN_OPT_ADAM)
-        return nn_seterr(err, PNN_ERR_INVAL, "fit: unknown optimizer %d", (int)o->optimizer);
+        return pnn__seterr(err, PNN_ERR_INVAL, "fit: unknown optimizer %d", (int)o->optimizer);
     if (!(o->learning_rate > 0.0f) || !isfinite(o->learning_rate) || !(o->momentum >= 0.0f) ||
         !(o->momentum < 1.0f) || !(o->proximal_mu >= 0.0f) || !isfinite(o->proximal_mu))
-        return nn_seterr(err, PNN_ERR_INVAL, "fit: learning rate must be > 0, momentum in "
+        return pnn__seterr(err, PNN_ERR_INVAL, "fit: learning rate must be > 0, momentum in "
                                              "[0, 1), proximal_mu >= 0");
     if (o->optimizer == PNN_OPT_ADAM &&
         (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f) ||
          !(o->epsilon > 0.0f)))
-        return nn_seterr(err, PNN_ERR_INVAL, "fit: Adam needs beta1, beta2 in [0, 1) and "
+        return pnn__seterr(err, PNN_ERR_INVAL, "fit: Adam needs beta1, beta2 in [0, 1) and "
                                              "epsilon > 0");
     int rc = check_labels(m, y, n, err);
     if (rc) return rc;
     int B = (size_t)o->batch_size < n ? o->batch_size : (int)n;
-    if ((rc = nn_ensure_batch(m, B, 1)) || (rc = ensure_train_state(m, o->optimizer == PNN_OPT_ADAM)))
-        return nn_seterr(err, rc, "fit: out of memory for batch %d", B);
+    if ((rc = pnn__ensure_batch(m, B, 1)) || (rc = ensure_train_state(m, o->optimizer == PNN_OPT_ADAM)))
+        return pnn__seterr(err, rc, "fit: out of memory for batch %d", B);
     if (o->reset_optimizer || m->opt_type != (int)o->optimizer) {
         memset(m->opt_m, 0, m->nparams * sizeof(float));
         if (m->opt_v) memset(m->opt_v, 0, m->nparams * sizeof(float));
@@ -323,19 +323,19 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
     float *ref_own = NULL;
     const float *ref = o->prox_ref;
     if (!idx || !yb) {
-        rc = nn_seterr(err, PNN_ERR_NOMEM, "fit: out of memory");
+        rc = pnn__seterr(err, PNN_ERR_NOMEM, "fit: out of memory");
         goto out;
     }
     if (o->proximal_mu > 0.0f && !ref) {
         ref_own = malloc(m->nparams * sizeof(float) + 1);
         if (!ref_own) {
-            rc = nn_seterr(err, PNN_ERR_NOMEM, "fit: out of memory");
+            rc = pnn__seterr(err, PNN_ERR_NOMEM, "fit: out of memory");
             goto out;
         }
         memcpy(ref_own, m->w, m->nparams * sizeof(float));
         ref = ref_own;
     }
-    nn_blas_threads(m->threads);
+    pnn__blas_threads(m->threads);
     memset(m->g, 0, m->nparams * sizeof(float));
     size_t batches = (n + B - 1) / B;
     for (int ep = 0; ep < o->epochs; ep++) {
@@ -343,7 +343,7 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
         if (o->shuffle) {
             uint64_t s = o->shuffle_seed * 0x9e3779b97f4a7c15ull + (uint64_t)ep + 1;
             for (size_t i = n - 1; i > 0; i--) {
-                size_t j = (size_t)(nn_rng_next(&s) % (i + 1));
+                size_t j = (size_t)(pnn__rng_next(&s) % (i + 1));
                 size_t t = idx[i];
                 idx[i] = idx[j];
                 idx[j] = t;
@@ -355,17 +355,17 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
             size_t i0 = bi * B;
             int b = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
             gather(m, x, y, idx, i0, b, yb);
-            nn_forward(m, b, 1);
+            pnn__forward(m, b, 1);
             double l;
             int ok;
             float *gy;
-            nn_loss(m, b, yb, &l, &ok, 1, &gy);
+            pnn__loss(m, b, yb, &l, &ok, 1, &gy);
             if (!isfinite(l)) {
-                rc = nn_seterr(err, PNN_ERR_NUMERIC, "fit: loss is not finite at epoch %d batch "
+                rc = pnn__seterr(err, PNN_ERR_NUMERIC, "fit: loss is not finite at epoch %d batch "
                                                      "%zu", ep + 1, bi);
                 goto out;
             }
-            nn_backward(m, b, gy, NULL); /* m->g is zero here (opt_step clears it) */
+            pnn__backward(m, b, gy, NULL); /* m->g is zero here (opt_step clears it) */
             opt_step(m, o, ref);
             lsum += l * b;
             seen += (size_t)b;
@@ -374,7 +374,7 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
                 pnn_progress p = {ep, o->epochs, bi + 1, batches, seen, n, lsum / seen,
                                   (double)correct / seen, 0};
                 if (o->progress(&p, o->progress_user)) {
-                    rc = nn_seterr(err, PNN_ERR_CANCELLED, "fit: cancelled");
+                    rc = pnn__seterr(err, PNN_ERR_CANCELLED, "fit: cancelled");
                     goto out;
                 }
             }
@@ -387,7 +387,7 @@ int pnn_fit(pnn_model *m, const float *x, const int32_t *y, size_t n, const pnn_
             pnn_progress p = {ep, o->epochs, batches, batches, seen, n, lsum / seen,
                               (double)correct / seen, 1};
             if (o->progress(&p, o->progress_user)) {
-                rc = nn_seterr(err, PNN_ERR_CANCELLED, "fit: cancelled");
+                rc = pnn__seterr(err, PNN_ERR_CANCELLED, "fit: cancelled");
                 goto out;
             }
         }
@@ -410,23 +410,23 @@ static int infer_batch(pnn_model *m, int batch_size, size_t n)
 int pnn_evaluate(pnn_model *m, const float *x, const int32_t *y, size_t n, int batch_size,
                  double *loss, double *accuracy, char *err)
 {
-    if (!m || !x || !y) return nn_seterr(err, PNN_ERR_INVAL, "evaluate: NULL argument");
-    if (n == 0) return nn_seterr(err, PNN_ERR_INVAL, "evaluate: no samples");
+    if (!m || !x || !y) return pnn__seterr(err, PNN_ERR_INVAL, "evaluate: NULL argument");
+    if (n == 0) return pnn__seterr(err, PNN_ERR_INVAL, "evaluate: no samples");
     int rc = check_labels(m, y, n, err);
     if (rc) return rc;
     int B = infer_batch(m, batch_size, n);
-    if ((rc = nn_ensure_batch(m, B, 0)))
-        return nn_seterr(err, rc, "evaluate: out of memory for batch %d", B);
-    nn_blas_threads(m->threads);
+    if ((rc = pnn__ensure_batch(m, B, 0)))
+        return pnn__seterr(err, rc, "evaluate: out of memory for batch %d", B);
+    pnn__blas_threads(m->threads);
     double lsum = 0.0;
     size_t correct = 0;
     for (size_t i0 = 0; i0 < n; i0 += (size_t)B) {
         int b = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
         gather(m, x, y, NULL, i0, b, NULL);
-        nn_forward(m, b, 0);
+        pnn__forward(m, b, 0);
         double l;
         int ok;
-        nn_loss(m, b, y + i0, &l, &ok, 0, NULL);
+        pnn__loss(m, b, y + i0, &l, &ok, 0, NULL);
         lsum += l * b;
         correct += (size_t)ok;
     }
@@ -437,17 +437,17 @@ int pnn_evaluate(pnn_model *m, const float *x, const int32_t *y, size_t n, int b
 
 int pnn_predict(pnn_model *m, const float *x, size_t n, int batch_size, float *out, char *err)
 {
-    if (!m || !x || !out) return nn_seterr(err, PNN_ERR_INVAL, "predict: NULL argument");
+    if (!m || !x || !out) return pnn__seterr(err, PNN_ERR_INVAL, "predict: NULL argument");
     if (n == 0) return PNN_OK;
     int B = infer_batch(m, batch_size, n), rc;
-    if ((rc = nn_ensure_batch(m, B, 0)))
-        return nn_seterr(err, rc, "predict: out of memory for batch %d", B);
-    nn_blas_threads(m->threads);
+    if ((rc = pnn__ensure_batch(m, B, 0)))
+        return pnn__seterr(err, rc, "predict: out of memory for batch %d", B);
+    pnn__blas_threads(m->threads);
     const int C = m->ncls;
     for (size_t i0 = 0; i0 < n; i0 += (size_t)B) {
         int b = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
         gather(m, x, NULL, NULL, i0, b, NULL);
-        nn_forward(m, b, 0);
+        pnn__forward(m, b, 0);
         const float *z = logits_of(m);
         float *o = out + i0 * C;
         memcpy(o, z, (size_t)b * C * sizeof(float));
@@ -468,21 +468,21 @@ int pnn_predict(pnn_model *m, const float *x, size_t n, int batch_size, float *o
 int pnn_gradient(pnn_model *m, const float *x, const int32_t *y, size_t n, float mu,
                  const float *prox_ref, double *loss, float *dweights, float *dx, char *err)
 {
-    if (!m || !x || !y) return nn_seterr(err, PNN_ERR_INVAL, "gradient: NULL argument");
-    if (n == 0 || n > (1u << 20)) return nn_seterr(err, PNN_ERR_INVAL, "gradient: bad n");
+    if (!m || !x || !y) return pnn__seterr(err, PNN_ERR_INVAL, "gradient: NULL argument");
+    if (n == 0 || n > (1u << 20)) return pnn__seterr(err, PNN_ERR_INVAL, "gradient: bad n");
     int rc = check_labels(m, y, n, err);
     if (rc) return rc;
-    if ((rc = nn_ensure_batch(m, (int)n, 1)) || (rc = ensure_train_state(m, 0)))
-        return nn_seterr(err, rc, "gradient: out of memory");
-    nn_blas_threads(m->threads);
+    if ((rc = pnn__ensure_batch(m, (int)n, 1)) || (rc = ensure_train_state(m, 0)))
+        return pnn__seterr(err, rc, "gradient: out of memory");
+    pnn__blas_threads(m->threads);
     int b = (int)n;
     gather(m, x, y, NULL, 0, b, NULL);
-    nn_forward(m, b, 0);
+    pnn__forward(m, b, 0);
     double l;
     float *gy;
-    nn_loss(m, b, y, &l, NULL, 1, &gy);
+    pnn__loss(m, b, y, &l, NULL, 1, &gy);
     memset(m->g, 0, m->nparams * sizeof(float));
-    nn_backward(m, b, gy, dx);
+    pnn__backward(m, b, gy, dx);
     if (mu > 0.0f && prox_ref) {
         double p = 0.0;
         for (size_t i = 0; i < m->nparams; i++) {

@@ -10,7 +10,7 @@ static uint64_t rng_state = 12345;
 static int fd_inputs_only; /* check_model: skip the weights */
 static double rel_inf(const float *a, const float *b, size_t n);
 
-static float urand(void) { return nn_rng_uniform(&rng_state) * 2.0f - 1.0f; }
+static float urand(void) { return pnn__rng_uniform(&rng_state) * 2.0f - 1.0f; }
 
 static pnn_model *mk(const char *json, pnn_backend be)
 {
@@ -30,7 +30,7 @@ static void separated(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) x[i] = ((float)i - (float)n / 2.0f) * 0.01f + 0.005f;
     for (size_t i = n - 1; i > 0; i--) {
-        size_t j = (size_t)(nn_rng_next(&rng_state) % (i + 1));
+        size_t j = (size_t)(pnn__rng_next(&rng_state) % (i + 1));
         float t = x[i];
         x[i] = x[j];
         x[j] = t;
@@ -42,7 +42,7 @@ static double layer_loss(pnn_model *m, nn_layer *l, int b, const float *x, float
                          const float *r, uint64_t drop_seed)
 {
     m->drop_rng = drop_seed;
-    nn_layer_forward(m, l, b, x, y, 1);
+    pnn__layer_forward(m, l, b, x, y, 1);
     double s = 0.0;
     for (size_t i = 0; i < (size_t)b * l->osz; i++) s += (double)r[i] * y[i];
     return s;
@@ -60,7 +60,7 @@ static int check_layer(const char *json, int li, int sep, double eps)
     pnn_model *m = mk(json, PNN_BACKEND_REFERENCE);
     if (!m) return 1;
     const int b = 2;
-    nn_ensure_batch(m, b, 1);
+    pnn__ensure_batch(m, b, 1);
     m->g = calloc(m->nparams + 1, sizeof(float));
     nn_layer *l = &m->L[li];
     size_t nx = (size_t)b * l->isz, ny = (size_t)b * l->osz;
@@ -74,7 +74,7 @@ static int check_layer(const char *json, int li, int sep, double eps)
     uint64_t ds = 99;
     layer_loss(m, l, b, x, y, r, ds);
     memcpy(gy, r, ny * 4);
-    nn_layer_backward(m, l, b, x, y, gy, dx);
+    pnn__layer_backward(m, l, b, x, y, gy, dx);
     int bad = 0;
     size_t stride = nx > 60 ? nx / 60 : 1;
     for (size_t i = 0; i < nx; i += stride) {
@@ -220,7 +220,7 @@ static int check_model(pnn_model *m, int n, float mu, const float *ref, double e
     float *x = malloc((size_t)n * insz * 4), *dw = malloc(np * 4), *dx = malloc(n * insz * 4);
     int32_t *y = malloc((size_t)n * 4);
     for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = urand();
-    for (int i = 0; i < n; i++) y[i] = (int32_t)(nn_rng_next(&rng_state) % pnn_num_classes(m));
+    for (int i = 0; i < n; i++) y[i] = (int32_t)(pnn__rng_next(&rng_state) % pnn_num_classes(m));
     double l0;
     int bad = 0;
     if (pnn_gradient(m, x, y, n, mu, ref, &l0, dw, dx, NULL) != PNN_OK) return 99;
@@ -345,7 +345,7 @@ static void t_grad_large_images(void)
         pnn_model *m = mk(models[i], PNN_BACKEND_OPENBLAS), *r = mk(models[i],
                                                                     PNN_BACKEND_OPENBLAS);
         ASSERT(m && r);
-        nn_ensure_batch(m, 2, 1);
+        pnn__ensure_batch(m, 2, 1);
         ASSERT_MSG((size_t)m->L[0].oh * m->L[0].ow > (size_t)m->L[0].chunk,
                    "model %d: image fits one block (%d rows)", i, m->L[0].chunk);
         /* row-shifted patches == plain im2col */
@@ -427,7 +427,7 @@ static void backends_agree(const char *preset, int n)
     int C = pnn_num_classes(a);
     float *x = malloc((size_t)n * insz * 4);
     int32_t *y = malloc((size_t)n * 4);
-    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = nn_rng_uniform(&rng_state);
+    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = pnn__rng_uniform(&rng_state);
     for (int i = 0; i < n; i++) y[i] = i % C;
     float *pa = malloc((size_t)n * C * 4), *pr = malloc((size_t)n * C * 4);
     float *ga = malloc(np * 4), *gr = malloc(np * 4);
@@ -474,7 +474,7 @@ static void t_threads_agree(void)
     float *x = malloc((size_t)n * insz * 4), *ga = malloc(np * 4), *gb = malloc(np * 4);
     float *dxa = malloc((size_t)n * insz * 4), *dxb = malloc((size_t)n * insz * 4);
     int32_t y[7] = {0, 1, 2, 3, 4, 5, 6};
-    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = nn_rng_uniform(&rng_state);
+    for (size_t i = 0; i < (size_t)n * insz; i++) x[i] = pnn__rng_uniform(&rng_state);
     double la, lb;
     ASSERT_OK(pnn_gradient(a, x, y, n, 0, NULL, &la, ga, dxa, NULL));
     ASSERT_OK(pnn_gradient(b, x, y, n, 0, NULL, &lb, gb, dxb, NULL));

@@ -35,7 +35,7 @@ static double sgemm_gflops(int threads)
         c[i] = 0;
     }
     openblas_set_num_threads(threads);
-    nn_blas_threads(threads);
+    pnn__blas_threads(threads);
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
         double t0 = now();
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
             float *x = malloc(N * insz * 4);
             int32_t *y = malloc(N * 4);
             uint64_t s = 42;
-            for (size_t i = 0; i < N * insz; i++) x[i] = nn_rng_uniform(&s);
+            for (size_t i = 0; i < N * insz; i++) x[i] = pnn__rng_uniform(&s);
             for (size_t i = 0; i < N; i++) y[i] = (int32_t)(i % 10);
             float *probs = malloc(N * 10 * 4);
             pnn_fit_opts f;
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
             }
             /* best of 3 repetitions (the machine is shared: take the least disturbed) */
             double sg0 = sgemm_gflops(th);
-            nn_blas_threads(th);
+            pnn__blas_threads(th);
             int nb = cfg[c].train_batches;
             f.epochs = nb / 2 > 0 ? nb / 2 : 1;
             double tt = 1e30, ti = 1e30;
