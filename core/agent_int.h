@@ -58,6 +58,10 @@ typedef struct pt_server_opts {
     const char *checkpoint_dir; /* checkpoint after every round here; NULL = the resume
                                    directory, else OUT/checkpoint with out_dir, else none */
     int no_checkpoint;          /* 1: write no checkpoints */
+    int ordered_fold;           /* 1: fold each round's updates sorted by (num_examples,
+                                   content) at the round's end instead of as they arrive:
+                                   the aggregate no longer depends on arrival order
+                                   (bit-exact reruns/resumes); holds the round's updates */
     const char *resume;         /* continue from the checkpoint in this directory (or file) */
     const char *save_weights;   /* write the final global model here (.npz, numpy.load-able);
                                    also written when the run stops early */

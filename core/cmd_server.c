@@ -43,6 +43,10 @@ static void usage(FILE *f)
             "  --no-checkpoint         write no checkpoints\n"
             "  --resume DIR            continue from the last complete round checkpointed in\n"
             "                          DIR (same model and strategy; --rounds is the total)\n"
+            "  --ordered-aggregation   fold each round's updates in a canonical order (by\n"
+            "                          num_examples and content) once all are in, not as they\n"
+            "                          arrive: runs and resumes with the same seed then give\n"
+            "                          bit-identical weights (costs one update held per client)\n"
             "  --save-weights FILE     write the final global model to FILE (.npz, numpy.load);\n"
             "                          also when the run stops early (results so far)\n"
             "  --max-examples N        reject updates claiming more than N examples\n"
@@ -98,7 +102,7 @@ enum {
     O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
-    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE,
+    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -189,6 +193,7 @@ int pt_cmd_server(int argc, char **argv)
         {"handshake-timeout", required_argument, 0, O_HANDSHAKE},
         {"tls-client-ca", required_argument, 0, O_CLIENT_CA},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
+        {"ordered-aggregation", no_argument, 0, O_ORDERED},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -285,6 +290,7 @@ int pt_cmd_server(int argc, char **argv)
         case O_PORTFILE: o.port_file = optarg; break;
         case O_CKPT_DIR: o.checkpoint_dir = optarg; break;
         case O_NO_CKPT: o.no_checkpoint = 1; break;
+        case O_ORDERED: o.ordered_fold = 1; break;
         case O_RESUME: o.resume = optarg; break;
         case O_SAVE_WEIGHTS: o.save_weights = optarg; break;
         case O_MAX_EXAMPLES:

@@ -30,6 +30,14 @@ typedef struct srv_client {
 
 typedef pt_ckpt_hist hist;
 
+/* A validated FitRes waiting to be folded in a canonical order. */
+typedef struct held {
+    pnet_msg *msg;      /* one reference */
+    int64_t n;          /* num_examples */
+    uint32_t key;       /* CRC-32 of the tensor bytes */
+    char peer[80];
+} held;
+
 typedef struct srv {
     const pt_server_opts *o;
     pnet_server *net;
@@ -56,6 +64,8 @@ typedef struct srv {
     double central_loss;   /* centralised loss of the current global (QFedAvg) */
     double t_phase;        /* when the current phase's instructions went out */
     double fold_time;      /* seconds spent folding updates this round */
+    struct held *held;     /* --ordered-aggregation: validated FitRes kept until the round ends */
+    size_t nheld, capheld;
     const char *ckpt_dir;  /* where checkpoints go (NULL = none) */
     char ckpt_buf[4096];
     double elapsed0;       /* seconds taken before a resume */
@@ -264,6 +274,55 @@ static void reject_update(srv *s, srv_client *c, const char *why)
     pt_results_failure(s->res, s->round, c->peer, "fit", why);
 }
 
+static int held_cmp(const void *a, const void *b)
+{
+    const held *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    size_t lx = pnet_msg_len(x->msg), ly = pnet_msg_len(y->msg);
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return memcmp(pnet_msg_data(x->msg), pnet_msg_data(y->msg), lx);
+}
+
+static void held_drop(srv *s)
+{
+    for (size_t i = 0; i < s->nheld; i++) pnet_msg_unref(s->held[i].msg);
+    s->nheld = 0;
+}
+
+/* --ordered-aggregation: fold the round's updates sorted by (num_examples,
+ * content), so the aggregate does not depend on the order they arrived in
+ * nor on which connection sent which (bit-exact reruns and resumes with any
+ * accumulator and any number of clients). Costs one held message per client. */
+static void fold_held(srv *s)
+{
+    char e[PT_ERRLEN];
+    if (!s->nheld) return;
+    qsort(s->held, s->nheld, sizeof *s->held, held_cmp);
+    for (size_t i = 0; i < s->nheld; i++) {
+        held *h = &s->held[i];
+        pnet_client_in in;
+        pt_params upd;
+        int rc = pnet_client_in_decode(pnet_msg_data(h->msg), pnet_msg_len(h->msg), &in, e);
+        if (!rc) rc = update_view(s, &in.params, &upd, e);
+        if (!rc) {
+            double t_fold = pt_now();
+            rc = pst_fit_add(s->st, &upd, in.num_examples, &in.metrics, e);
+            s->fold_time += pt_now() - t_fold;
+        } else {
+            pst_fit_failure(s->st);
+        }
+        if (rc) {
+            s->results--;
+            s->failures++;
+            SWARN(s, "fit_round %d: update of client %s rejected: %s", s->round, h->peer, e);
+            pt_results_failure(s->res, s->round, h->peer, "fit", e);
+        }
+        pnet_client_in_free(&in);
+    }
+    held_drop(s);
+}
+
 static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
 {
     pnet_client_in in;
@@ -325,6 +384,30 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
         }
         c->busy = 0;
         s->outstanding--;
+        if (s->o->ordered_fold) { /* fold at the end of the round, in a canonical order */
+            if (s->nheld == s->capheld) {
+                size_t nc = s->capheld ? 2 * s->capheld : 16;
+                held *nh = realloc(s->held, nc * sizeof *nh);
+                if (!nh) {
+                    s->failures++;
+                    pst_fit_failure(s->st);
+                    SWARN(s, "fit_round %d: update of client %s dropped: out of memory",
+                          s->round, c->peer);
+                    goto out;
+                }
+                s->held = nh;
+                s->capheld = nc;
+            }
+            held *h = &s->held[s->nheld++];
+            h->msg = pnet_msg_ref(msg);
+            h->n = in.num_examples;
+            h->key = 0;
+            for (size_t i = 0; i < in.params.n; i++)
+                h->key = pt_crc32(h->key, in.params.tensors[i].ptr, in.params.tensors[i].len);
+            snprintf(h->peer, sizeof h->peer, "%s", c->peer);
+            s->results++;
+            goto out;
+        }
         double t_fold = pt_now();
         rc = pst_fit_add(s->st, &upd, in.num_examples, &in.metrics, e);
         s->fold_time += pt_now() - t_fold;
@@ -353,6 +436,7 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
     if (rc) {
         s->failures++;
         SWARN(s, "evaluate_round %d: result of client %s rejected: %s", s->round, c->peer, e);
+        pt_results_failure(s->res, s->round, c->peer, "evaluate", e);
     } else {
         s->results++;
     }
@@ -601,9 +685,11 @@ static int fit_round(srv *s, const pt_config *base_cfg, int *sampled, int *updat
     s->phase = PH_IDLE;
     if (rc) {
         int u;
+        held_drop(s);
         pst_fit_end(s->st, &s->global, &u, NULL, NULL); /* close the round */
         goto done;
     }
+    fold_held(s);
     SLOG(s, "fit_round %d received %d results and %d failures", s->round, s->results,
            s->failures);
     rc = pst_fit_end(s->st, &s->global, updated, fit_metrics, err);
@@ -784,6 +870,8 @@ static void teardown(srv *s)
     pd_dataset_free(&s->train);
     pt_params_free(&s->global);
     pt_params_free(&s->scratch);
+    held_drop(s);
+    free(s->held);
     free(s->upd_t);
     free(s->cl);
     free(s->h_cent);

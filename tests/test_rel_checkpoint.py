@@ -5,7 +5,8 @@ An uninterrupted 4-round federation (FedAdam: server optimizer moments are
 part of the state) and the same federation whose server is SIGKILLed after
 round 2's checkpoint, during round 3, then resumed with `petal server
 --resume DIR` and fresh client processes: the final global weights
-(--save-weights) must be bit-for-bit equal. Once more with the server
+(--save-weights) must be bit-for-bit equal (--ordered-aggregation: the
+fold order does not depend on which update arrives first). Once more with the server
 resumed on the same port and the same client processes joining again
 (petal client --rejoin). Then checkpoint validation:
 bad magic, truncation, a flipped byte (CRC), another version, another model,
@@ -30,7 +31,7 @@ def server_args(extra):
             "--min-fit-clients", "2", "--min-available-clients", "2",
             "--min-evaluate-clients", "2", "--epochs", "1", "--batch-size", "16",
             "--lr", "0.01", "--seed", "7", "--threads", "1", "--wait-clients", "60",
-            "--round-timeout", "60"] + extra
+            "--round-timeout", "60", "--ordered-aggregation"] + extra
 
 
 def clients(port, d, tag, extra=()):

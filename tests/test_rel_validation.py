@@ -71,7 +71,8 @@ def run(d, kinds, extra, name):
     srv, port = L.start_server(
         ["--rounds", "1", "--model", L.TINY_MODEL, "--min-available-clients", str(n),
          "--min-fit-clients", str(n), "--fraction-evaluate", "0", "--wait-clients", "60",
-         "--round-timeout", "30", "--save-weights", w, "--out", out, "--no-checkpoint"] + extra,
+         "--round-timeout", "30", "--save-weights", w, "--out", out, "--no-checkpoint",
+         "--strategy-opt", "accumulator=double"] + extra,
         d, name)
     cs = {k: L.NumpyClient(port, fit_fn(k), evaluate) for k in kinds}
     for c in cs.values():
@@ -115,6 +116,44 @@ def main():
             c.reconnect is not None for k, c in cs.items() if k not in ("few", "many")),
             {k: (c.reconnect is not None, str(c.error)[:80]) for k, c in cs.items()})
 
+        # the same with --ordered-aggregation (updates folded at the round's end)
+        rc, log, ev, w, cs = run(d, kinds, ["--max-examples", "1000", "--ordered-aggregation"],
+                                 "ord")
+        rnd = [e for e in ev if e["event"] == "round"]
+        z = np.load(w) if os.path.exists(w) else None
+        L.check("ordered_validation", rc == 0 and len(rnd) == 1 and rnd[0]["results"] == 2 and
+                rnd[0]["failures"] == len(BAD) and z is not None and
+                all(np.all(z[k] == np.float32(2.5)) for k in z.files) and
+                sum("rejected:" in ln for ln in log.splitlines()) == len(BAD), (rnd, log[-1500:]))
+        for c in cs.values():
+            c.done.wait(20)
+
+        # evaluate results: NaN loss, negative or absurd num_examples are rejected too
+        def ev_bad(kind):
+            def f(arrays, cfg):
+                return {"nan": (float("nan"), 10, {}), "neg": (0.5, -3, {}),
+                        "huge": (0.5, 1 << 41, {})}.get(kind, (0.25, 10, {}))
+            return f
+        out3 = os.path.join(d, "ev")
+        srv, port = L.start_server(
+            ["--rounds", "1", "--model", L.TINY_MODEL, "--min-available-clients", "4",
+             "--min-fit-clients", "4", "--min-evaluate-clients", "4", "--wait-clients", "60",
+             "--round-timeout", "30", "--out", out3, "--no-checkpoint", "--strategy-opt",
+             "accumulator=double"], d, "ev")
+        cs = [L.NumpyClient(port, fit_fn("good1"), ev_bad(k)) for k in ("ok", "nan", "neg",
+                                                                          "huge")]
+        for c in cs:
+            c.start()
+        rc = srv.wait(60)
+        ev = L.events(os.path.join(out3, "events.jsonl"))
+        rnd = [e for e in ev if e["event"] == "round"]
+        efails = [e for e in ev if e["event"] == "failure" and e["phase"] == "evaluate"]
+        L.check("eval_validation", rc == 0 and len(rnd) == 1 and rnd[0]["eval_results"] == 1 and
+                rnd[0]["eval_failures"] == 3 and rnd[0]["loss_distributed"] == 0.25 and
+                len(efails) == 3, (rnd, efails))
+        for c in cs:
+            c.done.wait(20)
+
         # over --max-message: the transport refuses that client's message
         def big(arrays, cfg):
             return [a + np.float32(1) for a in arrays] + [np.zeros(40000, np.float32)], 10, {}
@@ -125,7 +164,7 @@ def main():
             ["--rounds", "1", "--model", L.TINY_MODEL, "--min-available-clients", "3",
              "--min-fit-clients", "3", "--fraction-evaluate", "0", "--wait-clients", "60",
              "--round-timeout", "30", "--save-weights", w2, "--out", out2,
-             "--no-checkpoint"] + srv_args, d, "lim2")
+             "--no-checkpoint", "--strategy-opt", "accumulator=double"] + srv_args, d, "lim2")
         cs = [L.NumpyClient(port, fit_fn("good1"), evaluate),
               L.NumpyClient(port, fit_fn("good3"), evaluate),
               L.NumpyClient(port, big, evaluate)]
@@ -142,7 +181,8 @@ def main():
         if os.path.exists(w2):
             z = np.load(w2)
             L.check("limit_aggregate_is_good_average", all(
-                np.all(z[k] == np.float32(2.5)) for k in z.files))
+                np.all(z[k] == np.float32(2.5)) for k in z.files),
+                [np.unique(z[k])[:4] for k in z.files])
         for c in cs:
             c.done.wait(20)
     return 1 if L.failures else 0
