@@ -1117,6 +1117,10 @@ static int cleanup(run *r, int delete_bucket, char *err)
             }
         } else {
             end_line(r);
+            /* the results stay; the run's keys and token do not */
+            for (size_t i = 0; r->auth && i < N_AUTH_FILES; i++)
+                if (pl_s3_delete(r->aws, r->bucket, auth_files[i].key, e2))
+                    PT_WARN("clean-up: %s", e2);
             PT_WARN("keeping bucket %s: not every object in it was downloaded and verified",
                     r->bucket);
             fprintf(stderr, "petal launch: results bucket kept: s3://%s\n", r->bucket);
