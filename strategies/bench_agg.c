@@ -117,47 +117,41 @@ static double triad(double *a, double *b, double *c, size_t n, int nth, int reps
 
 /* ---- fold ------------------------------------------------------------------ */
 
-/* Best time of the adds over reps rounds; batch = 1 (streaming, one add per
- * arriving FitRes) or NCLIENTS (pst_fit_add_many). Returns GB/s of update bytes. */
-static double fold(pt_params *g, pt_params *u, int threads, int batch, int delta, int reps,
-                   double *check)
+/* One fold configuration of the benchmark. */
+typedef struct fold_cfg {
+    const char *label;
+    int threads, batch; /* batch 1: pst_fit_add per update; NCLIENTS: pst_fit_add_many */
+    const char *acc;
+    pst_strategy *s;
+    double best, tri; /* best fold time; best triad GB/s measured between its reps */
+    float check;
+} fold_cfg;
+
+/* Time the adds of one round (the global is restored from g0 first). */
+static double fold_once(fold_cfg *c, pt_params *g, const float *g0, pt_params *u, int round)
 {
-    pst_options o;
-    pst_strategy *s = NULL;
     char err[PT_ERRLEN];
-    double best = 1e30;
+    const pt_params *up[NCLIENTS];
+    int64_t ne[NCLIENTS];
+    double t0, dt;
     int upd;
-    pst_options_init(&o);
-    o.threads = threads;
-    o.accumulator = delta ? PST_ACC_FLOAT_DELTA : PST_ACC_DOUBLE;
-    if (pst_create(&s, "FedAvg", &o, err)) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
+    for (int k = 0; k < NCLIENTS; k++) {
+        up[k] = &u[k];
+        ne[k] = 100 + k;
     }
-    for (int r = 0; r < reps; r++) {
-        double t0, dt;
-        const pt_params *up[NCLIENTS];
-        int64_t ne[NCLIENTS];
-        for (int k = 0; k < NCLIENTS; k++) {
-            up[k] = &u[k];
-            ne[k] = 100 + k;
-        }
-        memset(g->buf, 0, g->total * sizeof(float));
-        if (pst_fit_begin(s, r + 1, g, err)) goto fail;
-        t0 = pt_now();
-        if (batch > 1) {
-            if (pst_fit_add_many(s, NCLIENTS, up, ne, NULL, NULL, err)) goto fail;
-        } else {
-            for (int k = 0; k < NCLIENTS; k++)
-                if (pst_fit_add(s, up[k], ne[k], NULL, err)) goto fail;
-        }
-        dt = pt_now() - t0;
-        if (pst_fit_end(s, g, &upd, NULL, err) || !upd) goto fail;
-        if (dt < best) best = dt;
+    memcpy(g->buf, g0, g->total * sizeof(float));
+    if (pst_fit_begin(c->s, round, g, err)) goto fail;
+    t0 = pt_now();
+    if (c->batch > 1) {
+        if (pst_fit_add_many(c->s, NCLIENTS, up, ne, NULL, NULL, err)) goto fail;
+    } else {
+        for (int k = 0; k < NCLIENTS; k++)
+            if (pst_fit_add(c->s, up[k], ne[k], NULL, err)) goto fail;
     }
-    *check = g->buf[g->total / 2];
-    pst_free(s);
-    return (double)NCLIENTS * (double)g->total * 4.0 / best / 1e9;
+    dt = pt_now() - t0;
+    if (pst_fit_end(c->s, g, &upd, NULL, err) || !upd) goto fail;
+    c->check = g->buf[g->total / 2];
+    return dt;
 fail:
     fprintf(stderr, "fold: %s\n", err);
     exit(1);
@@ -389,12 +383,26 @@ static int spawn_wait(char *const argv[])
 int main(int argc, char **argv)
 {
     const char *script = NULL, *python = "/usr/bin/python3";
-    int reps = 5;
+    int reps = 7;
     pt_params g, u[NCLIENTS];
-    double tri1, tri2, f[6], chk[6], np_flower = 0, np_dot = 0, np_avg = 0;
+    float *g0;
+    double tri[3] = {0, 0, 0}, np_flower = 0, np_dot = 0, np_avg = 0, l1 = -1, l2 = -1;
     size_t tn = (size_t)1 << 25; /* 3 x 256 MB triad arrays: beyond the caches */
     double *a, *b, *c;
     char path[] = "/tmp/petal_bench_agg_XXXXXX";
+    double upd_bytes = (double)NCLIENTS * TOTAL * 4.0;
+    fold_cfg cf[] = {
+        {"single pst_fit_add, float-delta (default), 1 thread ", 1, 1, "float-delta", 0, 0, 0, 0},
+        {"single pst_fit_add, float-delta (default), 2 threads", 2, 1, "float-delta", 0, 0, 0, 0},
+        {"batched add_many(10), float-delta (default), 1 thread ", 1, NCLIENTS, "float-delta", 0,
+         0, 0, 0},
+        {"batched add_many(10), float-delta (default), 2 threads", 2, NCLIENTS, "float-delta", 0,
+         0, 0, 0},
+        {"single pst_fit_add, accumulator=double, 2 threads", 2, 1, "double", 0, 0, 0, 0},
+        {"batched add_many(10), accumulator=double, 2 threads", 2, NCLIENTS, "double", 0, 0, 0,
+         0},
+    };
+    enum { NCF = sizeof cf / sizeof cf[0] };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rss-child") && i + 2 < argc)
             return rss_child(argv[i + 1], argv[i + 2]);
@@ -403,68 +411,67 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--numpy SCRIPT] [--python PATH] [--reps N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--numpy SCRIPT] [--python PATH] [--reps N] | --precision\n",
+                    argv[0]);
             return 2;
         }
     }
     if (reps < 1) reps = 1;
     {
-        double l1 = -1;
         FILE *la = fopen("/proc/loadavg", "r");
         if (la) {
             if (fscanf(la, "%lf", &l1) != 1) l1 = -1;
             fclose(la);
         }
         printf("bench-agg: FedAvg of %d client updates of %u floats (%.1f MB each), "
-               "%ld CPUs, load average %.2f (other work skews every figure)\n",
+               "%ld CPUs, load average %.2f at start (other work skews every figure)\n",
                NCLIENTS, TOTAL, TOTAL * 4.0 / 1e6, sysconf(_SC_NPROCESSORS_ONLN), l1);
     }
 
-    /* triad */
     a = malloc(tn * sizeof *a);
     b = malloc(tn * sizeof *b);
     c = malloc(tn * sizeof *c);
-    if (!a || !b || !c) return 1;
+    g0 = malloc(TOTAL * sizeof *g0);
+    if (!a || !b || !c || !g0) return 1;
     {
         triad_job jobs[2] = {{a, b, c, 0, tn / 2}, {a, b, c, tn / 2, tn}};
         run_threads(init_worker, jobs, 2);
     }
-    tri1 = triad(a, b, c, tn, 1, reps + 2);
-    tri2 = triad(a, b, c, tn, 2, reps + 2);
-    free(a);
-    free(b);
-    free(c);
-    printf("  triad (3 x %zu MB doubles, 24 B/iter): 1 thread %.2f GB/s, 2 threads %.2f GB/s\n",
-           tn * 8 >> 20, tri1, tri2);
-
-    /* updates */
     make_layout(&g);
+    fill(g0, TOTAL, 12345);
     for (int k = 0; k < NCLIENTS; k++) {
         make_layout(&u[k]);
         fill(u[k].buf, u[k].total, (uint32_t)k);
     }
-    f[0] = fold(&g, u, 1, 1, 0, reps, &chk[0]);
-    f[1] = fold(&g, u, 2, 1, 0, reps, &chk[1]);
-    f[2] = fold(&g, u, 1, NCLIENTS, 0, reps, &chk[2]);
-    f[3] = fold(&g, u, 2, NCLIENTS, 0, reps, &chk[3]);
-    f[4] = fold(&g, u, 2, 1, 1, reps, &chk[4]);
-    f[5] = fold(&g, u, 2, NCLIENTS, 1, reps, &chk[5]);
-    for (int i = 1; i < 6; i++)
-        if (fabs(chk[i] - chk[0]) > 1e-6)
-            printf("  WARNING: fold variants disagree (%g vs %g)\n", chk[i], chk[0]);
-    printf("  fold, GB/s of update bytes (10 x %.1f MB):\n", TOTAL * 4.0 / 1e6);
-    printf("    streaming pst_fit_add, 1 thread  %6.2f GB/s  (%.0f%% of triad 1T)\n", f[0],
-           100 * f[0] / tri1);
-    printf("    streaming pst_fit_add, 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n", f[1],
-           100 * f[1] / tri2);
-    printf("    batched pst_fit_add_many(10), 1 thread  %6.2f GB/s  (%.0f%% of triad 1T)\n",
-           f[2], 100 * f[2] / tri1);
-    printf("    batched pst_fit_add_many(10), 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
-           f[3], 100 * f[3] / tri2);
-    printf("    float-delta accumulator, streaming, 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
-           f[4], 100 * f[4] / tri2);
-    printf("    float-delta accumulator, batched(10), 2 threads %6.2f GB/s  (%.0f%% of triad 2T)\n",
-           f[5], 100 * f[5] / tri2);
+    for (int i = 0; i < NCF; i++) {
+        pst_options o;
+        char err[PT_ERRLEN];
+        pst_options_init(&o);
+        o.threads = cf[i].threads;
+        if (pst_option_set(&o, "accumulator", cf[i].acc, err) ||
+            pst_create(&cf[i].s, "FedAvg", &o, err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        cf[i].best = 1e30;
+    }
+    /* interleaved: every rep runs each fold right after a triad with the same
+     * thread count, so both see the same machine state; best of reps each */
+    for (int r = 0; r < reps + 1; r++)
+        for (int i = 0; i < NCF; i++) {
+            double t = triad(a, b, c, tn, cf[i].threads, 1), dt;
+            dt = fold_once(&cf[i], &g, g0, u, r + 1);
+            if (r == 0) continue; /* warm-up: first touch of the accumulators */
+            if (t > cf[i].tri) cf[i].tri = t;
+            if (t > tri[cf[i].threads]) tri[cf[i].threads] = t;
+            if (dt < cf[i].best) cf[i].best = dt;
+        }
+    free(a);
+    free(b);
+    free(c);
+    for (int i = 1; i < NCF; i++)
+        if (fabs(cf[i].check - cf[0].check) > 1e-6)
+            printf("  WARNING: fold variants disagree (%g vs %g)\n", cf[i].check, cf[0].check);
 
     /* numpy on the same data */
     if (script) {
@@ -494,33 +501,48 @@ int main(int argc, char **argv)
             if (pp) pclose(pp);
         }
         unlink(path);
-        if (np_flower > 0) {
-            printf("  numpy (same data): Flower 1.6 aggregate() %.2f GB/s, np.average(weights=) "
-                   "%.2f GB/s, np.tensordot (float32 BLAS sgemv) %.2f GB/s\n",
-                   np_flower, np_avg, np_dot);
-            double fs = fmax(f[0], f[1]), fb = fmax(f[2], f[3]);
-            printf("  ratios (best of 1/2 threads): streaming / batched(10) / float-delta "
-                   "streaming vs Flower's aggregate() %.1fx / %.1fx / %.1fx; vs np.average "
-                   "%.1fx / %.1fx / %.1fx; vs tensordot %.2fx / %.2fx / %.2fx\n",
-                   fs / np_flower, fb / np_flower, f[4] / np_flower,
-                   np_avg > 0 ? fs / np_avg : 0, np_avg > 0 ? fb / np_avg : 0,
-                   np_avg > 0 ? f[4] / np_avg : 0, np_dot > 0 ? fs / np_dot : 0,
-                   np_dot > 0 ? fb / np_dot : 0, np_dot > 0 ? f[4] / np_dot : 0);
-        } else {
-            printf("  numpy: not measured (no output from %s)\n", script);
+    }
+    {
+        FILE *la = fopen("/proc/loadavg", "r");
+        if (la) {
+            if (fscanf(la, "%lf", &l2) != 1) l2 = -1;
+            fclose(la);
         }
     }
+    printf("  triad (3 x %zu MB doubles, STREAM's 24 B/iter), best of the runs interleaved with "
+           "the folds: 1 thread %.2f GB/s, 2 threads %.2f GB/s\n",
+           tn * 8 >> 20, tri[1], tri[2]);
+    if (np_flower > 0)
+        printf("  numpy (same data, /usr/bin/python3): Flower 1.6 aggregate() %.2f GB/s, "
+               "np.average(weights=) %.2f GB/s, np.tensordot (float32 sgemv) %.2f GB/s\n",
+               np_flower, np_avg, np_dot);
+    else if (script)
+        printf("  numpy: not measured (no output from %s)\n", script);
+    printf("  fold, GB/s of update bytes (10 x %.1f MB), best of %d; vs the triad measured "
+           "right before each run (same threads); vs numpy:\n",
+           TOTAL * 4.0 / 1e6, reps);
+    printf("    %-56s %7s %9s %11s %10s\n", "", "GB/s", "% triad", "x aggregate",
+           "x average");
+    for (int i = 0; i < NCF; i++) {
+        double gb = upd_bytes / cf[i].best / 1e9;
+        printf("    %-56s %7.2f %8.0f%% %10.1fx %9.1fx\n", cf[i].label, gb,
+               100 * gb / cf[i].tri, np_flower > 0 ? gb / np_flower : 0,
+               np_avg > 0 ? gb / np_avg : 0);
+        pst_free(cf[i].s);
+    }
+    printf("  load average at end %.2f\n", l2);
     for (int k = 0; k < NCLIENTS; k++) pt_params_free(&u[k]);
     pt_params_free(&g);
+    free(g0);
 
     /* RSS in fresh processes */
     printf("  server RSS while streaming 100 client updates (4 x model = %.1f MB):\n",
            4 * TOTAL * 4.0 / 1e6);
     {
-        char *av1[] = {argv[0], "--rss-child", "FedAvg", "double", NULL};
-        char *av2[] = {argv[0], "--rss-child", "FedAvg", "float-delta", NULL};
-        char *av3[] = {argv[0], "--rss-child", "FedAdam", "double", NULL};
-        char *av4[] = {argv[0], "--rss-child", "FedAdam", "float-delta", NULL};
+        char *av1[] = {argv[0], "--rss-child", "FedAvg", "float-delta", NULL};
+        char *av2[] = {argv[0], "--rss-child", "FedAvg", "double", NULL};
+        char *av3[] = {argv[0], "--rss-child", "FedAdam", "float-delta", NULL};
+        char *av4[] = {argv[0], "--rss-child", "FedAdam", "double", NULL};
         fflush(stdout);
         if (spawn_wait(av1) || spawn_wait(av2) || spawn_wait(av3) || spawn_wait(av4))
             fprintf(stderr, "rss child failed\n");

@@ -1,19 +1,24 @@
 /*
- * fold.c - the streaming FedAvg fold: acc[j] += w * x[j] in double over a
- * whole model, for one or several client updates at a time.
+ * fold.c - the streaming FedAvg fold over a whole model, for one or several
+ * client updates at a time: PST_ACC_FLOAT_DELTA (default) acc[j] =
+ * fmaf(w, x[j] - g[j], acc[j]) in float32; PST_ACC_DOUBLE acc[j] += w * x[j]
+ * in double.
  *
- * Memory-bound: per folded float we read 4 bytes of update and read+write 8
- * bytes of accumulator. Work goes block by block (BLK floats of one tensor):
- * the accumulator block stays in cache while every update of the batch is
- * first checked for non-finite values (integer test on the exponent bits) and
- * then folded, four updates per accumulator load/store (added one after the
- * other, so the roundings are those of single adds), so a batch of k updates
- * streams the accumulator once instead of k times. Update data is read with
- * memcpy, so it may be unaligned (views into received messages). Large
- * models are split between up to s->threads pthreads (contiguous flat
- * ranges; no nesting). Built with -O3 (see module.mk) so the loops
- * vectorise; x86-64 also gets AVX2 clones. PST_ACC_FLOAT_DELTA folds
- * w * (x - global) into float32 instead (reads the global too).
+ * Memory-bound. Bytes moved per folded update float: float-delta 16 for a
+ * single add (update, global, accumulator read + write), double 20; a batch
+ * of k moves 4 + 12/k (float-delta) or 4 + 16/k (double), because work goes
+ * block by block (BLK floats of one tensor): the accumulator and global
+ * blocks stay in cache while every update of the batch is first checked for
+ * non-finite values (integer test on the exponent bits, four updates at once
+ * so the first touch of their data runs as four concurrent memory streams)
+ * and then folded, four updates per accumulator load/store, each rounded in
+ * turn, so the roundings are exactly those of single adds: results never
+ * depend on batching or on the thread split. The first fold of a round
+ * writes the accumulator instead of reading it (no memset pass in
+ * pst_fit_begin). Update data is read with memcpy, so it may be unaligned
+ * (views into received messages). Large models are split between up to
+ * s->threads pthreads (contiguous flat ranges; no nesting). Built with -O3
+ * (see module.mk) so the loops vectorise; x86-64 also gets AVX2 / FMA clones.
  */
 #include "pst_int.h"
 
@@ -21,15 +26,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLK 2048
+#define BLK 16384
 
-/* x86-64: also build AVX2 versions of the two kernels, picked at load time
- * (ifunc). Same IEEE operations (no FMA), so results are identical. */
+/* x86-64: also build AVX2 versions of the kernels (FMA, which implies AVX,
+ * for the float-delta ones), picked at load time (ifunc). The float-delta
+ * kernels use fmaf() explicitly (one
+ * rounding, an IEEE operation): the FMA clone does it in hardware, the
+ * baseline clone through libm's exact fmaf, so every clone gives the same
+ * bits; the double kernels never fuse (w * x is exact in double anyway). */
 #if defined(__x86_64__) && defined(__linux__) && !defined(PST_NO_CLONES) &&                   \
     (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
 #define KERNEL __attribute__((target_clones("avx2", "default")))
+#define KERNEL_FMA __attribute__((target_clones("fma", "default")))
 #else
 #define KERNEL
+#define KERNEL_FMA
 #endif
 
 /* 1 when all n floats at p are finite (exponent field not all ones). */
@@ -42,6 +53,31 @@ KERNEL static int blk_finite(const unsigned char *restrict p, size_t n)
         m |= (u & 0x7f800000u) + 0x00800000u; /* carries into bit 31 iff exp == 0xff */
     }
     return !(m & 0x80000000u);
+}
+
+/* blk_finite for four updates at once (bit i set: update i's block is all
+ * finite): the block's first touch of each update then runs as four
+ * concurrent memory streams instead of one after the other, which a single
+ * core's prefetchers need to come near the memory bandwidth. */
+KERNEL static unsigned blk_finite4(const unsigned char *restrict p0,
+                                   const unsigned char *restrict p1,
+                                   const unsigned char *restrict p2,
+                                   const unsigned char *restrict p3, size_t n)
+{
+    uint32_t m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t u0, u1, u2, u3;
+        memcpy(&u0, p0 + 4 * j, 4);
+        memcpy(&u1, p1 + 4 * j, 4);
+        memcpy(&u2, p2 + 4 * j, 4);
+        memcpy(&u3, p3 + 4 * j, 4);
+        m0 |= (u0 & 0x7f800000u) + 0x00800000u;
+        m1 |= (u1 & 0x7f800000u) + 0x00800000u;
+        m2 |= (u2 & 0x7f800000u) + 0x00800000u;
+        m3 |= (u3 & 0x7f800000u) + 0x00800000u;
+    }
+    return (~m0 >> 31 & 1u) | (~m1 >> 31 & 1u) << 1 | (~m2 >> 31 & 1u) << 2 |
+           (~m3 >> 31 & 1u) << 3;
 }
 
 KERNEL static void blk_fold(double *restrict a, const unsigned char *restrict p, size_t n,
@@ -76,50 +112,52 @@ KERNEL static void blk_fold4(double *restrict a, const unsigned char *restrict p
     }
 }
 
-/* PST_ACC_FLOAT_DELTA: a[j] = float(a[j] + w * (x[j] - g[j])), the step in
- * double (x - g and w*(x - g) are exact for w < 2^29), rounded to float once
- * per update. */
-KERNEL static void blk_fold_d(float *restrict a, const unsigned char *restrict p,
-                              const float *restrict g, size_t n, double w)
+/* PST_ACC_FLOAT_DELTA: a[j] = fmaf(w, x[j] - g[j], a[j]): the difference in
+ * float32 (exact when x and g are within a factor of 2 of each other, i.e.
+ * whenever the delta is small next to the weight; else rounded at the scale
+ * of the delta), then w*d + a with ONE rounding. w = num_examples is exact in
+ * float32 below 2^24 (larger counts are rounded to float32 first). */
+KERNEL_FMA static void blk_fold_d(float *restrict a, const unsigned char *restrict p,
+                              const float *restrict g, size_t n, float w)
 {
     for (size_t j = 0; j < n; j++) {
         float x;
         memcpy(&x, p + 4 * j, 4);
-        a[j] = (float)((double)a[j] + w * ((double)x - (double)g[j]));
+        a[j] = fmaf(w, x - g[j], a[j]);
     }
 }
 
-/* The first update of a block in a fresh round: a[j] = float(w * (x[j] - g[j]))
- * (the same value as adding it to 0), without reading the accumulator. */
-KERNEL static void blk_set_d(float *restrict a, const unsigned char *restrict p,
-                             const float *restrict g, size_t n, double w)
+/* The first update of a block in a fresh round: a[j] = fmaf(w, x[j] - g[j], 0)
+ * (the same bits as adding it to a zeroed accumulator), without reading a. */
+KERNEL_FMA static void blk_set_d(float *restrict a, const unsigned char *restrict p,
+                             const float *restrict g, size_t n, float w)
 {
     for (size_t j = 0; j < n; j++) {
         float x;
         memcpy(&x, p + 4 * j, 4);
-        a[j] = (float)(w * ((double)x - (double)g[j]));
+        a[j] = fmaf(w, x - g[j], 0.0f);
     }
 }
 
-/* Four updates per accumulator load/store, rounded to float after each one:
- * bit-identical to four blk_fold_d calls, so batching never changes a result. */
-KERNEL static void blk_fold4_d(float *restrict a, const unsigned char *restrict p0,
+/* Four updates per accumulator load/store, each one fused and rounded in
+ * turn: bit-identical to four blk_fold_d calls, so batching never changes a
+ * result. */
+KERNEL_FMA static void blk_fold4_d(float *restrict a, const unsigned char *restrict p0,
                                const unsigned char *restrict p1, const unsigned char *restrict p2,
                                const unsigned char *restrict p3, const float *restrict g,
-                               size_t n, const double *w)
+                               size_t n, const float *w)
 {
-    double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
     for (size_t j = 0; j < n; j++) {
-        float x0, x1, x2, x3, acc = a[j];
-        double gj = g[j];
+        float x0, x1, x2, x3, acc = a[j], gj = g[j];
         memcpy(&x0, p0 + 4 * j, 4);
         memcpy(&x1, p1 + 4 * j, 4);
         memcpy(&x2, p2 + 4 * j, 4);
         memcpy(&x3, p3 + 4 * j, 4);
-        acc = (float)((double)acc + w0 * ((double)x0 - gj));
-        acc = (float)((double)acc + w1 * ((double)x1 - gj));
-        acc = (float)((double)acc + w2 * ((double)x2 - gj));
-        acc = (float)((double)acc + w3 * ((double)x3 - gj));
+        acc = fmaf(w0, x0 - gj, acc);
+        acc = fmaf(w1, x1 - gj, acc);
+        acc = fmaf(w2, x2 - gj, acc);
+        acc = fmaf(w3, x3 - gj, acc);
         a[j] = acc;
     }
 }
@@ -148,6 +186,7 @@ typedef struct fold_job {
     size_t *stop;   /* k: flat index where folding of the update stopped */
     const unsigned char **gx; /* k: scratch, the block's good updates */
     double *gw;               /* k: and their weights */
+    float *gwf;               /* k: the same as float (float-delta kernels) */
 } fold_job;
 
 /* Call fn(t, from, to) for the part of tensor t inside [lo, hi). */
@@ -164,19 +203,32 @@ static void *fold_worker(void *arg)
         size_t a = t0 > j->lo ? t0 : j->lo, b = t1 < j->hi ? t1 : j->hi;
         for (size_t p = a; p < b; p += BLK) {
             size_t n = b - p < BLK ? b - p : BLK, ng = 0, i = 0;
-            /* check every update's block first, then fold the good ones in
-             * their order, four at a time */
-            for (i = 0; i < j->k; i++) {
-                const unsigned char *x;
-                if (j->bad[i]) continue;
-                x = j->src[i][t] + 4 * (p - t0);
-                if (!blk_finite(x, n)) {
-                    j->bad[i] = 1;
-                    j->stop[i] = p;
-                    continue;
+            /* check every update's block first (four at a time), then fold
+             * the good ones in their order, four at a time */
+            for (i = 0; i < j->k;) {
+                size_t q[4], nq = 0;
+                unsigned ok;
+                const unsigned char *x[4];
+                for (; i < j->k && nq < 4; i++)
+                    if (!j->bad[i]) {
+                        q[nq] = i;
+                        x[nq++] = j->src[i][t] + 4 * (p - t0);
+                    }
+                if (nq == 4) ok = blk_finite4(x[0], x[1], x[2], x[3], n);
+                else {
+                    ok = 0;
+                    for (size_t e = 0; e < nq; e++) ok |= (unsigned)blk_finite(x[e], n) << e;
                 }
-                j->gx[ng] = x;
-                j->gw[ng++] = j->w[i];
+                for (size_t e = 0; e < nq; e++) {
+                    if (!(ok >> e & 1)) {
+                        j->bad[q[e]] = 1;
+                        j->stop[q[e]] = p;
+                        continue;
+                    }
+                    j->gx[ng] = x[e];
+                    j->gwf[ng] = (float)j->w[q[e]];
+                    j->gw[ng++] = j->w[q[e]];
+                }
             }
             i = 0;
             if (j->accf) {
@@ -184,13 +236,13 @@ static void *fold_worker(void *arg)
                 const float *g = s->global->t[t].data + (p - t0);
                 if (j->fresh) { /* first fold of the round: write, don't read */
                     if (ng == 0) memset(af, 0, n * sizeof *af);
-                    else blk_set_d(af, j->gx[0], g, n, j->gw[0]);
+                    else blk_set_d(af, j->gx[0], g, n, j->gwf[0]);
                     i = 1;
                 }
                 for (; i + 4 <= ng; i += 4)
                     blk_fold4_d(af, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3], g, n,
-                                j->gw + i);
-                for (; i < ng; i++) blk_fold_d(af, j->gx[i], g, n, j->gw[i]);
+                                j->gwf + i);
+                for (; i < ng; i++) blk_fold_d(af, j->gx[i], g, n, j->gwf[i]);
                 continue;
             }
             if (j->fresh) {
@@ -217,7 +269,7 @@ static void unfold(const fold_job *j, size_t i)
         if (a >= b) continue;
         if (j->accf)
             blk_fold_d(j->accf + a, j->src[i][t] + 4 * (a - t0), s->global->t[t].data + (a - t0),
-                       b - a, -j->w[i]);
+                       b - a, -(float)j->w[i]);
         else
             blk_fold(j->acc + a, j->src[i][t] + 4 * (a - t0), b - a, -j->w[i]);
     }
@@ -235,12 +287,15 @@ int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
     size_t *sbuf;
     const unsigned char **xbuf;
     double *wbuf;
+    float *fbuf;
     if (s->total < ((size_t)1 << 18)) nth = 1;
     ibuf = malloc((size_t)nth * k * sizeof *ibuf + 1);
     sbuf = malloc((size_t)nth * k * sizeof *sbuf + 1);
     xbuf = malloc((size_t)nth * k * sizeof *xbuf + 1);
     wbuf = malloc((size_t)nth * k * sizeof *wbuf + 1);
-    if (!ibuf || !sbuf || !xbuf || !wbuf) {
+    fbuf = malloc((size_t)nth * k * sizeof *fbuf + 1);
+    if (!ibuf || !sbuf || !xbuf || !wbuf || !fbuf) {
+        free(fbuf);
         free(ibuf);
         free(sbuf);
         free(xbuf);
@@ -266,7 +321,8 @@ int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
                              ibuf + (size_t)t * k,
                              sbuf + (size_t)t * k,
                              xbuf + (size_t)t * k,
-                             wbuf + (size_t)t * k};
+                             wbuf + (size_t)t * k,
+                             fbuf + (size_t)t * k};
     }
     for (int t = 1; t < nth; t++)
         started[t] = pthread_create(&tid[t], NULL, fold_worker, &jobs[t]) == 0;
@@ -285,6 +341,7 @@ int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
     free(sbuf);
     free(xbuf);
     free(wbuf);
+    free(fbuf);
     return PT_OK;
 }
 
