@@ -382,7 +382,29 @@ static void http_response_cap(void)
     ASSERT_EQ_INT(pl_aws_new(&a, &c, &o, err), PT_ERR_INVAL);
 }
 
+/* pl_s3_list against endpoints that misbehave (found by fuzz_aws_reply) */
+static void http_s3_list_broken(void)
+{
+    char err[PT_ERRLEN] = "";
+    pl_s3_object *objs = (pl_s3_object *)1;
+    size_t n = 7;
+    pl_aws *a = client(env("PL_T_S3LOOP"), mk("AKIDX", "secret", NULL));
+    double t0 = pt_now();
+    ASSERT_EQ_INT(pl_s3_list(a, "petal-bucket", NULL, 0, &objs, &n, err), PT_ERR_PROTO);
+    ASSERT_CONTAINS(err, "repeated a continuation token");
+    ASSERT_EQ_INT(pl_aws_request_count(a), 2); /* the second page repeats the token */
+    ASSERT(objs == NULL && n == 0);
+    ASSERT(pt_now() - t0 < 5);
+    pl_aws_free(a);
+    a = client(env("PL_T_S3ROOT"), mk("AKIDX", "secret", NULL));
+    ASSERT_EQ_INT(pl_s3_list(a, "petal-bucket", NULL, 0, &objs, &n, err), PT_ERR_PROTO);
+    ASSERT_CONTAINS(err, "unexpected <SomethingElse>");
+    ASSERT(objs == NULL && n == 0);
+    pl_aws_free(a);
+}
+
 TEST_MAIN(TEST(s3rver_objects), TEST(s3rver_presign), TEST(s3rver_bad_secret),
           TEST(s3rver_cleanup), TEST(moto_credentials), TEST(moto_ssm_images),
           TEST(moto_ec2_lifecycle), TEST(moto_s3), TEST(http_throttle_then_ok),
-          TEST(http_5xx_gives_up), TEST(http_expired_token), TEST(http_response_cap))
+          TEST(http_5xx_gives_up), TEST(http_expired_token), TEST(http_response_cap),
+          TEST(http_s3_list_broken))

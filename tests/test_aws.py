@@ -43,6 +43,21 @@ def scripted(mode, state=None):
         def log_message(self, *a):
             pass
 
+        def do_GET(self):
+            # S3 ListObjectsV2 replies a broken endpoint might give
+            state["n"] += 1
+            if mode == "s3loop":  # truncated forever with the same token
+                body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
+                        b'<IsTruncated>true</IsTruncated><NextContinuationToken>same-token'
+                        b'</NextContinuationToken><Contents><Key>k%d</Key><Size>1</Size>'
+                        b'</Contents></ListBucketResult>' % state["n"])
+            else:  # s3root: a well-formed document that is not a listing
+                body = b'<?xml version="1.0"?><SomethingElse><x>1</x></SomethingElse>'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state["n"] += 1
@@ -129,7 +144,7 @@ def main():
     procs = []
     servers = []
     states = {}
-    for mode in ("throttle", "fail500", "expired", "huge"):
+    for mode in ("throttle", "fail500", "expired", "huge", "s3loop", "s3root"):
         states[mode] = {"n": 0}
         srv, ep = scripted(mode, states[mode])
         servers.append(srv)
