@@ -359,8 +359,8 @@ void pl_launch_opts_default(pl_launch_opts *o);
  * PT_ERR_TIMEOUT, PT_ERR_AWS, ... with err set. */
 int pl_launch_run(const pl_launch_opts *o, volatile int *stop, pl_str *plan, char *err);
 /* Remove every resource of run o->run_id: instances and groups found by the
- * petal:run-id tag, and the run's bucket (from the state file, or its
- * derived name). */
+ * petal:run-id tag, the run's bucket (from the state file, or its derived
+ * name) and, once those are gone, the local <state_dir>/<run id>.auth. */
 int pl_launch_cleanup(const pl_launch_opts *o, volatile int *stop, char *err);
 
 #ifdef __cplusplus
