@@ -279,7 +279,7 @@ static pst_strategy *mk_fedavg(const char *acc)
 static int precision(void)
 {
     static const int ks[] = {2, 10, 100};
-    pt_params g, u, gf, gd, gr;
+    pt_params g, u, gf, gd, gr, g48;
     double *ref = malloc(TOTAL * sizeof *ref);
     float *fl = malloc(TOTAL * sizeof *fl);
     char err[PT_ERRLEN];
@@ -288,6 +288,7 @@ static int precision(void)
     make_layout(&gf);
     make_layout(&gd);
     make_layout(&gr);
+    make_layout(&g48);
     if (!ref || !fl) return 1;
     for (size_t i = 0; i < TOTAL; i++) g.buf[i] = (float)(0.1 * unif(7, i));
     printf("check-agg-precision: FedAvg of %u floats, weights ~U(-0.1,0.1), client deltas "
@@ -299,13 +300,14 @@ static int precision(void)
         int K = ks[q], upd;
         int64_t ne[100];
         double N = 0;
-        perr ef, ed, efl, eo;
+        perr ef, ed, efl, eo, e48;
         pst_strategy *sf = mk_fedavg("float-delta"), *sd = mk_fedavg("double"),
-                     *sr = mk_fedavg("float-delta");
+                     *sr = mk_fedavg("float-delta"), *s48 = mk_fedavg("double48");
         memcpy(gf.buf, g.buf, TOTAL * sizeof(float));
         memcpy(gd.buf, g.buf, TOTAL * sizeof(float));
         memcpy(gr.buf, g.buf, TOTAL * sizeof(float));
-        if (pst_fit_begin(sf, 1, &gf, err) || pst_fit_begin(sd, 1, &gd, err) ||
+        memcpy(g48.buf, g.buf, TOTAL * sizeof(float));
+        if (pst_fit_begin(s48, 1, &g48, err) || pst_fit_begin(sf, 1, &gf, err) || pst_fit_begin(sd, 1, &gd, err) ||
             pst_fit_begin(sr, 1, &gr, err))
             goto fail;
         for (int c = 0; c < K; c++) {
@@ -315,7 +317,8 @@ static int precision(void)
         for (int c = 0; c < K; c++) {
             float n32 = (float)ne[c];
             client_update(u.buf, g.buf, TOTAL, c);
-            if (pst_fit_add(sf, &u, ne[c], NULL, err) || pst_fit_add(sd, &u, ne[c], NULL, err))
+            if (pst_fit_add(sf, &u, ne[c], NULL, err) || pst_fit_add(sd, &u, ne[c], NULL, err) ||
+                pst_fit_add(s48, &u, ne[c], NULL, err))
                 goto fail;
             for (size_t i = 0; i < TOTAL; i++) {
                 float p = u.buf[i] * n32; /* numpy float32: layer * n */
@@ -328,7 +331,8 @@ static int precision(void)
             if (pst_fit_add(sr, &u, ne[c], NULL, err)) goto fail;
         }
         if (pst_fit_end(sf, &gf, &upd, NULL, err) || !upd || pst_fit_end(sd, &gd, &upd, NULL, err) ||
-            !upd || pst_fit_end(sr, &gr, &upd, NULL, err) || !upd)
+            !upd || pst_fit_end(sr, &gr, &upd, NULL, err) || !upd ||
+            pst_fit_end(s48, &g48, &upd, NULL, err) || !upd)
             goto fail;
         for (size_t i = 0; i < TOTAL; i++) {
             ref[i] /= N;
@@ -336,6 +340,7 @@ static int precision(void)
         }
         err_stats(gf.buf, ref, TOTAL, &ef);
         err_stats(gd.buf, ref, TOTAL, &ed);
+        err_stats(g48.buf, ref, TOTAL, &e48);
         err_stats(fl, ref, TOTAL, &efl);
         {
             size_t ndiff = 0;
@@ -344,12 +349,14 @@ static int precision(void)
                 ref[i] = gf.buf[i];
             }
             err_stats(gr.buf, ref, TOTAL, &eo);
-            printf("  %3d clients   float-delta      %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
+            printf("  %3d clients   double48         %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
+                   "                float-delta      %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
                    "                double           %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
                    "                Flower float32   %.2g (%.2f ulp)  %6.3f%%   %.2g\n"
                    "                float-delta, reverse arrival order vs forward: %.3f%% of "
                    "floats differ, by at most %.2g (%.2f ulp)\n",
-                   K, ef.max_abs, ef.max_ulp, ef.sum_ulp, ef.max_rel, ed.max_abs, ed.max_ulp,
+                   K, e48.max_abs, e48.max_ulp, e48.sum_ulp, e48.max_rel, ef.max_abs,
+                   ef.max_ulp, ef.sum_ulp, ef.max_rel, ed.max_abs, ed.max_ulp,
                    ed.sum_ulp, ed.max_rel, efl.max_abs, efl.max_ulp, efl.sum_ulp, efl.max_rel,
                    100.0 * (double)ndiff / TOTAL, eo.max_abs, eo.max_ulp);
             fflush(stdout);
@@ -357,6 +364,7 @@ static int precision(void)
         pst_free(sf);
         pst_free(sd);
         pst_free(sr);
+        pst_free(s48);
     }
     free(ref);
     free(fl);
@@ -365,6 +373,7 @@ static int precision(void)
     pt_params_free(&gf);
     pt_params_free(&gd);
     pt_params_free(&gr);
+    pt_params_free(&g48);
     return 0;
 fail:
     fprintf(stderr, "precision: %s\n", err);
@@ -392,15 +401,16 @@ int main(int argc, char **argv)
     char path[] = "/tmp/petal_bench_agg_XXXXXX";
     double upd_bytes = (double)NCLIENTS * TOTAL * 4.0;
     fold_cfg cf[] = {
-        {"single pst_fit_add, float-delta (default), 1 thread ", 1, 1, "float-delta", 0, 0, 0, 0},
-        {"single pst_fit_add, float-delta (default), 2 threads", 2, 1, "float-delta", 0, 0, 0, 0},
-        {"batched add_many(10), float-delta (default), 1 thread ", 1, NCLIENTS, "float-delta", 0,
-         0, 0, 0},
-        {"batched add_many(10), float-delta (default), 2 threads", 2, NCLIENTS, "float-delta", 0,
-         0, 0, 0},
-        {"single pst_fit_add, accumulator=double, 2 threads", 2, 1, "double", 0, 0, 0, 0},
-        {"batched add_many(10), accumulator=double, 2 threads", 2, NCLIENTS, "double", 0, 0, 0,
+        {"single pst_fit_add, double48 (default), 1 thread ", 1, 1, "double48", 0, 0, 0, 0},
+        {"single pst_fit_add, double48 (default), 2 threads", 2, 1, "double48", 0, 0, 0, 0},
+        {"batched add_many(10), double48 (default), 1 thread ", 1, NCLIENTS, "double48", 0, 0, 0,
          0},
+        {"batched add_many(10), double48 (default), 2 threads", 2, NCLIENTS, "double48", 0, 0, 0,
+         0},
+        {"single pst_fit_add, float-delta, 2 threads", 2, 1, "float-delta", 0, 0, 0, 0},
+        {"batched add_many(10), float-delta, 2 threads", 2, NCLIENTS, "float-delta", 0, 0, 0, 0},
+        {"single pst_fit_add, double, 2 threads", 2, 1, "double", 0, 0, 0, 0},
+        {"batched add_many(10), double, 2 threads", 2, NCLIENTS, "double", 0, 0, 0, 0},
     };
     enum { NCF = sizeof cf / sizeof cf[0] };
     for (int i = 1; i < argc; i++) {
@@ -539,13 +549,13 @@ int main(int argc, char **argv)
     printf("  server RSS while streaming 100 client updates (4 x model = %.1f MB):\n",
            4 * TOTAL * 4.0 / 1e6);
     {
-        char *av1[] = {argv[0], "--rss-child", "FedAvg", "float-delta", NULL};
-        char *av2[] = {argv[0], "--rss-child", "FedAvg", "double", NULL};
-        char *av3[] = {argv[0], "--rss-child", "FedAdam", "float-delta", NULL};
-        char *av4[] = {argv[0], "--rss-child", "FedAdam", "double", NULL};
+        static const char *const acc[] = {"double48", "float-delta", "double"};
         fflush(stdout);
-        if (spawn_wait(av1) || spawn_wait(av2) || spawn_wait(av3) || spawn_wait(av4))
-            fprintf(stderr, "rss child failed\n");
+        for (int i = 0; i < 6; i++) {
+            char *av[] = {argv[0], "--rss-child", i < 3 ? "FedAvg" : "FedAdam",
+                          (char *)acc[i % 3], NULL};
+            if (spawn_wait(av)) fprintf(stderr, "rss child failed\n");
+        }
     }
     return 0;
 }

@@ -1,12 +1,14 @@
 /*
  * fold.c - the streaming FedAvg fold over a whole model, for one or several
- * client updates at a time: PST_ACC_FLOAT_DELTA (default) acc[j] =
- * fmaf(w, x[j] - g[j], acc[j]) in float32; PST_ACC_DOUBLE acc[j] += w * x[j]
- * in double.
+ * client updates at a time: PST_ACC_DOUBLE48 (default) acc[j] += w * x[j] in
+ * double, rounded to 48 bits (two planes: high 32 bits, next 16);
+ * PST_ACC_FLOAT_DELTA acc[j] = fmaf(w, x[j] - g[j], acc[j]) in float32;
+ * PST_ACC_DOUBLE acc[j] += w * x[j] in double.
  *
- * Memory-bound. Bytes moved per folded update float: float-delta 16 for a
- * single add (update, global, accumulator read + write), double 20; a batch
- * of k moves 4 + 12/k (float-delta) or 4 + 16/k (double), because work goes
+ * Memory-bound. Bytes moved per folded update float: 16 for a single add
+ * with double48 (update 4, accumulator 6 read + 6 written) or float-delta
+ * (update, global, accumulator read + write), 20 with double; a batch of k
+ * moves 4 + 12/k (double48, float-delta) or 4 + 16/k (double), because work goes
  * block by block (BLK floats of one tensor): the accumulator and global
  * blocks stay in cache while every update of the batch is first checked for
  * non-finite values (integer test on the exponent bits, four updates at once
@@ -173,10 +175,86 @@ KERNEL static void blk_set(double *restrict a, const unsigned char *restrict p, 
     }
 }
 
+/* PST_ACC_DOUBLE48: a double with the low 16 mantissa bits dropped, kept in
+ * two planes (high 32 bits, next 16 bits), 6 bytes per float. */
+static inline double ld48(const uint32_t *hi, const uint16_t *lo, size_t j)
+{
+    uint64_t b = (uint64_t)hi[j] << 32 | (uint64_t)lo[j] << 16;
+    double a;
+    memcpy(&a, &b, 8);
+    return a;
+}
+
+/* Round a to 48 bits (to nearest on the magnitude, ties away from zero: the
+ * carry of +0x8000 runs into the exponent correctly) and store it. */
+static inline void st48(uint32_t *hi, uint16_t *lo, size_t j, double a)
+{
+    uint64_t b;
+    memcpy(&b, &a, 8);
+    b += 0x8000u;
+    hi[j] = (uint32_t)(b >> 32);
+    lo[j] = (uint16_t)(b >> 16);
+}
+
+KERNEL static void blk_fold48(uint32_t *restrict hi, uint16_t *restrict lo,
+                              const unsigned char *restrict p, size_t n, double w)
+{
+    for (size_t j = 0; j < n; j++) {
+        float x;
+        memcpy(&x, p + 4 * j, 4);
+        st48(hi, lo, j, ld48(hi, lo, j) + w * (double)x);
+    }
+}
+
+KERNEL static void blk_set48(uint32_t *restrict hi, uint16_t *restrict lo,
+                             const unsigned char *restrict p, size_t n, double w)
+{
+    for (size_t j = 0; j < n; j++) {
+        float x;
+        memcpy(&x, p + 4 * j, 4);
+        st48(hi, lo, j, 0.0 + w * (double)x);
+    }
+}
+
+/* Four updates per load/store, rounded to 48 bits after each: bit-identical
+ * to four blk_fold48 calls. */
+KERNEL static void blk_fold4_48(uint32_t *restrict hi, uint16_t *restrict lo,
+                                const unsigned char *restrict p0,
+                                const unsigned char *restrict p1,
+                                const unsigned char *restrict p2,
+                                const unsigned char *restrict p3, size_t n, const double *w)
+{
+    double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (size_t j = 0; j < n; j++) {
+        float x0, x1, x2, x3;
+        uint64_t b;
+        double a = ld48(hi, lo, j);
+        memcpy(&x0, p0 + 4 * j, 4);
+        memcpy(&x1, p1 + 4 * j, 4);
+        memcpy(&x2, p2 + 4 * j, 4);
+        memcpy(&x3, p3 + 4 * j, 4);
+        a += w0 * (double)x0;
+        memcpy(&b, &a, 8);
+        b = (b + 0x8000u) & ~(uint64_t)0xffff;
+        memcpy(&a, &b, 8);
+        a += w1 * (double)x1;
+        memcpy(&b, &a, 8);
+        b = (b + 0x8000u) & ~(uint64_t)0xffff;
+        memcpy(&a, &b, 8);
+        a += w2 * (double)x2;
+        memcpy(&b, &a, 8);
+        b = (b + 0x8000u) & ~(uint64_t)0xffff;
+        memcpy(&a, &b, 8);
+        st48(hi, lo, j, a + w3 * (double)x3);
+    }
+}
+
 typedef struct fold_job {
     const pst_strategy *s;
     double *acc;  /* PST_ACC_DOUBLE */
     float *accf;  /* PST_ACC_FLOAT_DELTA (then s->global is read too) */
+    uint32_t *ahi; /* PST_ACC_DOUBLE48: high 32 bits */
+    uint16_t *alo; /*   and the next 16 */
     size_t k;
     const unsigned char *const *const *src;
     const double *w;
@@ -245,6 +323,24 @@ static void *fold_worker(void *arg)
                 for (; i < ng; i++) blk_fold_d(af, j->gx[i], g, n, j->gwf[i]);
                 continue;
             }
+            if (j->ahi) {
+                uint32_t *h = j->ahi + p;
+                uint16_t *l = j->alo + p;
+                if (j->fresh) {
+                    if (ng == 0) {
+                        memset(h, 0, n * sizeof *h);
+                        memset(l, 0, n * sizeof *l);
+                    } else {
+                        blk_set48(h, l, j->gx[0], n, j->gw[0]);
+                    }
+                    i = 1;
+                }
+                for (; i + 4 <= ng; i += 4)
+                    blk_fold4_48(h, l, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3], n,
+                                 j->gw + i);
+                for (; i < ng; i++) blk_fold48(h, l, j->gx[i], n, j->gw[i]);
+                continue;
+            }
             if (j->fresh) {
                 if (ng == 0) memset(j->acc + p, 0, n * sizeof *j->acc);
                 else blk_set(j->acc + p, j->gx[0], n, j->gw[0]);
@@ -267,7 +363,9 @@ static void unfold(const fold_job *j, size_t i)
         size_t t0 = s->off[t], t1 = s->off[t + 1];
         size_t a = t0 > j->lo ? t0 : j->lo, b = t1 < j->stop[i] ? t1 : j->stop[i];
         if (a >= b) continue;
-        if (j->accf)
+        if (j->ahi)
+            blk_fold48(j->ahi + a, j->alo + a, j->src[i][t] + 4 * (a - t0), b - a, -j->w[i]);
+        else if (j->accf)
             blk_fold_d(j->accf + a, j->src[i][t] + 4 * (a - t0), s->global->t[t].data + (a - t0),
                        b - a, -(float)j->w[i]);
         else
@@ -309,9 +407,12 @@ int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
         if (lo > s->total) lo = s->total;
         if (hi > s->total || t == nth - 1) hi = s->total;
         int delta = s->o.accumulator == PST_ACC_FLOAT_DELTA;
+        int d48 = s->o.accumulator == PST_ACC_DOUBLE48;
         jobs[t] = (fold_job){s,
-                             delta ? NULL : acc,
+                             delta || d48 ? NULL : acc,
                              delta ? acc : NULL,
+                             d48 ? acc : NULL,
+                             d48 ? (uint16_t *)((uint32_t *)acc + s->total) : NULL,
                              k,
                              src,
                              w,

@@ -222,10 +222,11 @@ int pst_option_set(pst_options *o, const char *key, const char *value, char *err
     }
     if (!strcmp(k, "accumulator")) {
         if (!strcasecmp(value, "double")) o->accumulator = PST_ACC_DOUBLE;
+        else if (!strcasecmp(value, "double48")) o->accumulator = PST_ACC_DOUBLE48;
         else if (!strcasecmp(value, "float-delta") || !strcasecmp(value, "float_delta"))
             o->accumulator = PST_ACC_FLOAT_DELTA;
         else
-            return pt_seterr(err, PT_ERR_INVAL, "--accumulator: '%s' is not double or float-delta",
+            return pt_seterr(err, PT_ERR_INVAL, "--accumulator: '%s' is not double48, float-delta or double",
                              value);
         return PT_OK;
     }
@@ -304,8 +305,9 @@ const char *pst_help(void)
            "  DP wrapper: --noise-multiplier Z --clipping-norm C --num-sampled-clients M\n"
            "              (all required) --seed S (noise RNG, 0)\n"
            "  --threads N (0 = auto)        threads for the streaming fold\n"
-           "  --accumulator float-delta|double  running sum: 4 B/float float32 deltas from\n"
-           "                                the global (default) or 8 B/float in double\n";
+           "  --accumulator double48|float-delta|double  running sum: 6 B/float, a double\n"
+           "                                rounded to 37 significant bits (default); 4 B/float\n"
+           "                                float32 deltas from the global; 8 B/float double\n";
 }
 
 /* ---- defaults and validation ---------------------------------------------------- */
@@ -327,7 +329,8 @@ int pst__resolve_options(pst_kind k, int dp, pst_options *e, char *err)
     uint32_t mask = B(k) | (dp ? DPBIT : 0);
     if (e->defaults != PST_DEFAULTS_PETAL && e->defaults != PST_DEFAULTS_FLOWER)
         return pt_seterr(err, PT_ERR_INVAL, "defaults: unknown default set %d", (int)e->defaults);
-    if (e->accumulator != PST_ACC_DOUBLE && e->accumulator != PST_ACC_FLOAT_DELTA)
+    if (e->accumulator != PST_ACC_DOUBLE && e->accumulator != PST_ACC_FLOAT_DELTA &&
+        e->accumulator != PST_ACC_DOUBLE48)
         return pt_seterr(err, PT_ERR_INVAL, "accumulator: unknown kind %d", (int)e->accumulator);
     if (e->metrics != PST_METRICS_WEIGHTED && e->metrics != PST_METRICS_NONE)
         return pt_seterr(err, PT_ERR_INVAL, "metrics: unknown mode %d", (int)e->metrics);
@@ -512,8 +515,9 @@ int pst__describe(const pst_strategy *s, char *buf, size_t len)
         default: put(buf, len, &pos, "%d", *(const int *)p); break;
         }
     }
-    if (s->o.accumulator == PST_ACC_DOUBLE)
-        put(buf, len, &pos, "%saccumulator=double", first ? "" : ", ");
+    if (s->o.accumulator != PST_ACC_DOUBLE48)
+        put(buf, len, &pos, "%saccumulator=%s", first ? "" : ", ",
+            s->o.accumulator == PST_ACC_DOUBLE ? "double" : "float-delta");
     put(buf, len, &pos, ")%s", s->dp ? ")" : "");
     return (int)pos;
 }

@@ -24,8 +24,8 @@
  *
  * Streaming: FedAvg, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedProx, QFedAvg,
  * FaultTolerantFedAvg and the DP wrapper around any of them fold each update
- * into a running sum as it arrives (memory: 4 bytes per model float with the
- * default float32-delta accumulator, 8 with accumulator=double, plus the
+ * into a running sum as it arrives (memory: 6 bytes per model float with the
+ * default double48 accumulator, 4 with float-delta, 8 with double, plus the
  * optimizer state, independent of the number of clients; see pst_accumulator). FedMedian,
  * FedTrimmedAvg, Krum/MultiKrum and Bulyan need every update at once: they keep
  * a float32 copy of each accepted update until pst_fit_end (memory: 4 bytes per
@@ -110,50 +110,63 @@ typedef enum pst_metrics_mode {
     PST_METRICS_NONE = 1
 } pst_metrics_mode;
 
-/* The FedAvg family's running sum (streaming strategies).
+/* The FedAvg family's running sum (streaming strategies). Server memory
+ * while streaming 100 seed-cnn updates (`make bench-agg`: global + one
+ * incoming update + the strategy), target under 4x the model:
+ *   double48 @R48@x, float-delta @RFD@x, double @RDB@x.
  *
- * PST_ACC_FLOAT_DELTA (the default): A = sum_k n_k*(w_k - w_global) in
- *   float32, 4 bytes per model float. Each step is A = fmaf(n_k, w_k -
- *   w_global, A): the difference in float32 (exact whenever w_k and w_global
- *   are within a factor 2, i.e. the delta is small next to the weight), the
- *   product and sum with a single rounding (hardware FMA where the CPU has
- *   it, else libm's exact fmaf: the same bits everywhere); n_k (and DP's
- *   clipped weights) as float32. The result is w_global + A/sum n_k, computed
- *   in double and rounded to float32. Error: each rounding is <= 2^-24 |A|, and |A|/sum n_k is the
- *   size of a client delta, so the error of the average is <= ~k*2^-24*|delta|
- *   (k clients) - small next to Flower's own float32 arithmetic (numpy:
- *   layer*n in float32, reduce(np.add) in float32, / total), whose error is
- *   ~k*2^-24*|w| because it sums the weights themselves. Measured by
- *   `make check-agg-precision`: FedAvg of seed-cnn-sized updates (7,397,802
- *   floats), weights ~U(-0.1,0.1), deltas ~U(-2e-3,2e-3), num_examples
- *   50..5000, vs a float64 reference. Max abs error (in ulp(0.05) = 2^-28;
- *   correct rounding alone gives 1.0 since weights reach 0.1), share of
- *   floats not correctly rounded, max relative error where |w| >= 0.01:
- *     clients  float-delta              double            Flower float32
- *     2        1.03 ulp  2.0%  6.6e-8   1.00  0%  6.0e-8  3.45 ulp 34%  1.5e-7
- *     10       1.05 ulp  1.5%  6.8e-8   1.00  0%  6.0e-8  6.60 ulp 47%  2.6e-7
- *     100      1.04 ulp  1.4%  6.4e-8   1.00  0%  6.0e-8  19.5 ulp 78%  8.1e-7
- *   i.e. float-delta misses the correctly rounded float32 in ~1.5% of the
- *   floats, with a max abs error within 5% of correct rounding's, while
- *   Flower's float32 sums are off by 3-19x more. Server memory while
- *   streaming 100 seed-cnn updates (make bench-agg): FedAvg 3.08x the model
- *   (global + incoming update + accumulator), under the 4x target.
- * PST_ACC_DOUBLE (`accumulator=double`): A = sum_k n_k*w_k in double, 8 bytes
- *   per model float; the average is exact up to its final float32 rounding;
- *   FedAvg then needs 4.07x the model (the 4x target is missed).
+ * PST_ACC_DOUBLE48 (the default): A = sum_k n_k*w_k like double, but each
+ *   element is a double with its low 16 mantissa bits dropped (37
+ *   significant bits), kept as a 32-bit and a 16-bit plane: 6 bytes per
+ *   model float. Each add is done in double (n_k*w_k is exact) and rounded
+ *   to 48 bits (to nearest, ties away from zero). The error of the average
+ *   is <= ~k*2^-37 relative (k*2^-13 of a float32 ulp): the result is the
+ *   correctly rounded float32 average except in the rare floats whose exact
+ *   average lies that close to a rounding boundary (0.006% with 10 clients,
+ *   0.03% with 100; then one float32 step off); when every client returns
+ *   the same weights the result is exactly those weights.
+ * PST_ACC_FLOAT_DELTA (`accumulator=float-delta`): A = sum_k n_k*(w_k -
+ *   w_global) in float32, 4 bytes per model float: the least memory, reads
+ *   the global too. Each step is A = fmaf(n_k, w_k - w_global, A): the
+ *   difference in float32 (exact whenever w_k and w_global are within a
+ *   factor 2, i.e. the delta is small next to the weight), the product and
+ *   sum with a single rounding (hardware FMA where the CPU has it, else
+ *   libm's exact fmaf: the same bits everywhere); n_k (and DP's clipped
+ *   weights) as float32. The result is w_global + A/sum n_k, in double,
+ *   rounded to float32. Each rounding is <= 2^-24 |A| and |A|/sum n_k is the
+ *   size of a client delta, so the error is <= ~k*2^-24*|delta|: small next
+ *   to Flower's own float32 arithmetic (numpy: layer*n, reduce(np.add),
+ *   / total, all float32), whose error is ~k*2^-24*|w| since it sums the
+ *   weights themselves; but identical client weights do not always come
+ *   back bit-exact.
+ * PST_ACC_DOUBLE (`accumulator=double`): A = sum_k n_k*w_k in double, 8
+ *   bytes per model float; exact up to the final float32 rounding.
  *
- * Determinism (both kinds): each accumulator element gets the same sequence
+ * Measured by `make check-agg-precision`: FedAvg of seed-cnn-sized updates
+ * (7,397,802 floats), weights ~U(-0.1,0.1), deltas ~U(-2e-3,2e-3),
+ * num_examples 50..5000, vs a float64 reference. Max abs error in ulp(0.05)
+ * = 2^-28 (correct rounding alone gives 1.00, since weights reach 0.1) /
+ * share of floats not correctly rounded / max rel error where |w| >= 0.01:
+ *   clients  double48           float-delta        double         Flower float32
+ *   2        1.00  0%     6e-8  1.03  2.1%  6.6e-8  1.00  0%  6e-8  3.45  34%  1.5e-7
+ *   10       1.00  0.006% 6e-8  1.05  1.5%  6.8e-8  1.00  0%  6e-8  6.60  47%  2.6e-7
+ *   100      1.00  0.033% 6e-8  1.04  1.4%  6.4e-8  1.00  0%  6e-8  19.5  78%  8.1e-7
+ * All three are far closer to the exact average than Flower's float32 sums.
+ *
+ * Determinism (all kinds): each accumulator element gets the same sequence
  * of IEEE operations whatever the thread count and however updates are
- * batched (pst_fit_add one by one == pst_fit_add_many, bit for bit). With
- * float-delta the last bits depend on the ARRIVAL ORDER of the updates (each
- * add is rounded to float32; in the check above, reversing the order of 2,
- * 10 or 100 clients changes 1.3-1.8% of the floats, by at most 7.5e-9 =
- * one float32 step at |w| ~0.1); with double they do too, but only
- * at the 2^-53 level, which the final float32 rounding almost always hides.
- * Flower's own result depends on the order of its results list the same way. */
+ * batched (pst_fit_add one by one == pst_fit_add_many, bit for bit). The
+ * last bits depend on the ARRIVAL ORDER of the updates, since every add is
+ * rounded: with float-delta, reversing the order of 2, 10 or 100 clients in
+ * the check above changes 1.3-1.8% of the floats, by one float32 step;
+ * with double48 at the 2^-37 level and double at 2^-53, which the final
+ * float32 rounding almost always hides. Flower's own result depends on the
+ * order of its results list the same way; the server's ordered aggregation
+ * (a canonical fold order) makes any of them bit-reproducible. */
 typedef enum pst_accumulator {
-    PST_ACC_FLOAT_DELTA = 0,
-    PST_ACC_DOUBLE = 1
+    PST_ACC_DOUBLE48 = 0,
+    PST_ACC_FLOAT_DELTA = 1,
+    PST_ACC_DOUBLE = 2
 } pst_accumulator;
 
 /* Every field starts "unset" (pst_options_init); the strategy fills unset
@@ -204,12 +217,13 @@ typedef struct pst_options {
     /* Petal: worker threads for the streaming fold (0 or unset = auto: 2 on
      * machines with >= 2 CPUs for models of >= 1M floats, else 1). */
     int threads;
-    /* Petal: accumulator of the streaming strategies (PST_ACC_FLOAT_DELTA
-     * unless set; text option "accumulator" = "float-delta" | "double"). */
+    /* Petal: accumulator of the streaming strategies (PST_ACC_DOUBLE48
+     * unless set; text option "accumulator" = "double48" | "float-delta" |
+     * "double"). */
     pst_accumulator accumulator;
 } pst_options;
 
-/* Set every field to "unset" (defaults PETAL, metrics WEIGHTED, accumulator FLOAT_DELTA). */
+/* Set every field to "unset" (defaults PETAL, metrics WEIGHTED, accumulator DOUBLE48). */
 void pst_options_init(pst_options *o);
 
 /* Set one option from text, for command lines and config files. `key` is the
@@ -341,17 +355,17 @@ int pst_fit_begin(pst_strategy *s, int round, const pt_params *global, char *err
  * voids the round). Streaming strategies check each block before folding it
  * and, when a later block turns out non-finite, subtract the already
  * folded blocks again (the accumulator then differs from never having
- * added the update by rounding: ~1e-16 relative with accumulator=double,
- * up to one float32 step of the delta sum with float-delta).
+ * added the update by rounding: ~1e-16 relative with double, ~1e-11 with
+ * double48, up to one float32 step of the delta sum with float-delta).
  * Returns PT_OK, those codes, PT_ERR_STATE (no open round) or PT_ERR_NOMEM. */
 int pst_fit_add(pst_strategy *s, const pt_params *update, int64_t num_examples,
                 const pt_config *metrics, char *err);
 
 /* Fold k updates at once (same contract as k pst_fit_add calls, in order):
  * one pass over the accumulator (and global) for all k, so the memory
- * traffic per update float drops from 16 bytes (single add; double: 20) to
- * 4 + 12/k (double: 4 + 16/k): `make bench-agg` measures ~1.8x the GB/s of
- * single adds for k = 10. Bit-identical to the k single adds in the same
+ * traffic per update float drops from 16 bytes (single add with double48 or
+ * float-delta; double: 20) to 4 + 12/k (double: 4 + 16/k): `make bench-agg`
+ * measures ~2x the GB/s of single adds for k = 10. Bit-identical to the k single adds in the same
  * order. Use it when several FitRes are already in memory. metrics may be NULL or hold NULL entries.
  * status[i] (may be NULL) receives each update's result code. Returns PT_OK
  * when all were accepted, else the first failing update's code (err

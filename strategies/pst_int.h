@@ -63,6 +63,7 @@ struct pst_strategy {
     double central_loss;
     double *acc;     /* total doubles (streaming strategies, PST_ACC_DOUBLE) */
     float *accf;     /* total floats (streaming strategies, PST_ACC_FLOAT_DELTA) */
+    uint32_t *acc48; /* PST_ACC_DOUBLE48: total uint32 (high bits), then total uint16 */
     int acc_fresh;   /* accumulator not written yet this round (first fold sets it) */
     pst_metric_acc fit_metrics;
 

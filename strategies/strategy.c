@@ -298,6 +298,7 @@ void pst_free(pst_strategy *s)
     free(s->off);
     free(s->acc);
     free(s->accf);
+    free(s->acc48);
     for (size_t i = 0; i < s->nalloc; i++) free(s->kept[i]);
     free(s->kept);
     free(s->kept_n);
@@ -402,6 +403,11 @@ int pst_fit_begin(pst_strategy *s, int round, const pt_params *global, char *err
             s->accf = malloc((s->total ? s->total : 1) * sizeof *s->accf);
             if (!s->accf) return pt_seterr(err, PT_ERR_NOMEM, "out of memory (accumulator)");
         }
+    } else if (is_streaming(s->kind) && s->o.accumulator == PST_ACC_DOUBLE48) {
+        if (!s->acc48) { /* total uint32 high parts, then total uint16 low parts */
+            s->acc48 = malloc((s->total ? s->total : 1) * 6);
+            if (!s->acc48) return pt_seterr(err, PT_ERR_NOMEM, "out of memory (accumulator)");
+        }
     } else if (is_streaming(s->kind)) {
         if (!s->acc) {
             s->acc = malloc((s->total ? s->total : 1) * sizeof *s->acc);
@@ -482,7 +488,25 @@ static int ensure_kept_slot(pst_strategy *s)
     return PT_OK;
 }
 
-static void *acc_ptr(pst_strategy *s) { return s->accf ? (void *)s->accf : (void *)s->acc; }
+static void *acc_ptr(pst_strategy *s)
+{
+    return s->accf ? (void *)s->accf : s->acc48 ? (void *)s->acc48 : (void *)s->acc;
+}
+
+/* Element i of the (double or 48-bit) sum accumulator. */
+static double acc_at(const pst_strategy *s, size_t i)
+{
+    const uint32_t *hi;
+    const uint16_t *lo;
+    uint64_t b;
+    double a;
+    if (s->acc) return s->acc[i];
+    hi = s->acc48;
+    lo = (const uint16_t *)(hi + s->total);
+    b = (uint64_t)hi[i] << 32 | (uint64_t)lo[i] << 16;
+    memcpy(&a, &b, 8);
+    return a;
+}
 
 /* One update for DP-wrapped, QFedAvg or kept strategies (validated already). */
 static int add_one(pst_strategy *s, const unsigned char *const *src, int64_t n, char *err)
@@ -649,7 +673,7 @@ static int apply_streaming(pst_strategy *s, pt_params *g, int commit)
             /* a = the average of the (clipped) updates; QFedAvg: their sum */
             if (s->accf) a = s->kind == PST_K_QFEDAVG ? K * gv + s->accf[i] : gv + s->accf[i] / K;
             else {
-                a = s->acc[i] + (s->gcoef != 0 ? s->gcoef * gv : 0.0);
+                a = acc_at(s, i) + (s->gcoef != 0 ? s->gcoef * gv : 0.0);
                 if (s->kind != PST_K_QFEDAVG) a /= K;
             }
             if (s->kind != PST_K_QFEDAVG) a = (float)a; /* Flower's FedAvg result is float32 */
