@@ -40,9 +40,11 @@
     (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
 #define KERNEL __attribute__((target_clones("avx2", "default")))
 #define KERNEL_FMA __attribute__((target_clones("fma", "default")))
+#define KERNEL_48 __attribute__((target_clones("avx2", "default")))
 #else
 #define KERNEL
 #define KERNEL_FMA
+#define KERNEL_48
 #endif
 
 /* 1 when all n floats at p are finite (exponent field not all ones). */
@@ -196,7 +198,7 @@ static inline void st48(uint32_t *hi, uint16_t *lo, size_t j, double a)
     lo[j] = (uint16_t)(b >> 16);
 }
 
-KERNEL static void blk_fold48(uint32_t *restrict hi, uint16_t *restrict lo,
+KERNEL_48 static void blk_fold48(uint32_t *restrict hi, uint16_t *restrict lo,
                               const unsigned char *restrict p, size_t n, double w)
 {
     for (size_t j = 0; j < n; j++) {
@@ -206,7 +208,7 @@ KERNEL static void blk_fold48(uint32_t *restrict hi, uint16_t *restrict lo,
     }
 }
 
-KERNEL static void blk_set48(uint32_t *restrict hi, uint16_t *restrict lo,
+KERNEL_48 static void blk_set48(uint32_t *restrict hi, uint16_t *restrict lo,
                              const unsigned char *restrict p, size_t n, double w)
 {
     for (size_t j = 0; j < n; j++) {
@@ -216,36 +218,104 @@ KERNEL static void blk_set48(uint32_t *restrict hi, uint16_t *restrict lo,
     }
 }
 
-/* Four updates per load/store, rounded to 48 bits after each: bit-identical
- * to four blk_fold48 calls. */
-KERNEL static void blk_fold4_48(uint32_t *restrict hi, uint16_t *restrict lo,
-                                const unsigned char *restrict p0,
-                                const unsigned char *restrict p1,
-                                const unsigned char *restrict p2,
-                                const unsigned char *restrict p3, size_t n, const double *w)
+/* 48-bit rounding of a double in a register (the st48 rounding). */
+static inline double r48(double a)
 {
+    uint64_t b;
+    memcpy(&b, &a, 8);
+    b = (b + 0x8000u) & ~(uint64_t)0xffff;
+    memcpy(&a, &b, 8);
+    return a;
+}
+
+/* Four / eight updates per accumulator load/store (fresh: start from 0
+ * without reading it), rounded to 48 bits after each: bit-identical to that
+ * many blk_fold48 calls. Unused slots get the zero block with weight -0.0,
+ * which leaves every value (and the sign of zeros) unchanged. */
+KERNEL_48 static void blk_fold4_48(uint32_t *restrict hi, uint16_t *restrict lo,
+                                   const unsigned char *const *px, size_t n, const double *w,
+                                   int fresh)
+{
+    const unsigned char *restrict p0 = px[0], *restrict p1 = px[1], *restrict p2 = px[2],
+                                  *restrict p3 = px[3];
     double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
     for (size_t j = 0; j < n; j++) {
         float x0, x1, x2, x3;
-        uint64_t b;
-        double a = ld48(hi, lo, j);
+        double a = fresh ? 0.0 : ld48(hi, lo, j);
         memcpy(&x0, p0 + 4 * j, 4);
         memcpy(&x1, p1 + 4 * j, 4);
         memcpy(&x2, p2 + 4 * j, 4);
         memcpy(&x3, p3 + 4 * j, 4);
-        a += w0 * (double)x0;
-        memcpy(&b, &a, 8);
-        b = (b + 0x8000u) & ~(uint64_t)0xffff;
-        memcpy(&a, &b, 8);
-        a += w1 * (double)x1;
-        memcpy(&b, &a, 8);
-        b = (b + 0x8000u) & ~(uint64_t)0xffff;
-        memcpy(&a, &b, 8);
-        a += w2 * (double)x2;
-        memcpy(&b, &a, 8);
-        b = (b + 0x8000u) & ~(uint64_t)0xffff;
-        memcpy(&a, &b, 8);
+        a = r48(a + w0 * (double)x0);
+        a = r48(a + w1 * (double)x1);
+        a = r48(a + w2 * (double)x2);
         st48(hi, lo, j, a + w3 * (double)x3);
+    }
+}
+
+KERNEL_48 static void blk_fold8_48(uint32_t *restrict hi, uint16_t *restrict lo,
+                                   const unsigned char *const *px, size_t n, const double *w,
+                                   int fresh)
+{
+    const unsigned char *restrict p0 = px[0], *restrict p1 = px[1], *restrict p2 = px[2],
+                                  *restrict p3 = px[3], *restrict p4 = px[4],
+                                  *restrict p5 = px[5], *restrict p6 = px[6],
+                                  *restrict p7 = px[7];
+    double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+           w7 = w[7];
+    for (size_t j = 0; j < n; j++) {
+        float x0, x1, x2, x3, x4, x5, x6, x7;
+        double a = fresh ? 0.0 : ld48(hi, lo, j);
+        memcpy(&x0, p0 + 4 * j, 4);
+        memcpy(&x1, p1 + 4 * j, 4);
+        memcpy(&x2, p2 + 4 * j, 4);
+        memcpy(&x3, p3 + 4 * j, 4);
+        memcpy(&x4, p4 + 4 * j, 4);
+        memcpy(&x5, p5 + 4 * j, 4);
+        memcpy(&x6, p6 + 4 * j, 4);
+        memcpy(&x7, p7 + 4 * j, 4);
+        a = r48(a + w0 * (double)x0);
+        a = r48(a + w1 * (double)x1);
+        a = r48(a + w2 * (double)x2);
+        a = r48(a + w3 * (double)x3);
+        a = r48(a + w4 * (double)x4);
+        a = r48(a + w5 * (double)x5);
+        a = r48(a + w6 * (double)x6);
+        st48(hi, lo, j, a + w7 * (double)x7);
+    }
+}
+
+static float zblk[BLK]; /* never written: the zero update of unused slots */
+
+/* Fold ng updates (px, w) into a double48 block, eight or four per pass. */
+static void fold48_group(uint32_t *hi, uint16_t *lo, const unsigned char **px, const double *w,
+                         size_t ng, size_t n, int fresh)
+{
+    size_t i = 0;
+    if (ng == 0) {
+        if (fresh) {
+            memset(hi, 0, n * sizeof *hi);
+            memset(lo, 0, n * sizeof *lo);
+        }
+        return;
+    }
+    if (ng == 1) {
+        if (fresh) blk_set48(hi, lo, px[0], n, w[0]);
+        else blk_fold48(hi, lo, px[0], n, w[0]);
+        return;
+    }
+    while (i < ng) {
+        const unsigned char *q[8];
+        double qw[8];
+        size_t m = ng - i, slots = m > 4 ? 8 : 4;
+        if (m > slots) m = slots;
+        for (size_t e = 0; e < slots; e++) {
+            q[e] = e < m ? px[i + e] : (const unsigned char *)zblk;
+            qw[e] = e < m ? w[i + e] : -0.0;
+        }
+        if (slots == 8) blk_fold8_48(hi, lo, q, n, qw, fresh && i == 0);
+        else blk_fold4_48(hi, lo, q, n, qw, fresh && i == 0);
+        i += m;
     }
 }
 
@@ -324,21 +394,7 @@ static void *fold_worker(void *arg)
                 continue;
             }
             if (j->ahi) {
-                uint32_t *h = j->ahi + p;
-                uint16_t *l = j->alo + p;
-                if (j->fresh) {
-                    if (ng == 0) {
-                        memset(h, 0, n * sizeof *h);
-                        memset(l, 0, n * sizeof *l);
-                    } else {
-                        blk_set48(h, l, j->gx[0], n, j->gw[0]);
-                    }
-                    i = 1;
-                }
-                for (; i + 4 <= ng; i += 4)
-                    blk_fold4_48(h, l, j->gx[i], j->gx[i + 1], j->gx[i + 2], j->gx[i + 3], n,
-                                 j->gw + i);
-                for (; i < ng; i++) blk_fold48(h, l, j->gx[i], n, j->gw[i]);
+                fold48_group(j->ahi + p, j->alo + p, j->gx, j->gw, ng, n, j->fresh);
                 continue;
             }
             if (j->fresh) {
