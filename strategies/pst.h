@@ -113,7 +113,11 @@ typedef enum pst_metrics_mode {
 /* The FedAvg family's running sum (streaming strategies). Server memory
  * while streaming 100 seed-cnn updates (`make bench-agg`: global + one
  * incoming update + the strategy), target under 4x the model:
- *   double48 @R48@x, float-delta @RFD@x, double @RDB@x.
+ *   double48 3.58x, float-delta 3.07x, double 4.08x. Fold throughput
+ *   (same bench, 10 updates, GB/s of update bytes as % of a same-run STREAM
+ *   triad; load average ~4 on 2 CPUs): single pst_fit_add double48 26%,
+ *   float-delta 36%, double 27%; pst_fit_add_many(10) double48 43%,
+ *   float-delta 60%, double 53% (Flower's numpy aggregate(): 16-30%).
  *
  * PST_ACC_DOUBLE48 (the default): A = sum_k n_k*w_k like double, but each
  *   element is a double with its low 16 mantissa bits dropped (37
