@@ -109,8 +109,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             pst_options o;
             pst_options_init(&o);
             pst_strategy *st = NULL;
+            /* As core/server.c: the strategy learns the model layout from the
+             * checkpoint's global first (pst_state_load then bounds the state
+             * by it; without a layout it trusts the header's size). */
             if (pst_create(&st, c.strategy, &o, err) == PT_OK) {
-                (void)pt_ckpt_restore_strategy(&c, st, err);
+                if (pst_initialize(st, &c.global, err) == PT_OK)
+                    (void)pt_ckpt_restore_strategy(&c, st, err);
                 pst_free(st);
             }
             pt_ckpt_free(&c);
