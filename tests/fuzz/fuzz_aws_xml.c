@@ -36,8 +36,9 @@ static void walk(const pl_xml *n, int depth, size_t *count)
         if (c->text.len < 4096 && strlen(t) == c->text.len) {
             pl_str doc = {0};
             pl_xml *back = NULL;
-            if (!pl_str_adds(&doc, "<r>") && !pl_xml_escape(&doc, t) && !pl_str_adds(&doc, "</r>") &&
-                pl_xml_parse(doc.data, doc.len, &back, NULL) == PT_OK) {
+            int built = !pl_str_adds(&doc, "<r>") && !pl_xml_escape(&doc, t) &&
+                        !pl_str_adds(&doc, "</r>");
+            if (built && pl_xml_parse(doc.data, doc.len, &back, NULL) == PT_OK) {
                 FZ_CHECK(!strcmp(pl_str_c(&back->text), t));
             }
             pl_xml_free(back);

@@ -104,7 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rc = pt_ckpt_load(file.path, (data[0] & 2) ? &like : NULL, &c, err);
         if (rc == PT_OK) {
             FZ_CHECK(c.round >= 0);
-            FZ_CHECK(memchr(c.model, 0, sizeof c.model) && memchr(c.strategy, 0, sizeof c.strategy));
+            FZ_CHECK(memchr(c.model, 0, sizeof c.model));
+            FZ_CHECK(memchr(c.strategy, 0, sizeof c.strategy));
             if (data[0] & 2) FZ_CHECK(pt_params_same_shape(&c.global, &like));
             pst_options o;
             pst_options_init(&o);

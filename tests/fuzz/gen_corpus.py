@@ -353,7 +353,8 @@ def gen_image():
     w, h = 5, 4
     gray = [bytes((x * 40 + y * 10) % 256 for x in range(w)) for y in range(h)]
     rgb = [bytes((x * 50 + c * 80 + y) % 256 for x in range(w) for c in range(3)) for y in range(h)]
-    rgba = [bytes((x * 50 + c * 60 + y) % 256 for x in range(w) for c in range(4)) for y in range(h)]
+    rgba = [bytes((x * 50 + c * 60 + y) % 256 for x in range(w) for c in range(4))
+            for y in range(h)]
     ga = [bytes((x * 50 + c * 100) % 256 for x in range(w) for c in range(2)) for y in range(h)]
     put("image", "png_gray", b"\x00" + png(w, h, 0, gray))
     put("image", "png_rgb", b"\x15" + png(w, h, 2, rgb))
@@ -379,7 +380,8 @@ def gen_image():
     variants = [("jpeg_rgb", ["-quality", "80"], b"\x15"),
                 ("jpeg_gray", ["-grayscale", "-quality", "70"], b"\x40"),
                 ("jpeg_progressive", ["-progressive", "-quality", "60"], b"\x55"),
-                ("jpeg_420_restart", ["-sample", "2x2", "-restart", "1", "-quality", "50"], b"\x7f"),
+                ("jpeg_420_restart", ["-sample", "2x2", "-restart", "1", "-quality", "50"],
+                 b"\x7f"),
                 ("jpeg_arithmetic", ["-arithmetic"], b"\x2a"),
                 ("jpeg_444_dct_scale", ["-sample", "1x1", "-dct", "float"], b"\x40")]
     for name, args, flag in variants:

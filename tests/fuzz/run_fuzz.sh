@@ -20,7 +20,8 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 table=$BUILD/fuzz/summary.txt
 mkdir -p "$BUILD/fuzz"
-printf '%-14s %6s %11s %8s %6s %7s %6s  %s\n' target secs execs exec/s cov ft corpus result >"$table"
+printf '%-14s %6s %11s %8s %6s %7s %6s  %s\n' target secs execs exec/s cov ft corpus result \
+    >"$table"
 bad=0
 for name in "$@"; do
     bin=$BUILD/fuzz/fuzz_$name
@@ -50,7 +51,7 @@ for name in "$@"; do
     else
         result="FAILED rc=$rc: $(find "$work/artifacts" -type f | head -n 3 | tr '\n' ' ')"
         bad=1
-        grep -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|property failed' \
+        grep -m1 -E 'ERROR: (Address|Leak)Sanitizer|ERROR: libFuzzer|runtime error|property' \
             "$work/log" | sed 's/^/  /'
     fi
     printf '%-14s %6s %11s %8s %6s %7s %6s  %s\n' "$name" "$SECS" "${execs:--}" "${eps:--}" \
