@@ -27,6 +27,8 @@ static struct {
     const uint8_t *body[MAX_PARTS];
     size_t len[MAX_PARTS];
     size_t nparts, next;
+    uint8_t *copy; /* the bodies live here: a late request on a connection
+                      the client gave up must never read the fuzzer's input */
     int status;
     int lfd;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER, .lfd = -1};
@@ -239,9 +241,14 @@ static void call(int op, int notfound, char *err)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;
+    uint8_t *copy = malloc(size);
+    if (!copy) return 0;
+    memcpy(copy, data, size);
     pthread_mutex_lock(&srv.mu);
+    free(srv.copy);
+    srv.copy = copy;
     srv.status = statuses[data[1] & 7];
-    srv.nparts = fz_split(data + 2, size - 2, srv.body, srv.len, MAX_PARTS);
+    srv.nparts = fz_split(copy + 2, size - 2, srv.body, srv.len, MAX_PARTS);
     srv.next = 0;
     pthread_mutex_unlock(&srv.mu);
     char err[PT_ERRLEN] = "";
