@@ -226,14 +226,15 @@ static uint64_t mix64(uint64_t z)
 /* uniform in [-1, 1) from (stream, index) */
 static double unif(uint64_t stream, uint64_t i)
 {
-    return (double)(mix64(stream * 0x100000001b3ull ^ mix64(i)) >> 11) * (2.0 / 9007199254740992.0) -
-           1.0;
+    uint64_t z = mix64(stream * 0x100000001b3ull ^ mix64(i)) >> 11;
+    return (double)z * (2.0 / 9007199254740992.0) - 1.0;
 }
 
 /* client c's update: x = float(g + d), d ~ U(-2e-3, 2e-3) */
 static void client_update(float *x, const float *g, size_t n, int c)
 {
-    for (size_t i = 0; i < n; i++) x[i] = (float)((double)g[i] + 2e-3 * unif(1000 + (uint64_t)c, i));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((double)g[i] + 2e-3 * unif(1000 + (uint64_t)c, i));
 }
 
 typedef struct perr {
@@ -307,7 +308,8 @@ static int precision(void)
         memcpy(gd.buf, g.buf, TOTAL * sizeof(float));
         memcpy(gr.buf, g.buf, TOTAL * sizeof(float));
         memcpy(g48.buf, g.buf, TOTAL * sizeof(float));
-        if (pst_fit_begin(s48, 1, &g48, err) || pst_fit_begin(sf, 1, &gf, err) || pst_fit_begin(sd, 1, &gd, err) ||
+        if (pst_fit_begin(s48, 1, &g48, err) || pst_fit_begin(sf, 1, &gf, err) ||
+            pst_fit_begin(sd, 1, &gd, err) ||
             pst_fit_begin(sr, 1, &gr, err))
             goto fail;
         for (int c = 0; c < K; c++) {
@@ -330,7 +332,8 @@ static int precision(void)
             client_update(u.buf, g.buf, TOTAL, c);
             if (pst_fit_add(sr, &u, ne[c], NULL, err)) goto fail;
         }
-        if (pst_fit_end(sf, &gf, &upd, NULL, err) || !upd || pst_fit_end(sd, &gd, &upd, NULL, err) ||
+        if (pst_fit_end(sf, &gf, &upd, NULL, err) || !upd ||
+            pst_fit_end(sd, &gd, &upd, NULL, err) ||
             !upd || pst_fit_end(sr, &gr, &upd, NULL, err) || !upd ||
             pst_fit_end(s48, &g48, &upd, NULL, err) || !upd)
             goto fail;

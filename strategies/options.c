@@ -226,7 +226,8 @@ int pst_option_set(pst_options *o, const char *key, const char *value, char *err
         else if (!strcasecmp(value, "float-delta") || !strcasecmp(value, "float_delta"))
             o->accumulator = PST_ACC_FLOAT_DELTA;
         else
-            return pt_seterr(err, PT_ERR_INVAL, "--accumulator: '%s' is not double48, float-delta or double",
+            return pt_seterr(err, PT_ERR_INVAL,
+                             "--accumulator: '%s' is not double48, float-delta or double",
                              value);
         return PT_OK;
     }

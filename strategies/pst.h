@@ -370,8 +370,9 @@ int pst_fit_add(pst_strategy *s, const pt_params *update, int64_t num_examples,
  * one pass over the accumulator (and global) for all k, so the memory
  * traffic per update float drops from 16 bytes (single add with double48 or
  * float-delta; double: 20) to 4 + 12/k (double: 4 + 16/k): `make bench-agg`
- * measures 1.7-2.2x the GB/s of single adds for k = 10. Bit-identical to the k single adds in the same
- * order. Use it when several FitRes are already in memory. metrics may be NULL or hold NULL entries.
+ * measures 1.7-2.2x the GB/s of single adds for k = 10. Bit-identical to
+ * the k single adds in the same order. Use it when several FitRes are
+ * already in memory. metrics may be NULL or hold NULL entries.
  * status[i] (may be NULL) receives each update's result code. Returns PT_OK
  * when all were accepted, else the first failing update's code (err
  * describes it); accepted ones are aggregated either way. */

@@ -483,7 +483,8 @@ static void t_deterministic(void)
             for (int k = 0; k < K; k++)
                 for (size_t i = 0; i < N; i++) {
                     r = r * 6364136223846793005ull + 1442695040888963407ull;
-                    u[k].buf[i] = g[0].buf[i] + (float)((double)(r >> 40) / (1 << 24) - 0.5) * 4e-3f;
+                    u[k].buf[i] =
+                        g[0].buf[i] + (float)((double)(r >> 40) / (1 << 24) - 0.5) * 4e-3f;
                 }
             for (int v = 0; v < 3; v++) ASSERT_OK(pst_fit_begin(s[v], round, &g[v], err));
             for (int k = 0; k < K; k++) ASSERT_OK(pst_fit_add(s[0], up[k], ne[k], NULL, err));
