@@ -16,7 +16,12 @@
 #                                main() feeding tests/fuzz/corpus/<name>/ and
 #                                tests/fuzz/regress/<name>/ (the replay test);
 #   build-fuzz/fuzz/fuzz_<name>  clang + libFuzzer (make fuzz).
-# Seeds are made by tests/fuzz/gen_corpus.py (committed output).
+# Seeds are made by tests/fuzz/gen_corpus.py (committed output); min-* files
+# are fuzzer finds kept by tests/fuzz/minimize.sh after a `make fuzz`.
+# Crash/hang inputs: tests/fuzz/regress/<name>/ once fixed (replayed by make
+# test), tests/fuzz/pending/<name>/ until then (see its README).
+# The gRPC server target drives a real pnet_server over loopback TCP: the
+# transport has no socket-free entry point.
 
 FUZZ_TARGETS := npy params client_msg server_msg h2_server model_json weights idx image \
                 aws_xml aws_error aws_creds aws_reply strategy_opts results checkpoint
