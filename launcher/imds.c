@@ -58,6 +58,16 @@ int pl_imds_role_credentials(const char *endpoint, pl_creds *c, time_t *expires,
         rc = pt_seterr(err, PT_ERR_PROTO, "IMDS: bad token");
         goto done;
     }
+    /* The token goes into a header line: refuse anything but visible ASCII
+     * (a CR/LF would inject header lines). */
+    for (size_t i = 0; i < tok.len; i++) {
+        unsigned char ch = (unsigned char)tok.data[i];
+        if (ch < 0x21 || ch > 0x7e) {
+            rc = pt_seterr(err, PT_ERR_PROTO,
+                           "IMDS: token has a byte outside visible ASCII (0x%02x at %zu)", ch, i);
+            goto done;
+        }
+    }
     snprintf(hdr, sizeof hdr, "X-aws-ec2-metadata-token: %s", tok.data);
     snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/", endpoint);
     if ((rc = imds_req(url, "GET", hdr, &role, err))) goto done;

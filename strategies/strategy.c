@@ -951,6 +951,24 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
         return pt_seterr(err, PT_ERR_MISMATCH,
                          "state_load: state has %llu floats, the model has %zu",
                          (unsigned long long)total, s->total);
+    {
+        /* Bound the arrays by what the stream still holds before allocating:
+         * a corrupt header must not make us allocate up to 2^40 floats. */
+        long cur = ftell(f);
+        if (cur >= 0 && fseek(f, 0, SEEK_END) == 0) {
+            long end = ftell(f);
+            uint64_t narr = (uint64_t)((flags & F_MOM) != 0) + ((flags & F_M) != 0) +
+                            ((flags & F_V) != 0);
+            if (fseek(f, cur, SEEK_SET) != 0)
+                return pt_seterr(err, PT_ERR_IO, "state_load: seek failed");
+            if (end < cur || narr * total * sizeof(float) > (uint64_t)(end - cur))
+                return pt_seterr(err, PT_ERR_FORMAT,
+                                 "state_load: truncated: header promises %llu floats x %llu "
+                                 "arrays, %ld bytes left",
+                                 (unsigned long long)total, (unsigned long long)narr,
+                                 end >= cur ? end - cur : 0L);
+        }
+    }
     for (int i = 0; i < 3; i++) {
         if (!(flags & fl[i])) continue;
         arr[i] = malloc(total ? total * sizeof(float) : 1);

@@ -1006,6 +1006,30 @@ static void t_state_save_load(void)
         rewind(f);
         ASSERT_EQ_INT(pst_state_load(b, f, err), PT_ERR_FORMAT);
         fclose(f);
+        /* a header promising 2^40 floats with no data behind it, for a strategy
+         * that has no layout yet: refused before anything is allocated */
+        {
+            pst_strategy *fresh = create(names[ni], &o);
+            FILE *h = tmpfile();
+            ASSERT(fresh && h);
+            uint32_t ver = 1, nl = (uint32_t)strlen(pst_name(fresh)), flags = 1u | 4u | 8u;
+            int32_t lr = 3;
+            uint64_t total = (uint64_t)1 << 40, rng[4] = {1, 2, 3, 4};
+            fwrite("PSTS", 1, 4, h);
+            fwrite(&ver, 4, 1, h);
+            fwrite(&nl, 4, 1, h);
+            fwrite(pst_name(fresh), 1, nl, h);
+            fwrite(&lr, 4, 1, h);
+            fwrite(&total, 8, 1, h);
+            fwrite(&flags, 4, 1, h);
+            fwrite(rng, sizeof rng, 1, h);
+            fwrite("abcd", 1, 4, h);
+            rewind(h);
+            ASSERT_EQ_INT(pst_state_load(fresh, h, err), PT_ERR_FORMAT);
+            ASSERT_CONTAINS(err, "truncated");
+            fclose(h);
+            pst_free(fresh);
+        }
         pst_free(a);
         pst_free(b);
         pt_params_free(&g);
