@@ -58,8 +58,17 @@ $(NN_BENCH): $(BUILD)/nn/bench/bench_nn.o $(NN_LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(NN_LIB) $(NN_LDLIBS)
 
 .PHONY: bench-nn
+# PyTorch (Debian's python3-torch, large) is the same-run baseline; installed here on demand, not by
+# scripts/deps (make test doesn't need it). Without it the table keeps the anchors.md comparison.
 bench-nn: $(NN_BENCH)
-	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_BENCH) $(BENCH_ARGS)
+	@dpkg -s python3-torch >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then \
+	  echo "bench-nn: installing python3-torch (same-run baseline)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch \
+	    >/dev/null; } || echo "bench-nn: could not install python3-torch"; \
+	  else echo "bench-nn: for the same-run PyTorch baseline run: sudo apt-get install -y python3-torch"; fi; }
+	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_BENCH) --torch nn/bench/torch_baseline.py \
+	  $(BENCH_ARGS)
 
 # ---- accuracy check (uses data/'s IDX reader; nn itself does not depend on it) ----
 NN_CHECKACC := $(BUILD)/nn/bench/check_accuracy

@@ -3,19 +3,33 @@
  *
  * For seed-cnn (batch 32) and fmnist-cnn (batch 32, 128) at 1 and 2 threads:
  * training and inference images/s, achieved GFLOP/s (GEMM-exact FLOPs), the
- * same run's cblas_sgemm 1024^3 GFLOP/s, PyTorch 1.13's figure on this machine
- * kind (docs/anchors.md) and our ratio; and peak RSS while training seed-cnn.
+ * same run's cblas_sgemm 1024^3 GFLOP/s; with --torch, PyTorch's figures for
+ * the same (model, batch, threads) measured right after ours in this run
+ * (torch_baseline.py, allocations retained) and our ratios; PyTorch 1.13's
+ * figures on this machine kind (docs/anchors.md) as a second reference; and
+ * peak RSS while training seed-cnn.
  *
- * usage: bench_nn [-q]   (-q: shorter runs)
+ * usage: bench_nn [-q] [--torch SCRIPT] [MODEL BATCH THREADS]
+ *   -q       shorter runs
+ *   --torch  run SCRIPT (torch_baseline.py) with /usr/bin/python3 after each row
+ *   MODEL BATCH THREADS: that row only
  */
 #include "nn_int.h"
 
 #include <cblas.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+#define TORCH_PY "/usr/bin/python3"
+/* glibc keeps freed memory (no mmap for big blocks, no trimming): PyTorch's best
+ * on these VMs, where first touch of fresh pages costs ~0.3 GB/s. */
+#define TORCH_MALLOC "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776"
 
 static double now(void)
 {
@@ -68,17 +82,98 @@ typedef struct row {
     const char *model;
     int batch, threads;
     double train_ips, infer_ips, train_gflops, sgemm, anchor_train, anchor_infer, mflop;
+    double torch_train, torch_infer; /* same run; 0 when not measured */
 } row;
+
+static char torch_why[256]; /* set once the torch baseline is found unavailable */
+
+static void torch_unavailable(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(torch_why, sizeof torch_why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "bench: torch baseline: unavailable (%s)\n", torch_why);
+}
+
+/* Runs the torch baseline for one configuration; fills *tr, *inf (images/s).
+ * Returns 0, or -1 with torch_why set (no further attempts are made). */
+static int torch_row(const char *script, const char *model, int batch, int threads,
+                     int ntrain, int ninfer, int reps, double *tr, double *inf)
+{
+    if (torch_why[0]) return -1;
+    if (access(TORCH_PY, X_OK)) {
+        torch_unavailable("%s not found", TORCH_PY);
+        return -1;
+    }
+    if (access(script, R_OK)) {
+        torch_unavailable("cannot read %s", script);
+        return -1;
+    }
+    /* the script path goes into a shell command: allow plain path characters only */
+    if (strspn(script, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-") !=
+        strlen(script)) {
+        torch_unavailable("script path %s has characters other than [A-Za-z0-9_./-]", script);
+        return -1;
+    }
+    char cmd[1024], line[512];
+    snprintf(cmd, sizeof cmd, "env %s %s %s %s %d %d %d %d %d", TORCH_MALLOC, TORCH_PY, script,
+             model, batch, threads, ntrain, ninfer, reps);
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        torch_unavailable("cannot start %s", TORCH_PY);
+        return -1;
+    }
+    int got = 0;
+    char why[256] = "";
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strncmp(line, "torch unavailable: ", 19))
+            snprintf(why, sizeof why, "%.200s", line + 19);
+        else if (sscanf(line, "torch model=%*s batch=%*d threads=%*d train_ips=%lf infer_ips=%lf",
+                        tr, inf) == 2 && *tr > 0 && *inf > 0)
+            got = 1;
+    }
+    int st = pclose(p);
+    if (why[0]) {
+        torch_unavailable("%s", why);
+        return -1;
+    }
+    if (!got || st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        torch_unavailable("%s failed (status %d) on %s batch %d threads %d", script,
+                          st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, model, batch,
+                          threads);
+        return -1;
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && !strcmp(argv[1], "-q");
+    int quick = 0, npos = 0;
+    const char *torch_script = NULL, *pos[3];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-q")) {
+            quick = 1;
+        } else if (!strcmp(argv[i], "--torch") && i + 1 < argc) {
+            torch_script = argv[++i];
+        } else if (argv[i][0] != '-' && npos < 3) {
+            pos[npos++] = argv[i];
+        } else {
+            fprintf(stderr, "usage: bench_nn [-q] [--torch SCRIPT] [MODEL BATCH THREADS]\n");
+            return 2;
+        }
+    }
     const char *only_model = NULL; /* bench_nn MODEL BATCH THREADS: one row only */
     int only_batch = 0, only_threads = 0;
-    if (argc == 4) {
-        only_model = argv[1];
-        only_batch = atoi(argv[2]);
-        only_threads = atoi(argv[3]);
+    if (npos == 3) {
+        only_model = pos[0];
+        only_batch = atoi(pos[1]);
+        only_threads = atoi(pos[2]);
+    } else if (npos) {
+        fprintf(stderr, "usage: bench_nn [-q] [--torch SCRIPT] [MODEL BATCH THREADS]\n");
+        return 2;
     }
     struct {
         const char *model;
@@ -165,16 +260,33 @@ int main(int argc, char **argv)
             free(y);
             free(probs);
             pnn_model_free(m);
+            /* PyTorch on the same configuration, right after ours */
+            rw->torch_train = rw->torch_infer = 0;
+            if (torch_script &&
+                !torch_row(torch_script, rw->model, B, th, f.epochs * 2, ni * 2, 3,
+                           &rw->torch_train, &rw->torch_infer))
+                fprintf(stderr, "bench: torch %s batch %d threads %d done\n", rw->model, B, th);
         }
     }
     printf("libpetal-nn benchmark (synthetic data; OPENBLAS_CORETYPE=%s)\n",
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
-    printf("%-11s %5s %3s | %10s %10s %8s | %6s | %9s %6s %6s | %9s %6s\n", "model", "batch",
-           "thr", "train im/s", "infer im/s", "GFLOP/s", "sgemm", "torch trn", "ratio", "norm",
-           "torch inf", "ratio");
+    if (!torch_script)
+        printf("torch baseline: unavailable (not requested: bench_nn --torch SCRIPT)\n");
+    else if (torch_why[0])
+        printf("torch baseline: unavailable (%s)\n", torch_why);
+    printf("%-11s %5s %3s | %10s %10s %8s | %6s | %9s %6s | %9s %6s | %7s %6s %6s | %7s %6s\n",
+           "model", "batch", "thr", "train im/s", "infer im/s", "GFLOP/s", "sgemm", "torch trn",
+           "ratio", "torch inf", "ratio", "anc trn", "ratio", "norm", "anc inf", "ratio");
     if (nr == 0) return 1;
     for (int i = 0; i < nr; i++) {
         row *r = &rows[i];
+        char tt[16] = "-", tr[16] = "-", ti[16] = "-", tir[16] = "-";
+        if (r->torch_train > 0) {
+            snprintf(tt, sizeof tt, "%.1f", r->torch_train);
+            snprintf(tr, sizeof tr, "%.2f", r->train_ips / r->torch_train);
+            snprintf(ti, sizeof ti, "%.1f", r->torch_infer);
+            snprintf(tir, sizeof tir, "%.2f", r->infer_ips / r->torch_infer);
+        }
         char ai[16] = "-", ar[16] = "-";
         if (r->anchor_infer > 0) {
             snprintf(ai, sizeof ai, "%.0f", r->anchor_infer);
@@ -183,15 +295,19 @@ int main(int argc, char **argv)
         /* norm: the ratio with PyTorch's figure scaled by this run's sgemm speed
          * relative to the anchor machine's (107 / 184 GFLOP/s at 1 / 2 threads) */
         double anchor_sg = r->threads == 1 ? 107.0 : 184.0;
-        printf("%-11s %5d %3d | %10.1f %10.1f %8.1f | %6.1f | %9.0f %6.2f %6.2f | %9s %6s\n",
+        printf("%-11s %5d %3d | %10.1f %10.1f %8.1f | %6.1f | %9s %6s | %9s %6s | %7.0f %6.2f "
+               "%6.2f | %7s %6s\n",
                r->model, r->batch, r->threads, r->train_ips, r->infer_ips, r->train_gflops,
-               r->sgemm, r->anchor_train, r->train_ips / r->anchor_train,
+               r->sgemm, tt, tr, ti, tir, r->anchor_train, r->train_ips / r->anchor_train,
                r->train_ips / (r->anchor_train * r->sgemm / anchor_sg), ai, ar);
     }
     printf("GFLOP/s: GEMM-exact training FLOPs (seed-cnn %.1f, fmnist-cnn %.1f MFLOP/image); "
            "sgemm: cblas_sgemm 1024^3 in this run\n", rows[0].mflop, rows[nr - 1].mflop);
-    printf("torch: PyTorch 1.13 (oneDNN, allocations retained) on this machine kind, "
-           "docs/anchors.md; ratio = ours / torch;\n  norm = ratio with torch's figure scaled "
+    printf("torch trn/inf: PyTorch (%s) measured in this run right after each row, same model,\n"
+           "  batch, threads, Adam, synthetic data, best of 3 (" TORCH_MALLOC "); ratio = ours / "
+           "torch\n", torch_script ? "torch_baseline.py" : "not run");
+    printf("anc: PyTorch 1.13 (oneDNN, allocations retained) on this machine kind on another day, "
+           "docs/anchors.md;\n  norm = ratio with that figure scaled "
            "by (sgemm here / sgemm on the anchor machine: 107 at 1, 184 at 2 threads)\n");
     printf("peak RSS while training seed-cnn batch 32: %.1f MiB (limit 1024)\n",
            rss_seed_kb / 1024.0);

@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""torch_baseline.py - same-run PyTorch baseline for `make bench-nn`.
+
+Builds seed-cnn or fmnist-cnn in PyTorch (NCHW, 'valid' convolutions, the same
+layer sizes as libpetal-nn's presets), trains it with Adam (Keras defaults) and
+softmax cross-entropy on synthetic data, and measures training and inference
+images/s at the given batch size and thread count: one warm-up pass, then the
+best of REPS repetitions (as bench_nn does).
+
+usage: torch_baseline.py MODEL BATCH THREADS TRAIN_BATCHES INFER_BATCHES REPS
+
+Prints one line:
+  torch model=M batch=B threads=T train_ips=X infer_ips=Y malloc=SETTING
+or, when PyTorch cannot be used:
+  torch unavailable: REASON
+(exit status 0 on success, 2 when unavailable, 1 on bad arguments).
+
+bench_nn runs it with glibc allocations retained (MALLOC_MMAP_MAX_=0 and a huge
+MALLOC_TRIM_THRESHOLD_), PyTorch's best on these VMs (docs/anchors.md).
+"""
+import os
+import sys
+import time
+
+
+def build(torch, model):
+    nn = torch.nn
+    if model == "seed-cnn":
+        shape = (3, 256, 256)
+        layers = [nn.Conv2d(3, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Flatten(), nn.Linear(64 * 30 * 30, 128), nn.ReLU(), nn.Linear(128, 10)]
+    elif model == "fmnist-cnn":
+        shape = (1, 28, 28)
+        layers = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10)]
+    else:
+        return None, None
+    return nn.Sequential(*layers), shape
+
+
+def main(argv):
+    if len(argv) != 7:
+        print("usage: torch_baseline.py MODEL BATCH THREADS TRAIN_BATCHES INFER_BATCHES REPS",
+              file=sys.stderr)
+        return 1
+    model = argv[1]
+    try:
+        batch, threads, ntrain, ninfer, reps = (int(a) for a in argv[2:])
+    except ValueError:
+        print("torch_baseline: BATCH THREADS TRAIN_BATCHES INFER_BATCHES REPS must be integers",
+              file=sys.stderr)
+        return 1
+    if min(batch, threads, ntrain, ninfer, reps) < 1:
+        print("torch_baseline: numeric arguments must be >= 1", file=sys.stderr)
+        return 1
+    try:
+        import torch
+    except Exception as e:  # ImportError, or a broken install
+        print("torch unavailable: cannot import torch (%s)" % e)
+        return 2
+    torch.set_num_threads(threads)
+    torch.manual_seed(42)
+    net, shape = build(torch, model)
+    if net is None:
+        print("torch_baseline: unknown model %r (seed-cnn, fmnist-cnn)" % model, file=sys.stderr)
+        return 1
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    # two distinct batches, reused (as bench_nn)
+    xs = [torch.rand((batch,) + shape) for _ in range(2)]
+    ys = [torch.arange(batch) % 10 for _ in range(2)]
+
+    def train(n):
+        net.train()
+        for i in range(n):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(xs[i % 2]), ys[i % 2])
+            loss.backward()
+            opt.step()
+
+    def infer(n):
+        net.eval()
+        with torch.no_grad():
+            for i in range(n):
+                torch.softmax(net(xs[i % 2]), dim=1)
+
+    train(2)  # warm-up: first touch, oneDNN primitive creation
+    infer(2)
+    tt = ti = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        train(ntrain)
+        tt = min(tt, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        infer(ninfer)
+        ti = min(ti, time.perf_counter() - t0)
+    retained = os.environ.get("MALLOC_MMAP_MAX_") == "0"
+    print("torch model=%s batch=%d threads=%d train_ips=%.2f infer_ips=%.2f malloc=%s"
+          % (model, batch, threads, ntrain * batch / tt, ninfer * batch / ti,
+             "retained" if retained else "default"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
