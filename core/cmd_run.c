@@ -872,7 +872,8 @@ static void usage(FILE *f)
             "  -h, --help                    this help\n"
             "\n"
             "Strategy options (e.g. --server-momentum 0.9, --proximal-mu 0.1, --eta 0.01)\n"
-            "are passed to the server; 'petal server --help' lists them.\n",
+            "are passed to the server; 'petal server --help' lists them. --flower-defaults\n"
+            "(or --defaults flower) uses Flower's own defaults for the adaptive optimizers.\n",
             DEF_CLIENTS, DEF_ROUNDS, DEFAULT_STRATEGIES, DEF_EPOCHS, DEF_BATCH, DEF_LR,
             DEF_LIMIT, DEF_EVAL_LIMIT, DEF_CLIENT_EVAL_LIMIT);
 }
@@ -1000,7 +1001,12 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
             }
             char key[96];
             const char *val = NULL, *eq = strchr(arg, '=');
-            if (eq) {
+            if (!strcmp(arg, "--flower-defaults")) {
+                /* same spelling as petal server's flag: no value */
+                snprintf(key, sizeof key, "defaults");
+                val = "flower";
+                optind = idx + 1;
+            } else if (eq) {
                 snprintf(key, sizeof key, "%.*s", (int)(eq - arg - 2), arg + 2);
                 val = eq + 1;
                 optind = idx + 1;

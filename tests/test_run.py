@@ -86,6 +86,11 @@ def test_options(tmp):
           and cl[cl.index("--limit") + 1] == "300" and cl[cl.index("--seed") + 1] == "7",
           lines[3])
     check("dry_run_second_strategy", "FedAdam/3" in lines[4], lines[4])
+    # Flower's defaults, spelled as petal server spells the flag
+    r = petal_run(["--dry-run", "--strategy", "FedAdam", "--flower-defaults"])
+    srv = r.stdout.split("\n")[0].split()
+    check("dry_run_flower_defaults", r.returncode == 0 and "--strategy-opt" in srv
+          and srv[srv.index("--strategy-opt") + 1] == "defaults=flower", r.stdout + r.stderr)
 
     bad = [
         (["--strategy", "FedNope"], "unknown strategy 'FedNope'"),
