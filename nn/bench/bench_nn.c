@@ -304,8 +304,9 @@ int main(int argc, char **argv)
     printf("GFLOP/s: GEMM-exact training FLOPs (seed-cnn %.1f, fmnist-cnn %.1f MFLOP/image); "
            "sgemm: cblas_sgemm 1024^3 in this run\n", rows[0].mflop, rows[nr - 1].mflop);
     printf("torch trn/inf: PyTorch (%s) measured in this run right after each row, same model,\n"
-           "  batch, threads, Adam, synthetic data, best of 3 (" TORCH_MALLOC "); ratio = ours / "
-           "torch\n", torch_script ? "torch_baseline.py" : "not run");
+           "  batch, threads, Adam, synthetic data, channels_last, best of 3\n"
+           "  (" TORCH_MALLOC "); ratio = ours / torch\n",
+           torch_script ? "torch_baseline.py" : "not run");
     printf("anc: PyTorch 1.13 (oneDNN, allocations retained) on this machine kind on another day, "
            "docs/anchors.md;\n  norm = ratio with that figure scaled "
            "by (sgemm here / sgemm on the anchor machine: 107 at 1, 184 at 2 threads)\n");
