@@ -66,7 +66,8 @@ bench-nn: $(NN_BENCH)
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch \
 	    >/dev/null; } || echo "bench-nn: could not install python3-torch"; \
-	  else echo "bench-nn: for the same-run PyTorch baseline run: sudo apt-get install -y python3-torch"; fi; }
+	  else echo "bench-nn: for the same-run PyTorch baseline run:" \
+	    "sudo apt-get install -y python3-torch"; fi; }
 	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_BENCH) --torch nn/bench/torch_baseline.py \
 	  $(BENCH_ARGS)
 
