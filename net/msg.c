@@ -432,6 +432,33 @@ static int bad(dctx *c, const pnet_rd *r, const char *what)
                      (size_t)(r->p - c->base));
 }
 
+/* One step of the ServerMessage/ClientMessage envelope (oneof msg, members
+ * 1..5, each length-delimited). Returns 1 with *f and *b set for a member, 0
+ * when an unknown field was skipped, or PT_ERR_PROTO naming msg. */
+static int next_member(dctx *c, pnet_rd *r, const char *msg, uint32_t *f, pnet_bytes *b)
+{
+    char what[80];
+    int wt;
+    if (pnet_rd_key(r, f, &wt)) {
+        snprintf(what, sizeof what, "bad field key in %s", msg);
+        return bad(c, r, what);
+    }
+    if (*f < 1 || *f > 5) {
+        if (!pnet_rd_skip(r, wt)) return 0;
+        snprintf(what, sizeof what, "malformed unknown field in %s", msg);
+        return bad(c, r, what);
+    }
+    if (wt != PNET_WT_LEN) {
+        snprintf(what, sizeof what, "wrong wire type for a %s member", msg);
+        return bad(c, r, what);
+    }
+    if (pnet_rd_bytes(r, b)) {
+        snprintf(what, sizeof what, "truncated %s member", msg);
+        return bad(c, r, what);
+    }
+    return 1;
+}
+
 static void params_view_free(pnet_params_view *v)
 {
     free(v->tensors);
@@ -548,27 +575,13 @@ int pnet_server_in_decode(const uint8_t *buf, size_t len, pnet_server_in *out, c
     pnet_arena_init(&c.arena, first, sizeof first);
     while (r.p < r.end) {
         uint32_t f;
-        int wt;
         pnet_bytes b;
-        if (pnet_rd_key(&r, &f, &wt)) {
-            rc = bad(&c, &r, "bad field key in ServerMessage");
+        int k = next_member(&c, &r, "ServerMessage", &f, &b);
+        if (k < 0) {
+            rc = k;
             break;
         }
-        if (f < 1 || f > 5) {
-            if (pnet_rd_skip(&r, wt)) {
-                rc = bad(&c, &r, "malformed unknown field in ServerMessage");
-                break;
-            }
-            continue;
-        }
-        if (wt != PNET_WT_LEN) {
-            rc = bad(&c, &r, "wrong wire type for a ServerMessage member");
-            break;
-        }
-        if (pnet_rd_bytes(&r, &b)) {
-            rc = bad(&c, &r, "truncated ServerMessage member");
-            break;
-        }
+        if (k == 0) continue; /* unknown field, skipped */
         if (out->type != (pnet_smsg_type)f) { /* a different oneof member replaces */
             pnet_server_in_free(out);
             out->type = (pnet_smsg_type)f;
@@ -639,27 +652,13 @@ int pnet_client_in_decode(const uint8_t *buf, size_t len, pnet_client_in *out, c
     pnet_arena_init(&c.arena, first, sizeof first);
     while (r.p < r.end) {
         uint32_t f;
-        int wt;
         pnet_bytes b;
-        if (pnet_rd_key(&r, &f, &wt)) {
-            rc = bad(&c, &r, "bad field key in ClientMessage");
+        int k = next_member(&c, &r, "ClientMessage", &f, &b);
+        if (k < 0) {
+            rc = k;
             break;
         }
-        if (f < 1 || f > 5) {
-            if (pnet_rd_skip(&r, wt)) {
-                rc = bad(&c, &r, "malformed unknown field in ClientMessage");
-                break;
-            }
-            continue;
-        }
-        if (wt != PNET_WT_LEN) {
-            rc = bad(&c, &r, "wrong wire type for a ClientMessage member");
-            break;
-        }
-        if (pnet_rd_bytes(&r, &b)) {
-            rc = bad(&c, &r, "truncated ClientMessage member");
-            break;
-        }
+        if (k == 0) continue; /* unknown field, skipped */
         if (out->type != (pnet_cmsg_type)f) {
             pnet_client_in_free(out);
             out->type = (pnet_cmsg_type)f;
