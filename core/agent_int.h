@@ -134,6 +134,12 @@ void pt_agent_params_view_free(pt_params *p);
 int pt_agent_parse_int(const char *opt, const char *s, long long lo, long long hi,
                        long long *out);
 int pt_agent_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* --backend: parse openblas|reference into *out (a pnn_backend); on failure
+ * print "CMD: --backend: unknown backend ..." and return PT_ERR_INVAL. */
+int pt_agent_parse_backend(const char *cmd, const char *s, int *out);
+/* --log-level: set the core log level; on failure print
+ * "CMD: --log-level: unknown level ..." and return PT_ERR_INVAL. */
+int pt_agent_set_log_level(const char *cmd, const char *s);
 /* SIGINT/SIGTERM set *stop = 1 (no SA_RESTART); SIGPIPE ignored. */
 void pt_agent_signals(volatile int *stop);
 

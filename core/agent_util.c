@@ -112,3 +112,25 @@ void pt_agent_signals(volatile int *stop)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
+
+int pt_agent_parse_backend(const char *cmd, const char *s, int *out)
+{
+    pnn_backend b;
+    if (pnn_backend_parse(s, &b)) {
+        fprintf(stderr, "%s: --backend: unknown backend '%s' (openblas or reference)\n", cmd, s);
+        return PT_ERR_INVAL;
+    }
+    *out = (int)b;
+    return PT_OK;
+}
+
+int pt_agent_set_log_level(const char *cmd, const char *s)
+{
+    int l = pt_log_level_parse(s);
+    if (l < 0) {
+        fprintf(stderr, "%s: --log-level: unknown level '%s'\n", cmd, s);
+        return PT_ERR_INVAL;
+    }
+    pt_log_set_level((pt_log_level)l);
+    return PT_OK;
+}

@@ -165,16 +165,9 @@ int pt_cmd_client(int argc, char **argv)
             if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
             o.seed = (uint64_t)iv;
             break;
-        case O_BACKEND: {
-            pnn_backend b;
-            if (pnn_backend_parse(optarg, &b)) {
-                fprintf(stderr, "petal client: --backend: unknown backend '%s' "
-                                "(openblas or reference)\n", optarg);
-                return 2;
-            }
-            o.backend = (int)b;
+        case O_BACKEND:
+            if (pt_agent_parse_backend("petal client", optarg, &o.backend)) return 2;
             break;
-        }
         case O_THREADS:
             if (pt_agent_parse_int("--threads", optarg, 1, 256, &iv)) return 2;
             o.threads = (int)iv;
@@ -188,15 +181,9 @@ int pt_cmd_client(int argc, char **argv)
             o.id = optarg;
             break;
         case O_OUT: o.out_dir = optarg; break;
-        case O_LOG: {
-            int l = pt_log_level_parse(optarg);
-            if (l < 0) {
-                fprintf(stderr, "petal client: --log-level: unknown level '%s'\n", optarg);
-                return 2;
-            }
-            pt_log_set_level((pt_log_level)l);
+        case O_LOG:
+            if (pt_agent_set_log_level("petal client", optarg)) return 2;
             break;
-        }
         case O_HELP: usage(stdout); return 0;
         case O_KEEP_OPT: o.keep_optimizer = 1; break;
         case O_REJOIN:
