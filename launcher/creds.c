@@ -58,6 +58,20 @@ static const char *kv_get(void *ud, const char *name)
     return NULL;
 }
 
+/* Append k=v to out; keys and values longer than the fixed fields are
+ * skipped (returns 0). Returns -1 when out of memory. */
+static int kv_append(kvlist *out, const char *k, const char *v)
+{
+    if (strlen(k) >= sizeof out->e[0].key || strlen(v) >= sizeof out->e[0].value) return 0;
+    kv *ne = realloc(out->e, (out->n + 1) * sizeof *ne);
+    if (!ne) return -1;
+    out->e = ne;
+    snprintf(ne[out->n].key, sizeof ne[0].key, "%s", k);
+    snprintf(ne[out->n].value, sizeof ne[0].value, "%s", v);
+    out->n++;
+    return 0;
+}
+
 /* Read a .env file (KEY=value, optional "export ", quotes). PT_ERR_NOTFOUND if absent. */
 static int read_env_file(const char *path, kvlist *out, char *err)
 {
@@ -91,16 +105,10 @@ static int read_env_file(const char *path, kvlist *out, char *err)
             v[vl - 1] = 0;
             v++;
         }
-        if (strlen(k) >= sizeof out->e[0].key || strlen(v) >= sizeof out->e[0].value) continue;
-        kv *ne = realloc(out->e, (out->n + 1) * sizeof *ne);
-        if (!ne) {
+        if (kv_append(out, k, v)) {
             rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
             break;
         }
-        out->e = ne;
-        snprintf(ne[out->n].key, sizeof ne[0].key, "%s", k);
-        snprintf(ne[out->n].value, sizeof ne[0].value, "%s", v);
-        out->n++;
     }
     free(line);
     fclose(f);
@@ -150,16 +158,10 @@ static int read_ini(const char *path, const char *want, int config, kvlist *out,
         char *k = line, *v = eq + 1;
         trim(k);
         trim(v);
-        if (strlen(k) >= sizeof out->e[0].key || strlen(v) >= sizeof out->e[0].value) continue;
-        kv *ne = realloc(out->e, (out->n + 1) * sizeof *ne);
-        if (!ne) {
+        if (kv_append(out, k, v)) {
             rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
             break;
         }
-        out->e = ne;
-        snprintf(ne[out->n].key, sizeof ne[0].key, "%s", k);
-        snprintf(ne[out->n].value, sizeof ne[0].value, "%s", v);
-        out->n++;
     }
     free(line);
     fclose(f);
