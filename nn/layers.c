@@ -429,6 +429,61 @@ static void block_rows(const nn_layer *c, size_t n, int nimg, int py0, int npy, 
     }
 }
 
+/* One 2x2 window row of oc channels: o = max of the four, code = the first
+ * position holding it (0..3); then + bias and ReLU when bias is given. */
+static inline void pool4_fwd(float *restrict o, uint8_t *restrict code, const float *restrict p0,
+                             const float *restrict p1, const float *restrict p2,
+                             const float *restrict p3, int oc, const float *restrict bias,
+                             int relu)
+{
+    int k = 0;
+#ifdef __SSE2__
+    const __m128i one = _mm_set1_epi32(1), two = _mm_set1_epi32(2), three = _mm_set1_epi32(3);
+    for (; k + 4 <= oc; k += 4) {
+        __m128 v = _mm_loadu_ps(p0 + k), a = _mm_loadu_ps(p1 + k);
+        __m128 q = _mm_cmpgt_ps(a, v);
+        __m128i w = _mm_and_si128(_mm_castps_si128(q), one);
+        v = _mm_or_ps(_mm_and_ps(q, a), _mm_andnot_ps(q, v));
+        a = _mm_loadu_ps(p2 + k);
+        q = _mm_cmpgt_ps(a, v);
+        w = _mm_or_si128(_mm_and_si128(_mm_castps_si128(q), two),
+                         _mm_andnot_si128(_mm_castps_si128(q), w));
+        v = _mm_or_ps(_mm_and_ps(q, a), _mm_andnot_ps(q, v));
+        a = _mm_loadu_ps(p3 + k);
+        q = _mm_cmpgt_ps(a, v);
+        w = _mm_or_si128(_mm_and_si128(_mm_castps_si128(q), three),
+                         _mm_andnot_si128(_mm_castps_si128(q), w));
+        v = _mm_or_ps(_mm_and_ps(q, a), _mm_andnot_ps(q, v));
+        _mm_storeu_ps(o + k, v);
+        w = _mm_packs_epi32(w, w);
+        w = _mm_packus_epi16(w, w);
+        int32_t c4 = _mm_cvtsi128_si32(w);
+        memcpy(code + k, &c4, 4);
+    }
+#endif
+    for (; k < oc; k++) {
+        float v = p0[k];
+        int w = 0;
+        w = p1[k] > v ? 1 : w;
+        v = p1[k] > v ? p1[k] : v;
+        w = p2[k] > v ? 2 : w;
+        v = p2[k] > v ? p2[k] : v;
+        w = p3[k] > v ? 3 : w;
+        v = p3[k] > v ? p3[k] : v;
+        code[k] = (uint8_t)w;
+        o[k] = v;
+    }
+    if (!bias) return;
+    if (relu) {
+        for (k = 0; k < oc; k++) {
+            float v = o[k] + bias[k];
+            o[k] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (k = 0; k < oc; k++) o[k] += bias[k];
+    }
+}
+
 static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0, int npy)
 {
     pnn_model *m = t->m;
@@ -454,27 +509,24 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
         pnn__sgemm(m->backend, 0, 0, (int)rows, oc, K, 1.0f, A, K, m->w + c->woff, oc, 0.0f, C,
                  oc);
     }
-    bias_act(C, rows, oc, m->w + c->boff, c->act);
+    /* ReLU and linear: bias and activation after the pooling, on 4x fewer
+     * values. Exact: adding a per-channel bias and the ReLU are monotonic, so
+     * max(relu(a + b), ...) == relu(max(a, ...) + b) in floating point too. */
+    const float *bias = m->w + c->boff;
+    const int late = c->act != NN_ACT_SOFTMAX, relu = c->act == NN_ACT_RELU;
+    if (!late) bias_act(C, rows, oc, bias, c->act);
     const size_t rs = (size_t)ow * oc;
     for (int j = 0; j < nimg; j++) {
         const float *Cj = C + (whole ? (size_t)j * pix * oc : 0);
         for (int py = py0; py < py0 + npy; py++) {
             const float *crow = Cj + (size_t)(whole ? 2 * py : 2 * (py - py0)) * rs;
             size_t po = (n + j) * p->osz + (size_t)py * p->ow * oc;
-            float *restrict o = p->out + po;
-            uint8_t *restrict code = p->code + po;
+            float *o = p->out + po;
+            uint8_t *code = p->code + po;
             for (int px = 0; px < p->ow; px++, o += oc, code += oc) {
-                const float *p0 = crow + (size_t)2 * px * oc, *p1 = p0 + oc;
-                const float *p2 = p0 + rs, *p3 = p2 + oc;
-                for (int k = 0; k < oc; k++) {
-                    float v = p0[k];
-                    uint8_t w = 0;
-                    if (p1[k] > v) v = p1[k], w = 1;
-                    if (p2[k] > v) v = p2[k], w = 2;
-                    if (p3[k] > v) v = p3[k], w = 3;
-                    o[k] = v;
-                    code[k] = w;
-                }
+                const float *p0 = crow + (size_t)2 * px * oc;
+                pool4_fwd(o, code, p0, p0 + oc, p0 + rs, p0 + rs + oc, oc, late ? bias : NULL,
+                          relu);
             }
         }
     }
@@ -484,6 +536,43 @@ static void fused_fwd_task(void *arg, int tid, int nt)
 {
     (void)nt;
     for_blocks(arg, tid, fused_fwd_block, 0);
+}
+
+/* The conv output gradient of one window row from the pooled gradient g: the
+ * winner gets g (0 where the ReLU was off: o, the pooled value, is 0), the
+ * others 0; the bias gradient db sums what passed. */
+static inline void pool4_bwd(float *restrict g0, float *restrict g1, float *restrict g2,
+                             float *restrict g3, float *restrict db, const float *restrict g,
+                             const float *restrict o, const uint8_t *restrict code, int oc,
+                             int relu)
+{
+    int k = 0;
+#ifdef __SSE2__
+    const __m128 zero = _mm_setzero_ps();
+    const __m128i z = _mm_setzero_si128(), one = _mm_set1_epi32(1), two = _mm_set1_epi32(2),
+                  three = _mm_set1_epi32(3);
+    for (; k + 4 <= oc; k += 4) {
+        __m128 v = _mm_loadu_ps(g + k);
+        if (relu) v = _mm_and_ps(v, _mm_cmpgt_ps(_mm_loadu_ps(o + k), zero));
+        int32_t c4;
+        memcpy(&c4, code + k, 4);
+        __m128i w = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(c4), z), z);
+        _mm_storeu_ps(g0 + k, _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(w, z)), v));
+        _mm_storeu_ps(g1 + k, _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(w, one)), v));
+        _mm_storeu_ps(g2 + k, _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(w, two)), v));
+        _mm_storeu_ps(g3 + k, _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(w, three)), v));
+        _mm_storeu_ps(db + k, _mm_add_ps(_mm_loadu_ps(db + k), v));
+    }
+#endif
+    for (; k < oc; k++) {
+        float v = !relu || o[k] > 0.0f ? g[k] : 0.0f;
+        int w = code[k];
+        g0[k] = w == 0 ? v : 0.0f;
+        g1[k] = w == 1 ? v : 0.0f;
+        g2[k] = w == 2 ? v : 0.0f;
+        g3[k] = w == 3 ? v : 0.0f;
+        db[k] += v;
+    }
 }
 
 static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0, int npy)
@@ -498,7 +587,9 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     float *ws = m->ws + (size_t)tid * m->ws_n, *ws2 = m->ws2 + (size_t)tid * m->ws_n;
     float *G = m->cs + (size_t)tid * m->cs_n;
     float *dW = m->gpriv + n / t->group * m->gpriv_n, *dB = dW + c->wn;
-    memset(G, 0, rows * oc * sizeof(float));
+    /* every conv output of a window gets its value (the pooled gradient at
+     * the winner, 0 elsewhere) unless the pool drops an odd last row/column */
+    if (c->oh != 2 * p->oh || ow != 2 * p->ow) memset(G, 0, rows * oc * sizeof(float));
     const size_t rs = (size_t)ow * oc;
     const int relu = c->act == NN_ACT_RELU;
     for (int j = 0; j < nimg; j++) {
@@ -508,15 +599,12 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
             size_t po = (n + j) * p->osz + (size_t)py * p->ow * oc;
             const float *g = t->gy + po, *o = p->out + po;
             const uint8_t *code = p->code + po;
-            const size_t off[4] = {0, (size_t)oc, rs, rs + oc};
             for (int px = 0; px < p->ow; px++, g += oc, o += oc, code += oc) {
                 float *g0 = grow + (size_t)2 * px * oc;
-                for (int k = 0; k < oc; k++)
-                    if (!relu || o[k] > 0.0f) g0[off[code[k]] + k] = g[k];
+                pool4_bwd(g0, g0 + oc, g0 + rs, g0 + rs + oc, dB, g, o, code, oc, relu);
             }
         }
     }
-    col_sums(dB, G, rows, oc);
     const float *W = m->w + c->woff;
     if (!whole && use_rowshift(c)) {
         const int KW = c->kw * c->ic, y0 = 2 * py0 - c->pt, ny = 2 * npy + c->kh - 1;

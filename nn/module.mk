@@ -11,7 +11,7 @@ NN_LIB  := $(BUILD)/libpetal-nn.a
 NN_SO   := $(BUILD)/libpetal-nn.so
 NN_LDLIBS := -lopenblas -lcjson -lm
 # -O3 for the vectorised loops (no -ffast-math: results stay reproducible)
-$(NN_OBJS): CFLAGS += -O3
+$(NN_OBJS): CFLAGS += -O3 -fno-math-errno -ffp-contract=off
 LIBS_ALL += $(NN_LIB) $(NN_SO)
 PETAL_ARCHIVES += $(NN_LIB)
 PETAL_LDLIBS += -lopenblas -lcjson

@@ -196,7 +196,15 @@ typedef struct opt_task {
     float lr_t;       /* Adam's bias-corrected rate */
 } opt_task;
 
-static void opt_range(opt_task *t, size_t i0, size_t i1)
+/* Vector-width clones picked at load time: the loops are elementwise and
+ * built without FP contraction, so every clone gives the same bits. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__gnu_linux__)
+#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+
+NN_CLONES static void opt_block(opt_task *t, size_t i0, size_t i1)
 {
     pnn_model *m = t->m;
     const pnn_fit_opts *o = t->o;
@@ -230,7 +238,16 @@ static void opt_range(opt_task *t, size_t i0, size_t i1)
             w[i] -= lr_t * mm[i] / (sqrtf(vv[i]) + eps);
         }
     }
-    memset(g + i0, 0, (i1 - i0) * sizeof(float));
+}
+
+/* In cache-sized blocks, clearing each block's gradient while it is hot. */
+static void opt_range(opt_task *t, size_t i0, size_t i1)
+{
+    for (size_t j = i0; j < i1; j += 4096) {
+        size_t e = j + 4096 < i1 ? j + 4096 : i1;
+        opt_block(t, j, e);
+        memset(t->m->g + j, 0, (e - j) * sizeof(float));
+    }
 }
 
 static void opt_task_fn(void *arg, int tid, int nt)
