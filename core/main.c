@@ -1,37 +1,12 @@
 /* main.c - the petal command: git-style subcommands. */
 #include "petal.h"
 #include "cmd.h"
+#include "blas_core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* OpenBLAS (linked through nn/) picks its kernels when it is loaded, before
- * main(). On CPUs it does not recognise (common on VMs that hide the CPU
- * model) the Debian build falls back to generic "Prescott" SSE3 kernels,
- * several times slower than its AVX2 "Haswell" ones. When the user has not
- * chosen a core type (OPENBLAS_CORETYPE unset) and the CPU has AVX2 and FMA,
- * petal re-executes itself once with OPENBLAS_CORETYPE=Haswell. An explicit
- * OPENBLAS_CORETYPE (even empty) is always left alone, and
- * PETAL_NO_BLAS_REEXEC=1 turns this off. */
-char *openblas_get_corename(void);
-
-static void maybe_fix_blas_core(char **argv)
-{
-    const char *core;
-    if (getenv("OPENBLAS_CORETYPE") || getenv("PETAL_NO_BLAS_REEXEC")) return;
-    core = openblas_get_corename();
-    if (!core || (strcmp(core, "Prescott") && strcmp(core, "Core2") && strcmp(core, "Penryn")))
-        return;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
-    if (setenv("OPENBLAS_CORETYPE", "Haswell", 1) != 0) return;
-    setenv("PETAL_NO_BLAS_REEXEC", "1", 1); /* never loop */
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the generic kernels */
-    unsetenv("OPENBLAS_CORETYPE");
-}
 
 typedef struct command {
     const char *name;
@@ -58,7 +33,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    maybe_fix_blas_core(argv);
+    pt_blas_fix_core(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

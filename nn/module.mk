@@ -68,7 +68,7 @@ bench-nn: $(NN_BENCH)
 	    >/dev/null; } || echo "bench-nn: could not install python3-torch"; \
 	  else echo "bench-nn: for the same-run PyTorch baseline run:" \
 	    "sudo apt-get install -y python3-torch"; fi; }
-	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_BENCH) --torch nn/bench/torch_baseline.py \
+	$(NN_BENCH) --torch nn/bench/torch_baseline.py \
 	  $(BENCH_ARGS)
 
 # ---- accuracy check (uses data/'s IDX reader; nn itself does not depend on it) ----
@@ -79,4 +79,4 @@ $(NN_CHECKACC): $(BUILD)/nn/bench/check_accuracy.o $(NN_LIB) $$(DATA_LIB) $$(COR
 .PHONY: check-accuracy-nn
 check-accuracy: check-accuracy-nn
 check-accuracy-nn: $(NN_CHECKACC)
-	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(NN_CHECKACC)
+	$(NN_CHECKACC)

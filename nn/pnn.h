@@ -69,7 +69,8 @@
  *
  * Speed: OpenBLAS picks its kernels from the CPU; on CPUs it does not know it
  * may fall back to slow generic ones (check `openblas_get_corename()`; set
- * OPENBLAS_CORETYPE, e.g. Haswell, in the environment before starting).
+ * OPENBLAS_CORETYPE, e.g. SkylakeX or Haswell, in the environment before
+ * starting).
  */
 #ifndef PETAL_PNN_H
 #define PETAL_PNN_H

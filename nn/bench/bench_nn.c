@@ -15,6 +15,7 @@
  *   MODEL BATCH THREADS: that row only
  */
 #include "nn_int.h"
+#include "blas_core.h"
 
 #include <cblas.h>
 #include <stdarg.h>
@@ -151,6 +152,7 @@ static int torch_row(const char *script, const char *model, int batch, int threa
 
 int main(int argc, char **argv)
 {
+    pt_blas_fix_core(argv);
     int quick = 0, npos = 0;
     const char *torch_script = NULL, *pos[3];
     for (int i = 1; i < argc; i++) {
@@ -268,7 +270,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench: torch %s batch %d threads %d done\n", rw->model, B, th);
         }
     }
-    printf("libpetal-nn benchmark (synthetic data; OPENBLAS_CORETYPE=%s)\n",
+    const char *core = openblas_get_corename();
+    /* anchors.md's sgemm 1024^3 on the anchor machine with the same kernel
+     * family: AVX-512 (SkylakeX, Cooperlake, ...) 194 / 329, AVX2 107 / 184 */
+    int avx512 = core && (strstr(core, "Skylake") || strstr(core, "Cooperlake") ||
+                          strstr(core, "Sapphire"));
+    const double anc_sg1 = avx512 ? 194.0 : 107.0, anc_sg2 = avx512 ? 329.0 : 184.0;
+    printf("libpetal-nn benchmark (synthetic data; OpenBLAS kernels %s, OPENBLAS_CORETYPE=%s)\n",
+           core ? core : "?",
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
     if (!torch_script)
         printf("torch baseline: unavailable (not requested: bench_nn --torch SCRIPT)\n");
@@ -293,8 +302,8 @@ int main(int argc, char **argv)
             snprintf(ar, sizeof ar, "%.2f", r->infer_ips / r->anchor_infer);
         }
         /* norm: the ratio with PyTorch's figure scaled by this run's sgemm speed
-         * relative to the anchor machine's (107 / 184 GFLOP/s at 1 / 2 threads) */
-        double anchor_sg = r->threads == 1 ? 107.0 : 184.0;
+         * relative to the anchor machine's (same kernel family) */
+        double anchor_sg = r->threads == 1 ? anc_sg1 : anc_sg2;
         printf("%-11s %5d %3d | %10.1f %10.1f %8.1f | %6.1f | %9s %6s | %9s %6s | %7.0f %6.2f "
                "%6.2f | %7s %6s\n",
                r->model, r->batch, r->threads, r->train_ips, r->infer_ips, r->train_gflops,
@@ -309,7 +318,8 @@ int main(int argc, char **argv)
            torch_script ? "torch_baseline.py" : "not run");
     printf("anc: PyTorch 1.13 (oneDNN, allocations retained) on this machine kind on another day, "
            "docs/anchors.md;\n  norm = ratio with that figure scaled "
-           "by (sgemm here / sgemm on the anchor machine: 107 at 1, 184 at 2 threads)\n");
+           "by (sgemm here / sgemm on the anchor machine, %s kernels: %.0f at 1, %.0f at 2 "
+           "threads)\n", avx512 ? "AVX-512" : "AVX2", anc_sg1, anc_sg2);
     printf("peak RSS while training seed-cnn batch 32: %.1f MiB (limit 1024)\n",
            rss_seed_kb / 1024.0);
     return rss_seed_kb / 1024.0 < 1024 ? 0 : 1;

@@ -8,6 +8,7 @@
  */
 #include "pdata.h"
 #include "pnn.h"
+#include "blas_core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ static int on_progress(const pnn_progress *p, void *user)
 
 int main(int argc, char **argv)
 {
+    pt_blas_fix_core(argv);
     const char *dir = argc > 1 ? argv[1] : PD_FASHION_MNIST_DIR;
     int threads = argc > 2 ? atoi(argv[2]) : 2;
     uint64_t seed = argc > 3 ? strtoull(argv[3], NULL, 10) : 1;
