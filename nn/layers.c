@@ -315,58 +315,151 @@ static int use_rowshift(const nn_layer *l)
     return l->rowshift && l->sh == 1 && l->kh > 1 && l->kw * l->ic >= 8;
 }
 
-/* Q for input rows [y0, y0 + ny) of img (rows outside the image are zeros). */
-static void im2row(const nn_layer *l, const float *img, int y0, int ny, float *Q)
+/* The patches of input row y of img (zeros outside the image), one per output
+ * column ox, at d + ox * stride: Q[(y, ox), (kx, c)] = x[y, ox*sw + kx - pl, c]. */
+static void row_patches(const nn_layer *l, const float *img, int y, float *d, size_t stride)
 {
     const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
     const size_t KW = (size_t)kw * ic;
-    for (int yy = 0; yy < ny; yy++) {
-        int y = y0 + yy;
-        float *d = Q + (size_t)yy * ow * KW;
-        if (y < 0 || y >= l->ih) {
-            memset(d, 0, (size_t)ow * KW * sizeof(float));
+    if (y < 0 || y >= l->ih) {
+        for (int ox = 0; ox < ow; ox++) memset(d + ox * stride, 0, KW * sizeof(float));
+        return;
+    }
+    const float *s = img + (size_t)y * iw * ic;
+    for (int ox = 0; ox < ow; ox++, d += stride) {
+        int ix0 = ox * l->sw - l->pl;
+        if (ix0 >= 0 && ix0 + kw <= iw) {
+            copy_row(d, s + (size_t)ix0 * ic, KW);
             continue;
         }
-        const float *s = img + (size_t)y * iw * ic;
-        for (int ox = 0; ox < ow; ox++, d += KW) {
-            int ix0 = ox * l->sw - l->pl;
-            if (ix0 >= 0 && ix0 + kw <= iw) {
-                copy_row(d, s + (size_t)ix0 * ic, KW);
-                continue;
-            }
-            for (int kx = 0; kx < kw; kx++) {
-                int ix = ix0 + kx;
-                if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
-                else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
-            }
+        for (int kx = 0; kx < kw; kx++) {
+            int ix = ix0 + kx;
+            if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
+            else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
         }
     }
+}
+
+/* dimg (one image) += the patch gradients of input row y (see row_patches). */
+static void row_patches_add(const nn_layer *l, const float *d, int y, float *dimg, size_t stride)
+{
+    const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
+    const size_t KW = (size_t)kw * ic;
+    if (y < 0 || y >= l->ih) return;
+    float *s = dimg + (size_t)y * iw * ic;
+    for (int ox = 0; ox < ow; ox++, d += stride) {
+        int ix0 = ox * l->sw - l->pl;
+        if (ix0 >= 0 && ix0 + kw <= iw) {
+            float *restrict t = s + (size_t)ix0 * ic;
+            for (size_t j = 0; j < KW; j++) t[j] += d[j];
+            continue;
+        }
+        for (int kx = 0; kx < kw; kx++) {
+            int ix = ix0 + kx;
+            if (ix < 0 || ix >= iw) continue;
+            for (int c = 0; c < ic; c++) s[(size_t)ix * ic + c] += d[kx * ic + c];
+        }
+    }
+}
+
+/* Q for input rows [y0, y0 + ny) of img (rows outside the image are zeros). */
+static void im2row(const nn_layer *l, const float *img, int y0, int ny, float *Q)
+{
+    const size_t KW = (size_t)l->kw * l->ic;
+    for (int yy = 0; yy < ny; yy++) row_patches(l, img, y0 + yy, Q + (size_t)yy * l->ow * KW, KW);
 }
 
 /* dx (one image) += the gradient dQ of Q for input rows [y0, y0 + ny). */
 static void row2im(const nn_layer *l, const float *dQ, int y0, int ny, float *dimg)
 {
-    const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
-    const size_t KW = (size_t)kw * ic;
-    for (int yy = 0; yy < ny; yy++) {
-        int y = y0 + yy;
-        if (y < 0 || y >= l->ih) continue;
-        const float *d = dQ + (size_t)yy * ow * KW;
-        float *s = dimg + (size_t)y * iw * ic;
-        for (int ox = 0; ox < ow; ox++, d += KW) {
-            int ix0 = ox * l->sw - l->pl;
-            if (ix0 >= 0 && ix0 + kw <= iw) {
-                float *restrict t = s + (size_t)ix0 * ic;
-                for (size_t j = 0; j < KW; j++) t[j] += d[j];
-                continue;
+    const size_t KW = (size_t)l->kw * l->ic;
+    for (int yy = 0; yy < ny; yy++)
+        row_patches_add(l, dQ + (size_t)yy * l->ow * KW, y0 + yy, dimg, KW);
+}
+
+/* ---- row pairs ---------------------------------------------------------------
+ * A conv with few values per kernel row (kw*ic small, e.g. a first layer on
+ * RGB) makes thin GEMMs (depth kw*ic, width oc) that run far below sgemm's
+ * speed. Before a 2x2 pool its output rows come in pairs anyway, so the GEMM
+ * computes both rows of a pair at once: patch rows P[(j, ox)] hold input rows
+ * y0+2j and y0+2j+1 (2*kw*ic values), and pair j of outputs is
+ *   sum_{i < J} P[j + i] . E_i,  E_i[(r, q), (t, o)] = W[2i + r - t][q][o]
+ * (zero when the kernel row is outside 0..kh-1), J = kh/2 + 1 GEMMs of depth
+ * 2*kw*ic and width 2*oc instead of kh of depth kw*ic and width oc: a third
+ * more multiply-adds (the zero blocks) at over twice sgemm's speed. The
+ * output block is laid out [pair][ox][top oc | bottom oc]. */
+static int use_pairs(const nn_layer *l)
+{
+    return l->pairs && l->fuse_pool && l->sh == 1 && l->kh > 1 && l->kw * l->ic < 32;
+}
+
+static int pair_count(const nn_layer *l)
+{
+    return l->kh / 2 + 1;
+}
+
+size_t pnn__pairs_need(const nn_layer *l, size_t *e_floats)
+{
+    *e_floats = 0;
+    if (!use_pairs(l)) return 0;
+    const size_t KW = (size_t)l->kw * l->ic, J = (size_t)pair_count(l), ow = (size_t)l->ow;
+    size_t step = (size_t)l->chunk / (2 * ow); /* pooled rows per block, as for_blocks */
+    if (step < 1) step = 1;
+    *e_floats = J * 4 * KW * (size_t)l->oc;
+    return (step + J - 1) * ow * 2 * KW;
+}
+
+/* E_0 .. E_{J-1} from the layer's kernel, each (2 KW) x (2 oc). */
+static void pairs_expand(const pnn_model *m, const nn_layer *l, float *E)
+{
+    const int KW = l->kw * l->ic, oc = l->oc, J = pair_count(l);
+    const float *W = m->w + l->woff;
+    memset(E, 0, (size_t)J * 4 * KW * oc * sizeof(float));
+    for (int i = 0; i < J; i++)
+        for (int r = 0; r < 2; r++)
+            for (int t = 0; t < 2; t++) {
+                int ky = 2 * i + r - t;
+                if (ky < 0 || ky >= l->kh) continue;
+                float *e = E + (size_t)i * 4 * KW * oc;
+                for (int q = 0; q < KW; q++)
+                    memcpy(e + ((size_t)r * KW + q) * 2 * oc + (size_t)t * oc,
+                           W + ((size_t)ky * KW + q) * oc, (size_t)oc * sizeof(float));
             }
-            for (int kx = 0; kx < kw; kx++) {
-                int ix = ix0 + kx;
-                if (ix < 0 || ix >= iw) continue;
-                for (int c = 0; c < ic; c++) s[(size_t)ix * ic + c] += d[kx * ic + c];
+}
+
+/* dW += the kernel gradient folded out of dE_0 .. dE_{J-1}. */
+static void pairs_fold(const nn_layer *l, const float *dE, float *dW)
+{
+    const int KW = l->kw * l->ic, oc = l->oc, J = pair_count(l);
+    for (int i = 0; i < J; i++)
+        for (int r = 0; r < 2; r++)
+            for (int t = 0; t < 2; t++) {
+                int ky = 2 * i + r - t;
+                if (ky < 0 || ky >= l->kh) continue;
+                const float *e = dE + (size_t)i * 4 * KW * oc;
+                for (int q = 0; q < KW; q++) {
+                    const float *restrict s = e + ((size_t)r * KW + q) * 2 * oc + (size_t)t * oc;
+                    float *restrict d = dW + ((size_t)ky * KW + q) * oc;
+                    for (int o = 0; o < oc; o++) d[o] += s[o];
+                }
             }
-        }
-    }
+}
+
+/* P for pairs [0, np) starting at input row y0 of img. */
+static void im2pair(const nn_layer *l, const float *img, int y0, int np, float *P)
+{
+    const size_t KW = (size_t)l->kw * l->ic, pr = (size_t)l->ow * 2 * KW;
+    for (int j = 0; j < np; j++)
+        for (int r = 0; r < 2; r++) row_patches(l, img, y0 + 2 * j + r, P + j * pr + r * KW, 2 * KW);
+}
+
+/* dx (one image) += the gradient dP of P. */
+static void pair2im(const nn_layer *l, const float *dP, int y0, int np, float *dimg)
+{
+    const size_t KW = (size_t)l->kw * l->ic, pr = (size_t)l->ow * 2 * KW;
+    for (int j = 0; j < np; j++)
+        for (int r = 0; r < 2; r++)
+            row_patches_add(l, dP + j * pr + r * KW, y0 + 2 * j + r, dimg, 2 * KW);
 }
 
 /* ---- fused Conv2D (+ReLU) + MaxPool2D 2x2/2 ------------------------------------
@@ -382,6 +475,7 @@ typedef struct fused_task {
     int b;
     const float *x, *gy; /* conv input; pool output gradient (backward) */
     float *dx;           /* conv input gradient (backward, may be NULL) */
+    const float *E;      /* row pairs: the expanded kernels (see use_pairs), or NULL */
     size_t group;        /* images per work unit (see group_size) */
     atomic_size_t next;
 } fused_task;
@@ -494,7 +588,15 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     size_t r0, rows;
     block_rows(c, n, nimg, py0, npy, whole, &r0, &rows);
     float *ws = m->ws + (size_t)tid * m->ws_n, *C = m->cs + (size_t)tid * m->cs_n;
-    if (!whole && use_rowshift(c)) {
+    const int pairs = !whole && t->E;
+    if (pairs) {
+        const int KW2 = 2 * c->kw * c->ic, J = pair_count(c);
+        const size_t pr = (size_t)ow * KW2;
+        im2pair(c, t->x + n * c->isz, 2 * py0 - c->pt, npy + J - 1, ws);
+        for (int i = 0; i < J; i++)
+            pnn__sgemm(m->backend, 0, 0, npy * ow, 2 * oc, KW2, 1.0f, ws + i * pr, KW2,
+                     t->E + (size_t)i * KW2 * 2 * oc, 2 * oc, i ? 1.0f : 0.0f, C, 2 * oc);
+    } else if (!whole && use_rowshift(c)) {
         const int KW = c->kw * c->ic, y0 = 2 * py0 - c->pt;
         im2row(c, t->x + n * c->isz, y0, 2 * npy + c->kh - 1, ws);
         for (int ky = 0; ky < c->kh; ky++)
@@ -515,7 +617,10 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     const float *bias = m->w + c->boff;
     const int late = c->act != NN_ACT_SOFTMAX, relu = c->act == NN_ACT_RELU;
     if (!late) bias_act(C, rows, oc, bias, c->act);
-    const size_t rs = (size_t)ow * oc;
+    /* window (2py, 2px) .. (2py+1, 2px+1) at p0, p0 + d[1], p0 + d[2], p0 + d[3] */
+    const size_t rs = (size_t)ow * oc, step = pairs ? 4 * (size_t)oc : 2 * (size_t)oc;
+    const size_t d[4] = {0, pairs ? 2 * (size_t)oc : (size_t)oc, pairs ? (size_t)oc : rs,
+                         pairs ? 3 * (size_t)oc : rs + oc};
     for (int j = 0; j < nimg; j++) {
         const float *Cj = C + (whole ? (size_t)j * pix * oc : 0);
         for (int py = py0; py < py0 + npy; py++) {
@@ -524,8 +629,8 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
             float *o = p->out + po;
             uint8_t *code = p->code + po;
             for (int px = 0; px < p->ow; px++, o += oc, code += oc) {
-                const float *p0 = crow + (size_t)2 * px * oc;
-                pool4_fwd(o, code, p0, p0 + oc, p0 + rs, p0 + rs + oc, oc, late ? bias : NULL,
+                const float *p0 = crow + px * step;
+                pool4_fwd(o, code, p0, p0 + d[1], p0 + d[2], p0 + d[3], oc, late ? bias : NULL,
                           relu);
             }
         }
@@ -590,8 +695,10 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     /* every conv output of a window gets its value (the pooled gradient at
      * the winner, 0 elsewhere) unless the pool drops an odd last row/column */
     if (c->oh != 2 * p->oh || ow != 2 * p->ow) memset(G, 0, rows * oc * sizeof(float));
-    const size_t rs = (size_t)ow * oc;
-    const int relu = c->act == NN_ACT_RELU;
+    const int relu = c->act == NN_ACT_RELU, pairs = !whole && t->E;
+    const size_t rs = (size_t)ow * oc, step = pairs ? 4 * (size_t)oc : 2 * (size_t)oc;
+    const size_t d[4] = {0, pairs ? 2 * (size_t)oc : (size_t)oc, pairs ? (size_t)oc : rs,
+                         pairs ? 3 * (size_t)oc : rs + oc};
     for (int j = 0; j < nimg; j++) {
         float *Gj = G + (whole ? (size_t)j * pix * oc : 0);
         for (int py = py0; py < py0 + npy; py++) {
@@ -600,10 +707,28 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
             const float *g = t->gy + po, *o = p->out + po;
             const uint8_t *code = p->code + po;
             for (int px = 0; px < p->ow; px++, g += oc, o += oc, code += oc) {
-                float *g0 = grow + (size_t)2 * px * oc;
-                pool4_bwd(g0, g0 + oc, g0 + rs, g0 + rs + oc, dB, g, o, code, oc, relu);
+                float *g0 = grow + px * step;
+                pool4_bwd(g0, g0 + d[1], g0 + d[2], g0 + d[3], dB, g, o, code, oc, relu);
             }
         }
+    }
+    if (pairs) {
+        const int KW2 = 2 * c->kw * c->ic, J = pair_count(c), y0 = 2 * py0 - c->pt;
+        const size_t pr = (size_t)ow * KW2;
+        float *dE = m->pde + (size_t)tid * m->pe_n;
+        im2pair(c, t->x + n * c->isz, y0, npy + J - 1, ws);
+        for (int i = 0; i < J; i++)
+            pnn__sgemm(m->backend, 1, 0, KW2, 2 * oc, npy * ow, 1.0f, ws + i * pr, KW2, G,
+                     2 * oc, 0.0f, dE + (size_t)i * KW2 * 2 * oc, 2 * oc);
+        pairs_fold(c, dE, dW);
+        if (t->dx) {
+            memset(ws2, 0, (size_t)(npy + J - 1) * pr * sizeof(float));
+            for (int i = 0; i < J; i++)
+                pnn__sgemm(m->backend, 0, 1, npy * ow, KW2, 2 * oc, 1.0f, G, 2 * oc,
+                         t->E + (size_t)i * KW2 * 2 * oc, 2 * oc, 1.0f, ws2 + i * pr, KW2);
+            pair2im(c, ws2, y0, npy + J - 1, t->dx + n * c->isz);
+        }
+        return;
     }
     const float *W = m->w + c->woff;
     if (!whole && use_rowshift(c)) {
@@ -655,7 +780,11 @@ static void fused_bwd_task(void *arg, int tid, int nt)
 
 void pnn__conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x)
 {
-    fused_task t = {m, c, p, b, x, NULL, NULL, group_size(c, b), 0};
+    fused_task t = {m, c, p, b, x, NULL, NULL, NULL, group_size(c, b), 0};
+    if (use_pairs(c) && m->pe) {
+        pairs_expand(m, c, m->pe);
+        t.E = m->pe;
+    }
     pnn__blas_threads(1);
     pnn__parallel(m, fused_fwd_task, &t);
 }
@@ -663,7 +792,11 @@ void pnn__conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const
 void pnn__conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
                            const float *gy, float *dx)
 {
-    fused_task t = {m, c, p, b, x, gy, dx, group_size(c, b), 0};
+    fused_task t = {m, c, p, b, x, gy, dx, NULL, group_size(c, b), 0};
+    if (use_pairs(c) && m->pe) {
+        pairs_expand(m, c, m->pe);
+        t.E = m->pe;
+    }
     pnn__blas_threads(1);
     pnn__parallel(m, fused_bwd_task, &t);
     reduce_units(m, c, b, t.group);

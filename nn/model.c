@@ -113,7 +113,8 @@ void pnn__big_free_all(pnn_model *m)
         munmap(m->blocks[2 * i], (size_t)(uintptr_t)m->blocks[2 * i + 1]);
     m->nblocks = 0;
     m->cap = m->gcap = 0;
-    m->xin = m->ws = m->ws2 = m->gpriv = m->cs = NULL;
+    m->xin = m->ws = m->ws2 = m->gpriv = m->cs = m->pe = m->pde = NULL;
+    m->pe_n = 0;
     m->gbuf[0] = m->gbuf[1] = NULL;
     for (int i = 0; i < m->nl; i++) {
         m->L[i].out = NULL;
@@ -299,6 +300,7 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
                                                     "the flat output of layer %d", li, li - 1);
             l->type = NN_CONV;
             l->rowshift = 1;
+            l->pairs = 1;
             if ((rc = get_int(o, "filters", 0, 1, MAX_DIM, &l->oc, li, err))) return rc;
             if ((rc = get_pair(o, "kernel_size", 0, &l->kh, &l->kw, li, err))) return rc;
             if ((rc = get_pair(o, "strides", 1, &l->sh, &l->sw, li, err))) return rc;

@@ -39,6 +39,7 @@ typedef struct nn_layer {
     int relu_masked;            /* conv: the next layer (pool) applies our ReLU mask */
     int fuse_pool;              /* conv: computed together with the next (2x2/2) pool */
     int rowshift;               /* conv: row-shifted patches allowed (tests turn it off) */
+    int pairs;                  /* conv: row pairs allowed (tests turn it off) */
     int fused;                  /* pool: computed by the previous conv (see fuse_pool) */
     uint8_t *code;              /* fused pool: window winner 0..3 per output */
     /* batch buffers (owned by the model's arena; cap images) */
@@ -83,6 +84,9 @@ struct pnn_model {
     float *ws;         /* im2col workspace, ws_n floats per thread */
     size_t ws_n;
     float *ws2;        /* dcol workspace, ws_n floats per thread */
+    float *pe;         /* row pairs: one layer's expanded kernels, pe_n floats */
+    float *pde;        /* row pairs: their gradients, pe_n floats per thread */
+    size_t pe_n;
     float *cs;         /* fused conv+pool output block, cs_n floats per thread */
     size_t cs_n;
     float *gpriv;      /* conv weight gradients per work unit, gpriv_n floats each */
@@ -136,6 +140,11 @@ void pnn__layer_backward(pnn_model *m, nn_layer *l, int b, const float *x, const
 void pnn__conv_pool_forward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x);
 void pnn__conv_pool_backward(pnn_model *m, nn_layer *c, nn_layer *p, int b, const float *x,
                            const float *gy, float *dx);
+
+/* Row pairs (fused conv + pool with thin kernel rows): the im2col workspace
+ * floats a block needs (0: the layer does not use them; l->chunk must be
+ * set) and, in *e_floats, the size of the expanded kernels. */
+size_t pnn__pairs_need(const nn_layer *l, size_t *e_floats);
 
 /* RNG: splitmix64 */
 uint64_t pnn__rng_next(uint64_t *s);

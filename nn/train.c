@@ -27,7 +27,7 @@ int pnn__ensure_batch(pnn_model *m, int b, int grad)
     int cap = b > m->cap ? b : m->cap;
     grad = grad || m->gcap > 0;
     pnn__big_free_all(m);
-    size_t insz = pnn_input_size(m), maxsz = insz, ws = 0, gp = 0, cs = 0;
+    size_t insz = pnn_input_size(m), maxsz = insz, ws = 0, gp = 0, cs = 0, pe = 0;
     const size_t T = (size_t)m->threads;
     m->xin = pnn__big_alloc(m, (size_t)cap * insz * sizeof(float));
     if (!m->xin) goto nomem;
@@ -63,6 +63,9 @@ int pnn__ensure_batch(pnn_model *m, int b, int grad)
                 if (rows < 2 * (size_t)l->ow) rows = 2 * (size_t)l->ow;
                 if (rows * l->oc > cs) cs = rows * l->oc;
                 if (rows * K > ws) ws = rows * K;
+                size_t e, pw = pnn__pairs_need(l, &e);
+                if (pw > ws) ws = pw;
+                if (e > pe) pe = e;
             }
             if (l->wn + l->bn > gp) gp = l->wn + l->bn;
         }
@@ -74,12 +77,17 @@ int pnn__ensure_batch(pnn_model *m, int b, int grad)
     m->cs_n = cs;
     m->cs = pnn__big_alloc(m, T * cs * sizeof(float));
     if (!m->cs) goto nomem;
+    m->pe_n = pe;
+    m->pe = pe ? pnn__big_alloc(m, pe * sizeof(float)) : NULL;
+    if (pe && !m->pe) goto nomem;
     m->cap = cap;
     m->buf_threads = m->threads;
     if (grad) {
         m->gpriv_n = gp;
         m->gpriv = pnn__big_alloc(m, (size_t)cap * gp * sizeof(float)); /* <= cap work units */
         m->ws2 = pnn__big_alloc(m, T * ws * sizeof(float));
+        m->pde = pe ? pnn__big_alloc(m, T * pe * sizeof(float)) : NULL;
+        if (pe && !m->pde) goto nomem;
         if (!m->gpriv) goto nomem;
         m->gbuf[0] = pnn__big_alloc(m, (size_t)cap * maxsz * sizeof(float));
         m->gbuf[1] = pnn__big_alloc(m, (size_t)cap * maxsz * sizeof(float));
