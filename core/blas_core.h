@@ -20,13 +20,10 @@
 
 char *openblas_get_corename(void);
 
-/* The core type to force, or NULL (OpenBLAS's own choice is fine, or the CPU
- * has nothing better). */
-static inline const char *pt_blas_better_core(void)
+/* The best core type of the Debian build this CPU runs: "SkylakeX" with
+ * AVX-512 (F, VL, BW, DQ), "Haswell" with AVX2 and FMA, else NULL. */
+static inline const char *pt_blas_best_core(void)
 {
-    const char *core = openblas_get_corename();
-    if (!core || (strcmp(core, "Prescott") && strcmp(core, "Core2") && strcmp(core, "Penryn")))
-        return NULL;
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -35,6 +32,16 @@ static inline const char *pt_blas_better_core(void)
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
 #endif
     return NULL;
+}
+
+/* The core type to force, or NULL (OpenBLAS's own choice is fine, or the CPU
+ * has nothing better). */
+static inline const char *pt_blas_better_core(void)
+{
+    const char *core = openblas_get_corename();
+    if (!core || (strcmp(core, "Prescott") && strcmp(core, "Core2") && strcmp(core, "Penryn")))
+        return NULL;
+    return pt_blas_best_core();
 }
 
 /* Re-executes the program (argv as given to main) with a better core type

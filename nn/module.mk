@@ -68,8 +68,12 @@ bench-nn: $(NN_BENCH)
 	    >/dev/null; } || echo "bench-nn: could not install python3-torch"; \
 	  else echo "bench-nn: for the same-run PyTorch baseline run:" \
 	    "sudo apt-get install -y python3-torch"; fi; }
-	$(NN_BENCH) --torch nn/bench/torch_baseline.py \
-	  $(BENCH_ARGS)
+	$(NN_BENCH) --torch nn/bench/torch_baseline.py $(BENCH_ARGS)
+	@best=$$($(NN_BENCH) --best-core); \
+	if [ -n "$$OPENBLAS_CORETYPE" ] && [ -n "$$best" ] && [ "$$OPENBLAS_CORETYPE" != "$$best" ]; then \
+	  echo; echo "bench-nn: again with the CPU's best OpenBLAS kernels ($$best; the environment" \
+	    "sets OPENBLAS_CORETYPE=$$OPENBLAS_CORETYPE)"; \
+	  OPENBLAS_CORETYPE=$$best $(NN_BENCH) --torch nn/bench/torch_baseline.py $(BENCH_ARGS); fi
 
 # ---- accuracy check (uses data/'s IDX reader; nn itself does not depend on it) ----
 NN_CHECKACC := $(BUILD)/nn/bench/check_accuracy

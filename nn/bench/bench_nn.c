@@ -10,6 +10,7 @@
  * peak RSS while training seed-cnn.
  *
  * usage: bench_nn [-q] [--torch SCRIPT] [MODEL BATCH THREADS]
+ *        bench_nn --best-core   (the CPU's best OpenBLAS core type, see blas_core.h)
  *   -q       shorter runs
  *   --torch  run SCRIPT (torch_baseline.py) with /usr/bin/python3 after each row
  *   MODEL BATCH THREADS: that row only
@@ -152,6 +153,11 @@ static int torch_row(const char *script, const char *model, int batch, int threa
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--best-core")) { /* for the make recipe */
+        const char *best = pt_blas_best_core();
+        if (best) puts(best);
+        return 0;
+    }
     pt_blas_fix_core(argv);
     int quick = 0, npos = 0;
     const char *torch_script = NULL, *pos[3];
