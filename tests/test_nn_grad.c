@@ -427,6 +427,12 @@ static void t_grad_row_pairs(void)
             e = rel_inf(dx[0], dx[k], 2 * insz);
             ASSERT_MSG(e < 1e-5, "model %d vs %d: input gradients differ: %g", i, k, e);
         }
+        /* 2 threads (per-thread pair gradients, reduced per unit): same bits */
+        ASSERT_OK(pnn_model_set_backend(q, PNN_BACKEND_OPENBLAS, 2));
+        q->L[pc].pairs = 1;
+        ASSERT_OK(pnn_gradient(q, x, y, 2, 0, NULL, &l[1], g[1], dx[1], NULL));
+        ASSERT_MSG(!memcmp(g[0], g[1], np * 4) && !memcmp(dx[0], dx[1], 2 * insz * 4),
+                   "model %d: 2 threads differ from 1", i);
         fd_inputs_only = 1;
         int bad = check_model(m, 1, 0, NULL, 1e-3);
         fd_inputs_only = 0;
