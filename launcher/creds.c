@@ -7,8 +7,8 @@
 #include <string.h>
 
 typedef struct kv {
-    char key[64];
-    char value[PL_TOKEN_MAX];
+    char *key;   /* one allocation: key, NUL, value, NUL */
+    char *value;
 } kv;
 
 static void trim(char *s)
@@ -58,18 +58,35 @@ static const char *kv_get(void *ud, const char *name)
     return NULL;
 }
 
-/* Append k=v to out; keys and values longer than the fixed fields are
- * skipped (returns 0). Returns -1 when out of memory. */
+/* Append k=v to out, whatever their lengths: a value too long for its field
+ * is refused with its name when it is used (set_field), never dropped here.
+ * Returns -1 when out of memory. */
 static int kv_append(kvlist *out, const char *k, const char *v)
 {
-    if (strlen(k) >= sizeof out->e[0].key || strlen(v) >= sizeof out->e[0].value) return 0;
+    size_t kl = strlen(k), vl = strlen(v);
     kv *ne = realloc(out->e, (out->n + 1) * sizeof *ne);
     if (!ne) return -1;
     out->e = ne;
-    snprintf(ne[out->n].key, sizeof ne[0].key, "%s", k);
-    snprintf(ne[out->n].value, sizeof ne[0].value, "%s", v);
+    char *b = malloc(kl + vl + 2);
+    if (!b) return -1;
+    memcpy(b, k, kl + 1);
+    memcpy(b + kl + 1, v, vl + 1);
+    ne[out->n].key = b;
+    ne[out->n].value = b + kl + 1;
     out->n++;
     return 0;
+}
+
+/* Wipe (they hold secrets) and free. */
+static void kv_free(kvlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        explicit_bzero(l->e[i].key, strlen(l->e[i].key) + strlen(l->e[i].value) + 2);
+        free(l->e[i].key);
+    }
+    free(l->e);
+    l->e = NULL;
+    l->n = 0;
 }
 
 /* Read a .env file (KEY=value, optional "export ", quotes). PT_ERR_NOTFOUND if absent. */
@@ -190,16 +207,16 @@ static int take(pl_creds *c, getter g, void *ud, const char *const *names, const
     return 0;
 }
 
-static void take_region(pl_creds *c, getter g, void *ud, const char *const *names)
+/* The first region named in one source; a bad one is an error, not skipped. */
+static int take_region(pl_creds *c, getter g, void *ud, const char *const *names,
+                       const char *src, char *err)
 {
-    if (c->region[0]) return;
+    if (c->region[0]) return PT_OK;
     for (; *names; names++) {
         const char *r = g(ud, *names);
-        if (r && strlen(r) < sizeof c->region) {
-            snprintf(c->region, sizeof c->region, "%s", r);
-            return;
-        }
+        if (r) return set_field(c->region, sizeof c->region, r, *names, src, err);
     }
+    return PT_OK;
 }
 
 int pl_creds_load(pl_creds *c, const pl_creds_opts *o, char *err)
@@ -239,7 +256,7 @@ int pl_creds_load(pl_creds *c, const pl_creds_opts *o, char *err)
         rc = take(c, env_get, NULL, env_names, "the environment", err);
         if (rc < 0) goto done;
         found = rc;
-        take_region(c, env_get, NULL, region_env);
+        if ((rc = take_region(c, env_get, NULL, region_env, "the environment", err))) goto done;
     }
     /* 2. .env */
     if (envfile[0]) {
@@ -253,7 +270,7 @@ int pl_creds_load(pl_creds *c, const pl_creds_opts *o, char *err)
                 if (rc < 0) goto done;
                 found = rc;
             }
-            take_region(c, kv_get, &envf, region_env);
+            if ((rc = take_region(c, kv_get, &envf, region_env, src, err))) goto done;
         }
     }
     /* 3. profile files */
@@ -276,8 +293,9 @@ int pl_creds_load(pl_creds *c, const pl_creds_opts *o, char *err)
             if (rc < 0) goto done;
             found = rc;
         }
-        take_region(c, kv_get, &cred, region_ini);
-        take_region(c, kv_get, &conf, region_ini);
+        if ((rc = take_region(c, kv_get, &cred, region_ini, path_cred, err)) ||
+            (rc = take_region(c, kv_get, &conf, region_ini, path_conf, err)))
+            goto done;
     }
     if (!found) {
         rc = pt_seterr(err, PT_ERR_AUTH,
@@ -289,12 +307,9 @@ int pl_creds_load(pl_creds *c, const pl_creds_opts *o, char *err)
     }
     rc = PT_OK;
 done:
-    if (envf.e) memset(envf.e, 0, envf.n * sizeof *envf.e);
-    if (cred.e) memset(cred.e, 0, cred.n * sizeof *cred.e);
-    if (conf.e) memset(conf.e, 0, conf.n * sizeof *conf.e);
-    free(envf.e);
-    free(cred.e);
-    free(conf.e);
+    kv_free(&envf);
+    kv_free(&cred);
+    kv_free(&conf);
     if (rc) pl_creds_wipe(c);
     return rc;
 }

@@ -108,6 +108,34 @@ static void t_creds_profiles(void)
     o.profile = "missing";
     ASSERT_EQ_INT(pl_creds_load(&c, &o, err), PT_ERR_AUTH);
     ASSERT_CONTAINS(err, "missing");
+    /* over-long values are refused with their name, never skipped; an
+     * unrelated long entry is harmless */
+    o.profile = NULL;
+    unsetenv("AWS_PROFILE");
+    size_t big = PL_TOKEN_MAX + 10;
+    char *tok = malloc(big + 1), *buf = malloc(2 * big + 512);
+    memset(tok, 'T', big);
+    tok[big] = 0;
+    snprintf(buf, 2 * big + 512, "[default]\nunrelated_setting = %s\naws_access_key_id = AKIAX\n"
+             "aws_secret_access_key = s\naws_session_token = %s\n", tok, tok);
+    put_file("home/.aws/credentials", buf);
+    ASSERT_EQ_INT(pl_creds_load(&c, &o, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "session token");
+    ASSERT_CONTAINS(err, "too long");
+    snprintf(buf, 2 * big + 512, "[default]\nunrelated_setting = %s\naws_access_key_id = AKIAX\n"
+             "aws_secret_access_key = s\n", tok);
+    put_file("home/.aws/credentials", buf);
+    ASSERT_MSG(!pl_creds_load(&c, &o, err), "%s", err);
+    ASSERT_STR_EQ(c.access_key, "AKIAX");
+    put_file("home/.aws/config", "[default]\nregion = eu-west-1-and-a-region-name-far-too-long-"
+                                 "to-be-any-region-aws-has-ever-had-or-will\n");
+    ASSERT_EQ_INT(pl_creds_load(&c, &o, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "region");
+    setenv("AWS_REGION", "us-east-1 bad", 1);
+    ASSERT_EQ_INT(pl_creds_load(&c, &o, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "AWS_REGION");
+    free(tok);
+    free(buf);
     clear_env();
     /* nothing anywhere */
     pl_creds_opts none = {.env_file = "", .home = tmpdir};
