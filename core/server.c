@@ -544,8 +544,24 @@ static int central_eval(srv *s, double *loss, double *acc, char *err)
     *loss = *acc = NAN;
     if (!s->have_test) return PT_OK;
     rc = pnn_set_weights_flat(s->model, s->global.buf, s->global.total, e);
-    if (!rc) rc = pnn_evaluate(s->model, s->test.x, s->test.y, s->test.n, 128, loss, acc, e);
     if (rc) return pt_seterr(err, PT_ERR_NN, "centralised evaluation: %s", e);
+    /* batch by batch, so that a stop request (SIGINT/SIGTERM) is
+     * honoured within a batch rather than after the whole test set */
+    const size_t chunk = 128, insz = (size_t)s->test.h * s->test.w * s->test.c;
+    double lsum = 0.0, correct = 0.0;
+    for (size_t i = 0; i < s->test.n; i += chunk) {
+        if (stopped(s)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+        size_t k = s->test.n - i < chunk ? s->test.n - i : chunk;
+        double l, a;
+        rc = pnn_evaluate(s->model, s->test.x + i * insz, s->test.y + i, k, 128, &l, &a, e);
+        if (rc) return pt_seterr(err, PT_ERR_NN, "centralised evaluation: %s", e);
+        lsum += l * (double)k;
+        correct += round(a * (double)k);
+    }
+    if (s->test.n) {
+        *loss = lsum / (double)s->test.n;
+        *acc = correct / (double)s->test.n;
+    }
     return PT_OK;
 }
 
