@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #define TORCH_PY "/usr/bin/python3"
+#define REPS 5 /* best of REPS runs, ours and PyTorch's alike */
 /* glibc keeps freed memory (no mmap for big blocks, no trimming): PyTorch's best
  * on these VMs, where first touch of fresh pages costs ~0.3 GB/s. */
 #define TORCH_MALLOC "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776"
@@ -229,14 +230,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench: %s\n", err);
                 return 1;
             }
-            /* best of 3 repetitions (the machine is shared: take the least disturbed) */
+            /* best of REPS repetitions (the machine is shared: take the least disturbed) */
             double sg0 = sgemm_gflops(th);
             pnn__blas_threads(th);
             int nb = cfg[c].train_batches;
             f.epochs = nb / 2 > 0 ? nb / 2 : 1;
             double tt = 1e30, ti = 1e30;
             int ni = cfg[c].infer_batches / 2 > 0 ? cfg[c].infer_batches / 2 : 1;
-            for (int rep = 0; rep < 3; rep++) {
+            for (int rep = 0; rep < REPS; rep++) {
                 double t0 = now();
                 pnn_fit(m, x, y, N, &f, NULL, err);
                 double t = now() - t0;
@@ -271,7 +272,7 @@ int main(int argc, char **argv)
             /* PyTorch on the same configuration, right after ours */
             rw->torch_train = rw->torch_infer = 0;
             if (torch_script &&
-                !torch_row(torch_script, rw->model, B, th, f.epochs * 2, ni * 2, 3,
+                !torch_row(torch_script, rw->model, B, th, f.epochs * 2, ni * 2, REPS,
                            &rw->torch_train, &rw->torch_infer))
                 fprintf(stderr, "bench: torch %s batch %d threads %d done\n", rw->model, B, th);
         }
@@ -316,12 +317,15 @@ int main(int argc, char **argv)
                r->sgemm, tt, tr, ti, tir, r->anchor_train, r->train_ips / r->anchor_train,
                r->train_ips / (r->anchor_train * r->sgemm / anchor_sg), ai, ar);
     }
-    printf("GFLOP/s: GEMM-exact training FLOPs (seed-cnn %.1f, fmnist-cnn %.1f MFLOP/image); "
-           "sgemm: cblas_sgemm 1024^3 in this run\n", rows[0].mflop, rows[nr - 1].mflop);
+    printf("GFLOP/s: GEMM-exact training FLOPs (");
+    for (int i = 0; i < nr; i++)
+        if (i == 0 || strcmp(rows[i].model, rows[i - 1].model))
+            printf("%s%s %.1f", i ? ", " : "", rows[i].model, rows[i].mflop);
+    printf(" MFLOP/image); sgemm: cblas_sgemm 1024^3 in this run\n");
     printf("torch trn/inf: PyTorch (%s) measured in this run right after each row, same model,\n"
-           "  batch, threads, Adam, synthetic data, channels_last, best of 3\n"
+           "  batch, threads, Adam, synthetic data, channels_last, best of %d as ours\n"
            "  (" TORCH_MALLOC "); ratio = ours / torch\n",
-           torch_script ? "torch_baseline.py" : "not run");
+           torch_script ? "torch_baseline.py" : "not run", REPS);
     printf("anc: PyTorch 1.13 (oneDNN, allocations retained) on this machine kind on another day, "
            "docs/anchors.md;\n  norm = ratio with that figure scaled "
            "by (sgemm here / sgemm on the anchor machine, %s kernels: %.0f at 1, %.0f at 2 "
