@@ -383,7 +383,42 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
         }
         if ((rc = decode_set(train, dir, &l, sel, nsel, &o, "training", err))) goto fail;
     }
-    if (test && (rc = decode_set(test, dir, &l, vsel, nval, &o, "validation", err))) goto fail;
+    if (test && o.test_share) {
+        /* this part's iid share of the validation files, decoded alone */
+        if (o.num_parts < 1 || o.part < 0 || o.part >= o.num_parts) {
+            rc = pt_seterr(err, PT_ERR_INVAL, "test share: part %d out of range (0..%d)", o.part,
+                           o.num_parts - 1);
+            goto fail;
+        }
+        if (nval < (size_t)o.num_parts) {
+            nval = 0; /* too small to share: no local validation */
+        } else {
+            int32_t *lab = malloc(nval * sizeof *lab);
+            int *vown = malloc(nval * sizeof *vown);
+            size_t *vs = malloc(nval * sizeof *vs);
+            if (!lab || !vown || !vs) {
+                free(lab);
+                free(vown);
+                free(vs);
+                rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
+            for (size_t i = 0; i < nval; i++) lab[i] = l.v[vsel[i]].label;
+            rc = pd_partition_labels(lab, nval, l.nclasses, "iid", o.num_parts, o.seed, vown,
+                                     err);
+            size_t m = 0;
+            for (size_t i = 0; !rc && i < nval; i++)
+                if (vown[i] == o.part) vs[m++] = vsel[i];
+            free(lab);
+            free(vown);
+            if (!rc && m) rc = decode_set(test, dir, &l, vs, m, &o, "validation", err);
+            free(vs);
+            if (rc) goto fail;
+            nval = 0; /* decoded */
+        }
+    }
+    if (test && nval && (rc = decode_set(test, dir, &l, vsel, nval, &o, "validation", err)))
+        goto fail;
     if (train && train->skipped)
         PT_WARN("dataset folder %s: skipped %zu undecodable training files", dir, train->skipped);
     if (test && test->skipped)

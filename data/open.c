@@ -38,6 +38,22 @@ static int post_load(pd_dataset *tr, pd_dataset *te, const pd_open_opts *o, char
     int rc;
     if (tr && o->limit) pd_keep_random(tr, o->limit, o->seed);
     if (te && o->test_limit) pd_keep_random(te, o->test_limit, o->seed + 1);
+    if (te && o->test_share) {
+        if (o->num_parts < 1 || o->part < 0 || o->part >= o->num_parts)
+            return pt_seterr(err, PT_ERR_INVAL, "test share: part %d out of range (0..%d)",
+                             o->part, o->num_parts - 1);
+        if (te->n < (size_t)o->num_parts) {
+            te->n = 0; /* too small to share: no local validation */
+        } else {
+            int *owner = malloc(te->n * sizeof *owner);
+            if (!owner) return pt_seterr(err, PT_ERR_NOMEM, "out of memory partitioning");
+            rc = pd_partition_labels(te->y, te->n, te->nclasses, "iid", o->num_parts, o->seed,
+                                     owner, err);
+            if (!rc) keep_part(te, owner, o->part);
+            free(owner);
+            if (rc) return rc;
+        }
+    }
     if (tr && o->partition && *o->partition) {
         if (o->num_parts >= 1 && (o->part < 0 || o->part >= o->num_parts))
             return pt_seterr(err, PT_ERR_INVAL, "partition %s: part %d out of range (0..%d)",

@@ -109,6 +109,11 @@ typedef struct pd_open_opts {
     const char *partition; /* NULL or "" = whole training set */
     int num_parts;
     int part;
+    /* 1: keep only part `part` of num_parts of the test split (after
+     * `test_limit`), as pd_partition(test, "iid", num_parts, part, seed) would
+     * select it (empty when the split has fewer than num_parts examples):
+     * a client's local validation share. Image folders decode only those files. */
+    int test_share;
 } pd_open_opts;
 
 /* Defaults: native size and channels, val_split 0.25, seed 1337, no limits,

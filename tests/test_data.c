@@ -858,9 +858,41 @@ static void t_folder_split(void)
         pd_dataset_free(&part);
     }
     ASSERT_EQ_INT(total, 30);
+    /* test_share decodes exactly pd_partition(validation, "iid")'s share */
+    o.partition = NULL;
+    o.test_share = 1;
+    total = 0;
+    for (int p = 0; p < 3; p++) {
+        pd_dataset vpart;
+        size_t *idx, cnt;
+        o.part = p;
+        ASSERT_MSG(pd_load_folder(NULL, &vpart, dir, &o, err) == 0, "%s", err);
+        ASSERT_OK(pd_partition(&b1, "iid", 3, p, o.seed, &idx, &cnt, err));
+        ASSERT_EQ_INT(vpart.n, cnt);
+        for (size_t i = 0; i < cnt; i++)
+            ASSERT_EQ_INT(example_id(&vpart, i), example_id(&b1, idx[i]));
+        total += cnt;
+        free(idx);
+        pd_dataset_free(&vpart);
+    }
+    ASSERT_EQ_INT(total, 10);
+    /* a split smaller than the number of parts: no share, no error */
+    o.num_parts = 11;
+    o.part = 10;
+    pd_dataset none;
+    ASSERT_MSG(pd_load_folder(NULL, &none, dir, &o, err) == 0, "%s", err);
+    ASSERT_EQ_INT(none.n, 0);
+    pd_dataset_free(&none);
+    o.num_parts = 3;
+    o.test_share = 0;
+    o.partition = "shards:2";
     o.part = 3;
     pd_dataset bad;
     ASSERT_EQ_INT(pd_load_folder(&bad, NULL, dir, &o, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "part 3 out of range");
+    o.partition = NULL;
+    o.test_share = 1;
+    ASSERT_EQ_INT(pd_load_folder(NULL, &bad, dir, &o, err), PT_ERR_INVAL);
     ASSERT_CONTAINS(err, "part 3 out of range");
     pd_dataset_free(&a1);
     pd_dataset_free(&b1);
@@ -1151,6 +1183,18 @@ static void t_open_fashion_subset(void)
     ASSERT_EQ_INT(te2.h, 14);
     free(idx);
     pd_dataset_free(&sub);
+    /* test_share: pd_partition(test, "iid") + pd_subset of the test subset */
+    pd_dataset te3;
+    o.test_share = 1;
+    ASSERT_MSG(pd_open(NULL, &te3, "fashion-mnist", &o, err) == 0, "%s", err);
+    ASSERT_OK(pd_partition(&te2, "iid", 4, 2, 1337, &idx, &cnt, err));
+    ASSERT_OK(pd_subset(&sub, &te2, idx, cnt, err));
+    ASSERT_EQ_INT(te3.n, cnt);
+    ASSERT(!memcmp(sub.x, te3.x, cnt * 14 * 14 * 3 * sizeof(float)));
+    ASSERT(!memcmp(sub.y, te3.y, cnt * sizeof(int32_t)));
+    free(idx);
+    pd_dataset_free(&sub);
+    pd_dataset_free(&te3);
     pd_dataset_free(&tr2);
     pd_dataset_free(&te2);
     pd_dataset_free(&tr);
