@@ -32,7 +32,10 @@ static inline void copy_row(float *restrict d, const float *restrict s, size_t n
         _mm_storeu_ps(d + j + 12, e);
     }
     for (; j + 4 <= n; j += 4) _mm_storeu_ps(d + j, _mm_loadu_ps(s + j));
-    for (; j < n; j++) d[j] = s[j];
+    /* at most 3 left: straight-line, or GCC turns a loop into a memmove call */
+    if (j < n) d[j] = s[j];
+    if (j + 1 < n) d[j + 1] = s[j + 1];
+    if (j + 2 < n) d[j + 2] = s[j + 2];
 #else
     memcpy(d, s, n * sizeof(float));
 #endif
