@@ -18,32 +18,26 @@ static int conv_is_direct(const nn_layer *l)
 }
 
 /* Patch rows are short (9 to a few hundred floats): an inline copy beats a
- * memcpy call. */
+ * memcpy call. Vector-extension copies take the width of the clone they are
+ * inlined into (NN_CLONES: 16-byte moves by default, 32 with AVX2, 64 with
+ * AVX-512). */
+typedef float nn_v16f __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float nn_v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
 static inline void copy_row(float *restrict d, const float *restrict s, size_t n)
 {
     size_t j = 0;
-#ifdef __SSE2__
-    for (; j + 16 <= n; j += 16) {
-        __m128 a = _mm_loadu_ps(s + j), b = _mm_loadu_ps(s + j + 4);
-        __m128 c = _mm_loadu_ps(s + j + 8), e = _mm_loadu_ps(s + j + 12);
-        _mm_storeu_ps(d + j, a);
-        _mm_storeu_ps(d + j + 4, b);
-        _mm_storeu_ps(d + j + 8, c);
-        _mm_storeu_ps(d + j + 12, e);
-    }
-    for (; j + 4 <= n; j += 4) _mm_storeu_ps(d + j, _mm_loadu_ps(s + j));
+    for (; j + 16 <= n; j += 16) *(nn_v16f *)(d + j) = *(const nn_v16f *)(s + j);
+    for (; j + 4 <= n; j += 4) *(nn_v4f *)(d + j) = *(const nn_v4f *)(s + j);
     /* at most 3 left: straight-line, or GCC turns a loop into a memmove call */
     if (j < n) d[j] = s[j];
     if (j + 1 < n) d[j + 1] = s[j + 1];
     if (j + 2 < n) d[j + 2] = s[j + 2];
-#else
-    memcpy(d, s, n * sizeof(float));
-#endif
 }
 
 /* Patch matrix rows [r0, r1) of a batch (row r = image r / pix, output pixel
  * r % pix), each kh*kw*ic floats. x is the batch's first image. */
-static void im2col(const nn_layer *l, const float *x, size_t r0, size_t r1, float *col)
+NN_CLONES static void im2col(const nn_layer *l, const float *x, size_t r0, size_t r1, float *col)
 {
     const int ic = l->ic, kw = l->kw, iw = l->iw, ih = l->ih, ow = l->ow;
     const size_t rowlen = (size_t)kw * ic, pix = (size_t)l->oh * ow;
@@ -82,7 +76,7 @@ static void im2col(const nn_layer *l, const float *x, size_t r0, size_t r1, floa
 
 /* Scatter-add patch-matrix gradient rows [r0, r1) into dx (the batch's first
  * image; cleared by the caller). */
-static void col2im(const nn_layer *l, const float *col, size_t r0, size_t r1, float *dx)
+NN_CLONES static void col2im(const nn_layer *l, const float *col, size_t r0, size_t r1, float *dx)
 {
     const int ic = l->ic, kw = l->kw, iw = l->iw, ih = l->ih, ow = l->ow;
     const size_t rowlen = (size_t)kw * ic, pix = (size_t)l->oh * ow;
@@ -320,7 +314,7 @@ static int use_rowshift(const nn_layer *l)
 
 /* The patches of input row y of img (zeros outside the image), one per output
  * column ox, at d + ox * stride: Q[(y, ox), (kx, c)] = x[y, ox*sw + kx - pl, c]. */
-static void row_patches(const nn_layer *l, const float *img, int y, float *d, size_t stride)
+NN_CLONES static void row_patches(const nn_layer *l, const float *img, int y, float *d, size_t stride)
 {
     const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
     const size_t KW = (size_t)kw * ic;
@@ -344,7 +338,7 @@ static void row_patches(const nn_layer *l, const float *img, int y, float *d, si
 }
 
 /* dimg (one image) += the patch gradients of input row y (see row_patches). */
-static void row_patches_add(const nn_layer *l, const float *d, int y, float *dimg, size_t stride)
+NN_CLONES static void row_patches_add(const nn_layer *l, const float *d, int y, float *dimg, size_t stride)
 {
     const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
     const size_t KW = (size_t)kw * ic;

@@ -11,6 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Vector-width clones of a hot elementwise function, picked at load time
+ * (GCC, glibc, x86-64): the loops are elementwise and built without FP
+ * contraction, so every clone gives the same bits. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__gnu_linux__)
+#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+
 typedef enum nn_ltype {
     NN_CONV = 1,
     NN_POOL,

@@ -204,14 +204,6 @@ typedef struct opt_task {
     float lr_t;       /* Adam's bias-corrected rate */
 } opt_task;
 
-/* Vector-width clones picked at load time: the loops are elementwise and
- * built without FP contraction, so every clone gives the same bits. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__gnu_linux__)
-#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NN_CLONES
-#endif
-
 NN_CLONES static void opt_block(opt_task *t, size_t i0, size_t i1)
 {
     pnn_model *m = t->m;
