@@ -4,21 +4,24 @@
  * For seed-cnn (batch 32) and fmnist-cnn (batch 32, 128) at 1 and 2 threads:
  * training and inference images/s, achieved GFLOP/s (GEMM-exact FLOPs), the
  * same run's cblas_sgemm 1024^3 GFLOP/s; with --torch, PyTorch's figures for
- * the same (model, batch, threads) measured right after ours in this run
- * (torch_baseline.py, allocations retained) and our ratios; PyTorch 1.13's
+ * the same (model, batch, threads) measured in this run, its repetitions
+ * alternating with ours (torch_baseline.py --serve, allocations retained),
+ * and our ratios; PyTorch 1.13's
  * figures on this machine kind (docs/anchors.md) as a second reference; and
  * peak RSS while training seed-cnn.
  *
  * usage: bench_nn [-q] [--torch SCRIPT] [MODEL BATCH THREADS]
  *        bench_nn --best-core   (the CPU's best OpenBLAS core type, see blas_core.h)
  *   -q       shorter runs
- *   --torch  run SCRIPT (torch_baseline.py) with /usr/bin/python3 after each row
+ *   --torch  run SCRIPT (torch_baseline.py --serve) with /usr/bin/python3 for each row
  *   MODEL BATCH THREADS: that row only
  */
 #include "nn_int.h"
 #include "blas_core.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,11 +102,30 @@ static void torch_unavailable(const char *fmt, ...)
     fprintf(stderr, "bench: torch baseline: unavailable (%s)\n", torch_why);
 }
 
-/* Runs the torch baseline for one configuration; fills *tr, *inf (images/s).
- * Returns 0, or -1 with torch_why set (no further attempts are made). */
-static int torch_row(const char *script, const char *model, int batch, int threads,
-                     int ntrain, int ninfer, int reps, double *tr, double *inf)
+/* The PyTorch co-process of one row: torch_baseline.py --serve, driven line by
+ * line so that its repetitions alternate with ours. */
+typedef struct torch_proc {
+    pid_t pid;
+    FILE *in, *out; /* its stdin, its stdout */
+} torch_proc;
+
+static void torch_stop(torch_proc *tp)
 {
+    if (tp->in) {
+        fputs("quit\n", tp->in);
+        fclose(tp->in);
+    }
+    if (tp->out) fclose(tp->out);
+    if (tp->pid > 0) waitpid(tp->pid, NULL, 0);
+    memset(tp, 0, sizeof *tp);
+}
+
+/* Starts it and waits for "ready" (its warm-up done). Returns 0, or -1 with
+ * torch_why set (no further attempts are made). */
+static int torch_start(torch_proc *tp, const char *script, const char *model, int batch,
+                       int threads, int ntrain, int ninfer)
+{
+    memset(tp, 0, sizeof *tp);
     if (torch_why[0]) return -1;
     if (access(TORCH_PY, X_OK)) {
         torch_unavailable("%s not found", TORCH_PY);
@@ -113,43 +135,87 @@ static int torch_row(const char *script, const char *model, int batch, int threa
         torch_unavailable("cannot read %s", script);
         return -1;
     }
-    /* the script path goes into a shell command: allow plain path characters only */
-    if (strspn(script, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-") !=
-        strlen(script)) {
-        torch_unavailable("script path %s has characters other than [A-Za-z0-9_./-]", script);
+    signal(SIGPIPE, SIG_IGN); /* a co-process that dies is an error, not our end */
+    int to[2], from[2];
+    if (pipe(to)) {
+        torch_unavailable("pipe: %s", strerror(errno));
         return -1;
     }
-    char cmd[1024], line[512];
-    snprintf(cmd, sizeof cmd, "env %s %s %s %s %d %d %d %d %d", TORCH_MALLOC, TORCH_PY, script,
-             model, batch, threads, ntrain, ninfer, reps);
+    if (pipe(from)) {
+        torch_unavailable("pipe: %s", strerror(errno));
+        close(to[0]);
+        close(to[1]);
+        return -1;
+    }
+    char a[5][32];
+    snprintf(a[0], sizeof a[0], "%d", batch);
+    snprintf(a[1], sizeof a[1], "%d", threads);
+    snprintf(a[2], sizeof a[2], "%d", ntrain);
+    snprintf(a[3], sizeof a[3], "%d", ninfer);
     fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        torch_unavailable("cannot start %s", TORCH_PY);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[0]);
+        close(to[1]);
+        close(from[0]);
+        close(from[1]);
+        /* glibc keeps freed memory: PyTorch's best on these VMs */
+        setenv("MALLOC_MMAP_MAX_", "0", 1);
+        setenv("MALLOC_TRIM_THRESHOLD_", "1099511627776", 1);
+        execl(TORCH_PY, TORCH_PY, script, "--serve", model, a[0], a[1], a[2], a[3],
+              (char *)NULL);
+        printf("torch unavailable: cannot run %s: %s\n", TORCH_PY, strerror(errno));
+        _exit(2);
+    }
+    close(to[0]);
+    close(from[1]);
+    if (pid < 0) {
+        torch_unavailable("fork: %s", strerror(errno));
+        close(to[1]);
+        close(from[0]);
         return -1;
     }
-    int got = 0;
-    char why[256] = "";
-    while (fgets(line, sizeof line, p)) {
+    tp->pid = pid;
+    tp->in = fdopen(to[1], "w");
+    tp->out = fdopen(from[0], "r");
+    char line[512];
+    while (tp->in && tp->out && fgets(line, sizeof line, tp->out)) {
         line[strcspn(line, "\n")] = 0;
-        if (!strncmp(line, "torch unavailable: ", 19))
-            snprintf(why, sizeof why, "%.200s", line + 19);
-        else if (sscanf(line, "torch model=%*s batch=%*d threads=%*d train_ips=%lf infer_ips=%lf",
-                        tr, inf) == 2 && *tr > 0 && *inf > 0)
-            got = 1;
+        if (!strcmp(line, "ready")) return 0;
+        if (!strncmp(line, "torch unavailable: ", 19)) {
+            torch_unavailable("%.200s", line + 19);
+            torch_stop(tp);
+            return -1;
+        }
     }
-    int st = pclose(p);
-    if (why[0]) {
-        torch_unavailable("%s", why);
-        return -1;
-    }
-    if (!got || st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        torch_unavailable("%s failed (status %d) on %s batch %d threads %d", script,
-                          st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, model, batch,
-                          threads);
-        return -1;
-    }
-    return 0;
+    torch_stop(tp);
+    torch_unavailable("%s --serve ended before it was ready (%s batch %d threads %d)", script,
+                      model, batch, threads);
+    return -1;
+}
+
+/* One repetition: what is "train" or "infer"; *sec: its seconds. */
+static int torch_rep(torch_proc *tp, const char *what, double *sec)
+{
+    char line[256], want[16];
+    if (!tp->in || fprintf(tp->in, "%s\n", what) < 0 || fflush(tp->in)) goto fail;
+    if (!fgets(line, sizeof line, tp->out)) goto fail;
+    snprintf(want, sizeof want, "%s_s=%%lf", what);
+    if (sscanf(line, want, sec) == 1 && *sec > 0) return 0;
+fail:
+    torch_unavailable("torch_baseline.py --serve stopped answering");
+    torch_stop(tp);
+    return -1;
+}
+
+/* Idle threads (OpenBLAS's, OpenMP's) spin for a while after their last work:
+ * each side's repetition starts once the other side's have gone to sleep. */
+static void settle(void)
+{
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
 }
 
 int main(int argc, char **argv)
@@ -230,23 +296,39 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench: %s\n", err);
                 return 1;
             }
-            /* best of REPS repetitions (the machine is shared: take the least disturbed) */
-            double sg0 = sgemm_gflops(th);
-            pnn__blas_threads(th);
+            /* best of REPS repetitions (the machine is shared: take the least
+             * disturbed), alternating with PyTorch's so that both meet the same
+             * load */
             int nb = cfg[c].train_batches;
             f.epochs = nb / 2 > 0 ? nb / 2 : 1;
-            double tt = 1e30, ti = 1e30;
             int ni = cfg[c].infer_batches / 2 > 0 ? cfg[c].infer_batches / 2 : 1;
+            torch_proc tp = {0};
+            int torch_ok = torch_script && !torch_start(&tp, torch_script, cfg[c].model, B, th,
+                                                        f.epochs * 2, ni * 2);
+            double sg0 = sgemm_gflops(th);
+            pnn__blas_threads(th);
+            double tt = 1e30, ti = 1e30, ttt = 1e30, tti = 1e30, ts;
             for (int rep = 0; rep < REPS; rep++) {
+                settle();
                 double t0 = now();
                 pnn_fit(m, x, y, N, &f, NULL, err);
                 double t = now() - t0;
                 if (t < tt) tt = t;
+                if (torch_ok) {
+                    settle();
+                    if ((torch_ok = !torch_rep(&tp, "train", &ts)) && ts < ttt) ttt = ts;
+                }
+                settle();
                 t0 = now();
                 for (int r = 0; r < ni; r++) pnn_predict(m, x, N, B, probs, err);
                 t = now() - t0;
                 if (t < ti) ti = t;
+                if (torch_ok) {
+                    settle();
+                    if ((torch_ok = !torch_rep(&tp, "infer", &ts)) && ts < tti) tti = ts;
+                }
             }
+            torch_stop(&tp);
             if (c == 0 && th == 1) {
                 struct rusage ru;
                 getrusage(RUSAGE_SELF, &ru);
@@ -269,12 +351,11 @@ int main(int argc, char **argv)
             free(y);
             free(probs);
             pnn_model_free(m);
-            /* PyTorch on the same configuration, right after ours */
             rw->torch_train = rw->torch_infer = 0;
-            if (torch_script &&
-                !torch_row(torch_script, rw->model, B, th, f.epochs * 2, ni * 2, REPS,
-                           &rw->torch_train, &rw->torch_infer))
-                fprintf(stderr, "bench: torch %s batch %d threads %d done\n", rw->model, B, th);
+            if (torch_ok) {
+                rw->torch_train = (double)f.epochs * 2 * B / ttt;
+                rw->torch_infer = (double)ni * 2 * B / tti;
+            }
         }
     }
     const char *core = openblas_get_corename();
@@ -322,8 +403,8 @@ int main(int argc, char **argv)
         if (i == 0 || strcmp(rows[i].model, rows[i - 1].model))
             printf("%s%s %.1f", i ? ", " : "", rows[i].model, rows[i].mflop);
     printf(" MFLOP/image); sgemm: cblas_sgemm 1024^3 in this run\n");
-    printf("torch trn/inf: PyTorch (%s) measured in this run right after each row, same model,\n"
-           "  batch, threads, Adam, synthetic data, channels_last, best of %d as ours\n"
+    printf("torch trn/inf: PyTorch (%s) measured in this run, its repetitions alternating with\n"
+           "  ours; same model, batch, threads, Adam, synthetic data, channels_last, best of %d\n"
            "  (" TORCH_MALLOC "); ratio = ours / torch\n",
            torch_script ? "torch_baseline.py" : "not run", REPS);
     printf("anc: PyTorch 1.13 (oneDNN, allocations retained) on this machine kind on another day, "

@@ -10,12 +10,20 @@ images/s at the given batch size and thread count: one warm-up pass, then the
 best of REPS repetitions (as bench_nn does).
 
 usage: torch_baseline.py MODEL BATCH THREADS TRAIN_BATCHES INFER_BATCHES REPS [nhwc|nchw]
+       torch_baseline.py --serve MODEL BATCH THREADS TRAIN_BATCHES INFER_BATCHES [nhwc|nchw]
 
 Prints one line:
   torch model=M batch=B threads=T train_ips=X infer_ips=Y malloc=SETTING format=F
 or, when PyTorch cannot be used:
   torch unavailable: REASON
 (exit status 0 on success, 2 when unavailable, 1 on bad arguments).
+
+With --serve (what bench_nn uses, so that its repetitions and PyTorch's
+alternate and meet the same load on a shared machine): after the warm-up it
+prints "ready", then answers each line read from stdin: "train" runs
+TRAIN_BATCHES training steps and prints "train_s=SECONDS", "infer" runs
+INFER_BATCHES inference batches and prints "infer_s=SECONDS"; "quit" or end
+of input ends it.
 
 bench_nn runs it with glibc allocations retained (MALLOC_MMAP_MAX_=0 and a huge
 MALLOC_TRIM_THRESHOLD_), PyTorch's best on these VMs (docs/anchors.md).
@@ -44,6 +52,9 @@ def build(torch, model):
 
 
 def main(argv):
+    serve = len(argv) > 1 and argv[1] == "--serve"
+    if serve:  # same arguments with REPS = 1 (unused)
+        argv = argv[:1] + argv[2:7] + ["1"] + argv[7:]
     if len(argv) not in (7, 8) or (len(argv) == 8 and argv[7] not in ("nhwc", "nchw")):
         print("usage: torch_baseline.py MODEL BATCH THREADS TRAIN_BATCHES INFER_BATCHES REPS "
               "[nhwc|nchw]", file=sys.stderr)
@@ -96,6 +107,19 @@ def main(argv):
 
     train(2)  # warm-up: first touch, oneDNN primitive creation
     infer(2)
+    if serve:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "quit":
+                break
+            if cmd not in ("train", "infer"):
+                print("torch_baseline: unknown command %r" % cmd, file=sys.stderr)
+                return 1
+            t0 = time.perf_counter()
+            (train if cmd == "train" else infer)(ntrain if cmd == "train" else ninfer)
+            print("%s_s=%.9f" % (cmd, time.perf_counter() - t0), flush=True)
+        return 0
     tt = ti = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
