@@ -446,6 +446,73 @@ static void t_grad_row_pairs(void)
     }
 }
 
+/* Random fused conv + pool models (kernel 1..5 x 1..5, 1..4 input channels,
+ * 1..20 filters, horizontal stride 1..2, valid/same, ReLU or linear, first
+ * layer or after a 1x1 conv, images up to 140x140 so that row blocks and row
+ * pairs come into play): row pairs, row-shifted patches, plain im2col and 2
+ * threads give the same loss gradients (weights and input). */
+static void t_conv_paths_random(void)
+{
+    uint64_t rs = 12345;
+#define RND(lo, hi) ((lo) + (int)(pnn__rng_next(&rs) % (uint64_t)((hi) - (lo) + 1)))
+    int built = 0, paired = 0;
+    for (int it = 0; it < 24; it++) {
+        int kh = RND(1, 5), kw = RND(1, 5), ic = RND(1, 4), oc = RND(1, 20), sw = RND(1, 2);
+        int same = RND(0, 1), relu = RND(0, 1), pre = RND(0, 1);
+        int H = RND(kh + 2, 140), W = RND(kw + 2, 140);
+        char js[1024];
+        snprintf(js, sizeof js,
+                 "{\"input_shape\":[%d,%d,%d],\"layers\":[%s{\"type\":\"Conv2D\",\"filters\":%d,"
+                 "\"kernel_size\":[%d,%d],\"strides\":[1,%d],\"padding\":\"%s\"%s},"
+                 "{\"type\":\"MaxPool2D\"},{\"type\":\"Flatten\"},{\"type\":\"Dense\","
+                 "\"units\":3}]}",
+                 H, W, ic, pre ? "{\"type\":\"Conv2D\",\"filters\":2,\"kernel_size\":1}," : "",
+                 oc, kh, kw, sw, same ? "same" : "valid", relu ? ",\"activation\":\"relu\"" : "");
+        pnn_model *m[4];
+        int ok = 1;
+        for (int k = 0; k < 4 && ok; k++) {
+            pnn_opts o;
+            pnn_opts_init(&o);
+            o.seed = 7;
+            o.threads = k == 3 ? 2 : 1;
+            char err[PNN_ERRLEN];
+            if (pnn_model_new(&m[k], js, &o, err)) ok = 0; /* e.g. too small for the pool */
+            else if (k == 1 || k == 2) {
+                m[k]->L[pre].pairs = 0;
+                if (k == 2) m[k]->L[pre].rowshift = 0;
+            }
+        }
+        if (!ok) continue;
+        built++;
+        size_t insz = pnn_input_size(m[0]), np = pnn_param_count(m[0]);
+        float *x = malloc(3 * insz * 4), *g[4], *dx[4];
+        int32_t y[3] = {0, 1, 2};
+        for (size_t i = 0; i < 3 * insz; i++) x[i] = urand();
+        double l[4];
+        for (int k = 0; k < 4; k++) {
+            g[k] = malloc(np * 4);
+            dx[k] = malloc(3 * insz * 4);
+            ASSERT_OK(pnn_gradient(m[k], x, y, 3, 0, NULL, &l[k], g[k], dx[k], NULL));
+        }
+        paired += m[0]->pe_n > 0 && (size_t)m[0]->L[pre].oh * m[0]->L[pre].ow >
+                                        (size_t)m[0]->L[pre].chunk;
+        for (int k = 1; k < 4; k++) {
+            double eg = rel_inf(g[k], g[0], np), ex = rel_inf(dx[k], dx[0], 3 * insz);
+            ASSERT_MSG(eg < 1e-4 && ex < 1e-4, "path %d: gradients differ (%g, %g) on %s", k, eg,
+                       ex, js);
+        }
+        for (int k = 0; k < 4; k++) {
+            free(g[k]);
+            free(dx[k]);
+            pnn_model_free(m[k]);
+        }
+        free(x);
+    }
+#undef RND
+    ASSERT_MSG(built >= 16 && paired >= 4, "only %d models built, %d with row pairs", built,
+               paired);
+}
+
 static void t_grad_fedprox(void)
 {
     pnn_model *m = mk(SMALL, PNN_BACKEND_OPENBLAS);
@@ -592,4 +659,4 @@ TEST_MAIN(TEST(t_grad_conv_valid), TEST(t_grad_conv_same_stride), TEST(t_grad_co
           TEST(t_backends_fmnist),
           TEST(t_backends_seed),
           /* last: it draws many values from the shared RNG */
-          TEST(t_grad_row_pairs))
+          TEST(t_grad_row_pairs), TEST(t_conv_paths_random))
