@@ -29,6 +29,7 @@ typedef struct cli {
     double last_poll;
     int round; /* fit/evaluate count, for the results (Flower sends no round) */
     int fits, evals;
+    int fit_batch; /* largest training batch so far (0: none yet) */
 } cli;
 
 #define CLOG(c, ...) PT_RINFO((c)->res, __VA_ARGS__)
@@ -184,6 +185,7 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
         pnn_fit_opts_init(&fo);
         fo.epochs = epochs;
         fo.batch_size = batch;
+        if (batch > c->fit_batch) c->fit_batch = batch;
         fo.learning_rate = (float)lr;
         fo.proximal_mu = (float)mu;
         fo.shuffle_seed = fit_seed;
@@ -232,19 +234,18 @@ static int do_evaluate(cli *c, const pnet_server_in *in, char *err)
     r.status_message = "Success";
     if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))
         return pt_seterr(err, rc, "EvaluateIns parameters do not fit this client's model: %s", e);
-    if ((rc = config_int(&in->config, "batch_size", 128, 1, 1 << 20, &batch, e))) {
+    if ((rc = config_int(&in->config, "batch_size", 32, 1, 1 << 20, &batch, e))) {
         CWARN(c, "evaluate refused: %s", e);
         r.status_code = PNET_CODE_EVALUATE_NOT_IMPLEMENTED;
         r.status_message = e;
         return send_reply(c, &r, err);
     }
-    /* The batch size does not change the results; evaluating in the batches
-     * training already sized (0: the model's current buffers, or 32) keeps a
-     * seed-cnn client from growing every activation and gradient buffer to a
-     * larger evaluation batch (~0.5 GB at 128). */
-    (void)batch;
+    /* The batch size does not change the results: once training has sized the
+     * model's buffers, evaluating in larger batches would only grow every
+     * activation and gradient buffer (a seed-cnn client: ~0.5 GB at 128) */
+    if (c->fit_batch && batch > c->fit_batch) batch = c->fit_batch;
     if (c->val.n) {
-        rc = pnn_evaluate(c->model, c->val.x, c->val.y, c->val.n, 0, &loss, &acc, e);
+        rc = pnn_evaluate(c->model, c->val.x, c->val.y, c->val.n, batch, &loss, &acc, e);
         if (rc) return pt_seterr(err, PT_ERR_NN, "evaluation failed: %s", e);
     }
     pt_config_set_double(&metrics, "accuracy", acc);
