@@ -59,6 +59,9 @@ typedef struct nn_layer {
 /* Row-major GEMM seam: C[M,N] = alpha * op(A) * op(B) + beta * C. */
 void pnn__sgemm(pnn_backend be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* Floats in a conv's patch-matrix block for this backend (kernel-dependent,
+ * never thread-dependent). */
+size_t pnn__patch_block(pnn_backend be);
 /* Apply the thread count to OpenBLAS (no-op when unchanged). */
 void pnn__blas_threads(int threads);
 

@@ -52,8 +52,9 @@ int pnn__ensure_batch(pnn_model *m, int b, int grad)
             if (!l->mask) goto nomem;
         }
         if (l->type == NN_CONV) {
-            /* row blocks of ~1 MiB patch matrices (at least 256, at most 8192 rows) */
-            size_t K = (size_t)l->kh * l->kw * l->ic, rb = ((size_t)1 << 18) / K;
+            /* row blocks of pnn__patch_block floats of patch matrix (256-512 KiB;
+             * at least 256, at most 8192 rows) */
+            size_t K = (size_t)l->kh * l->kw * l->ic, rb = pnn__patch_block(m->backend) / K;
             if (rb < 256) rb = 256;
             if (rb > 8192) rb = 8192;
             l->chunk = (int)rb;
