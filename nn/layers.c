@@ -395,13 +395,19 @@ static int pair_count(const nn_layer *l)
     return l->kh / 2 + 1;
 }
 
+/* Pooled rows per block when a fused conv's images do not fit one block. */
+static int pooled_rows_per_block(const nn_layer *c)
+{
+    size_t chunk = c->chunk > 0 ? (size_t)c->chunk : 1, step = chunk / (2 * (size_t)c->ow);
+    return step < 1 ? 1 : (int)step;
+}
+
 size_t pnn__pairs_need(const nn_layer *l, size_t *e_floats)
 {
     *e_floats = 0;
     if (!use_pairs(l)) return 0;
     const size_t KW = (size_t)l->kw * l->ic, J = (size_t)pair_count(l), ow = (size_t)l->ow;
-    size_t step = (size_t)l->chunk / (2 * ow); /* pooled rows per block, as for_blocks */
-    if (step < 1) step = 1;
+    const size_t step = (size_t)pooled_rows_per_block(l);
     *e_floats = J * 4 * KW * (size_t)l->oc;
     return (step + J - 1) * ow * 2 * KW;
 }
@@ -498,12 +504,34 @@ static void for_blocks(fused_task *t, int tid, block_fn fn, int clear_dx)
             fn(t, tid, n0, (int)(n1 - n0), 0, p->oh);
             continue;
         }
-        int step = (int)(chunk / (2 * (size_t)c->ow));
-        if (step < 1) step = 1;
+        const int step = pooled_rows_per_block(c);
         for (size_t n = n0; n < n1; n++)
             for (int py = 0; py < p->oh; py += step)
                 fn(t, tid, n, 1, py, py + step <= p->oh ? step : p->oh - py);
     }
+}
+
+/* Where a block's conv outputs (forward) or their gradients (backward) of
+ * pool window (py, px) of image j of the block lie: at
+ * base + window_row(...) + px * w.step + w.d[0..3] (top-left, top-right,
+ * bottom-left, bottom-right). Rows of width ow * oc, or with row pairs
+ * [pair][ox][top oc | bottom oc]. */
+typedef struct win_layout {
+    size_t step, d[4];
+} win_layout;
+
+static win_layout window_layout(const nn_layer *c, int pairs)
+{
+    const size_t oc = (size_t)c->oc, rs = (size_t)c->ow * oc;
+    win_layout w = {pairs ? 4 * oc : 2 * oc,
+                    {0, pairs ? 2 * oc : oc, pairs ? oc : rs, pairs ? 3 * oc : rs + oc}};
+    return w;
+}
+
+static size_t window_row(const nn_layer *c, int whole, int j, int py, int py0)
+{
+    const size_t pix = (size_t)c->oh * c->ow, rs = (size_t)c->ow * c->oc;
+    return (whole ? (size_t)j * pix * c->oc : 0) + (size_t)(whole ? 2 * py : 2 * (py - py0)) * rs;
 }
 
 /* GEMM rows of a block: [r0, r0 + rows) of the batch's conv output. */
@@ -614,21 +642,17 @@ static void fused_fwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
     const float *bias = m->w + c->boff;
     const int late = c->act != NN_ACT_SOFTMAX, relu = c->act == NN_ACT_RELU;
     if (!late) bias_act(C, rows, oc, bias, c->act);
-    /* window (2py, 2px) .. (2py+1, 2px+1) at p0, p0 + d[1], p0 + d[2], p0 + d[3] */
-    const size_t rs = (size_t)ow * oc, step = pairs ? 4 * (size_t)oc : 2 * (size_t)oc;
-    const size_t d[4] = {0, pairs ? 2 * (size_t)oc : (size_t)oc, pairs ? (size_t)oc : rs,
-                         pairs ? 3 * (size_t)oc : rs + oc};
+    const win_layout w = window_layout(c, pairs);
     for (int j = 0; j < nimg; j++) {
-        const float *Cj = C + (whole ? (size_t)j * pix * oc : 0);
         for (int py = py0; py < py0 + npy; py++) {
-            const float *crow = Cj + (size_t)(whole ? 2 * py : 2 * (py - py0)) * rs;
+            const float *crow = C + window_row(c, whole, j, py, py0);
             size_t po = (n + j) * p->osz + (size_t)py * p->ow * oc;
             float *o = p->out + po;
             uint8_t *code = p->code + po;
             for (int px = 0; px < p->ow; px++, o += oc, code += oc) {
-                const float *p0 = crow + px * step;
-                pool4_fwd(o, code, p0, p0 + d[1], p0 + d[2], p0 + d[3], oc, late ? bias : NULL,
-                          relu);
+                const float *p0 = crow + px * w.step;
+                pool4_fwd(o, code, p0, p0 + w.d[1], p0 + w.d[2], p0 + w.d[3], oc,
+                          late ? bias : NULL, relu);
             }
         }
     }
@@ -693,19 +717,16 @@ static void fused_bwd_block(fused_task *t, int tid, size_t n, int nimg, int py0,
      * the winner, 0 elsewhere) unless the pool drops an odd last row/column */
     if (c->oh != 2 * p->oh || ow != 2 * p->ow) memset(G, 0, rows * oc * sizeof(float));
     const int relu = c->act == NN_ACT_RELU, pairs = !whole && t->E;
-    const size_t rs = (size_t)ow * oc, step = pairs ? 4 * (size_t)oc : 2 * (size_t)oc;
-    const size_t d[4] = {0, pairs ? 2 * (size_t)oc : (size_t)oc, pairs ? (size_t)oc : rs,
-                         pairs ? 3 * (size_t)oc : rs + oc};
+    const win_layout w = window_layout(c, pairs);
     for (int j = 0; j < nimg; j++) {
-        float *Gj = G + (whole ? (size_t)j * pix * oc : 0);
         for (int py = py0; py < py0 + npy; py++) {
-            float *grow = Gj + (size_t)(whole ? 2 * py : 2 * (py - py0)) * rs;
+            float *grow = G + window_row(c, whole, j, py, py0);
             size_t po = (n + j) * p->osz + (size_t)py * p->ow * oc;
             const float *g = t->gy + po, *o = p->out + po;
             const uint8_t *code = p->code + po;
             for (int px = 0; px < p->ow; px++, g += oc, o += oc, code += oc) {
-                float *g0 = grow + px * step;
-                pool4_bwd(g0, g0 + d[1], g0 + d[2], g0 + d[3], dB, g, o, code, oc, relu);
+                float *g0 = grow + px * w.step;
+                pool4_bwd(g0, g0 + w.d[1], g0 + w.d[2], g0 + w.d[3], dB, g, o, code, oc, relu);
             }
         }
     }
