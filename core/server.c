@@ -627,6 +627,20 @@ static void log_loss_hist(srv *s, const char *name, const hist *h, size_t n)
 
 /* ---- phases ----------------------------------------------------------------------------- */
 
+/* Send msg (the reference is consumed) to the k sampled clients idx in `phase`
+ * and wait for their replies or failures; the server is idle again on return. */
+static int run_phase(srv *s, int phase, const int *idx, int k, pnet_msg *msg, char *err)
+{
+    s->phase = phase;
+    s->results = s->failures = 0;
+    s->t_phase = pt_now();
+    send_to(s, idx, k, msg);
+    pnet_msg_unref(msg);
+    int rc = wait_replies(s, err);
+    s->phase = PH_IDLE;
+    return rc;
+}
+
 static int init_from_client(srv *s, char *err)
 {
     int rc, idx;
@@ -638,15 +652,9 @@ static int init_from_client(srv *s, char *err)
         return pt_seterr(err, rc, "sampling failed");
     pnet_server_out m = {PNET_SMSG_GET_PARAMETERS, 0, NULL, NULL};
     if ((rc = build_msg(&m, &msg, err))) return rc;
-    s->phase = PH_INIT;
     s->init_done = 0;
     s->init_err[0] = 0;
-    s->results = s->failures = 0;
-    send_to(s, &idx, 1, msg);
-    pnet_msg_unref(msg);
-    rc = wait_replies(s, err);
-    s->phase = PH_IDLE;
-    if (rc) return rc;
+    if ((rc = run_phase(s, PH_INIT, &idx, 1, msg, err))) return rc;
     if (!s->init_done)
         return pt_seterr(err, PT_ERR_PROTO, "no initial parameters: %s",
                          s->init_err[0] ? s->init_err : "client failed");
@@ -690,15 +698,9 @@ static int fit_round(srv *s, const pt_config *base_cfg, int *sampled, int *updat
         pt_seterr(err, rc, "central loss %g refused by the strategy", s->central_loss);
         goto done;
     }
-    s->phase = PH_FIT;
-    s->results = s->failures = 0;
     *sampled = k;
-    s->t_phase = pt_now();
-    send_to(s, idx, k, msg);
-    pnet_msg_unref(msg);
+    rc = run_phase(s, PH_FIT, idx, k, msg, err);
     msg = NULL;
-    rc = wait_replies(s, err);
-    s->phase = PH_IDLE;
     if (rc) {
         int u;
         held_drop(s);
@@ -755,14 +757,8 @@ static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_conf
     if ((rc = build_msg(&m, &msg, err))) goto done;
     SLOG(s, "evaluate_round %d: strategy sampled %d clients (out of %d)", s->round, k, avail);
     if ((rc = pst_evaluate_begin(s->st, s->round))) goto done;
-    s->phase = PH_EVAL;
-    s->results = s->failures = 0;
-    s->t_phase = pt_now();
-    send_to(s, idx, k, msg);
-    pnet_msg_unref(msg);
+    rc = run_phase(s, PH_EVAL, idx, k, msg, err);
     msg = NULL;
-    rc = wait_replies(s, err);
-    s->phase = PH_IDLE;
     *res_n = s->results;
     *fail_n = s->failures;
     if (rc) {
