@@ -1299,16 +1299,29 @@ static int make_auth(run *r, char *err)
     return rc;
 }
 
+/* A run over the options o (defaults filled in); stop may be NULL. */
+static void run_init(run *r, pl_launch_opts *o, volatile int *stop)
+{
+    static volatile int never;
+    pl_launch_opts_default(o);
+    memset(r, 0, sizeof *r);
+    r->o = o;
+    r->stop = stop ? stop : &never;
+}
+
+static void run_free(run *r)
+{
+    if (r->aws) pl_aws_free(r->aws);
+    pl_creds_wipe(&r->creds);
+    free(r->ids);
+    free(r->clients);
+}
+
 int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout, char *err)
 {
     pl_launch_opts o = *oin;
-    pl_launch_opts_default(&o);
-    static volatile int never;
-    run R;
-    memset(&R, 0, sizeof R);
-    run *r = &R;
-    r->o = &o;
-    r->stop = stop ? stop : &never;
+    run R, *r = &R;
+    run_init(r, &o, stop);
     int rc = validate(&o, err);
     if (rc) return rc;
     if (o.run_id)
@@ -1320,7 +1333,7 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
     if (o.dry_run) {
         rc = setup_client(r, 1, err);
         if (!rc && planout) rc = plan(r, planout, err);
-        pl_aws_free(r->aws);
+        run_free(r);
         return rc;
     }
     if (!o.dist_tarball) return pt_seterr(err, PT_ERR_INVAL, "no source tarball (run 'make dist')");
@@ -1542,23 +1555,15 @@ fail:
         if (err) snprintf(err, PT_ERRLEN, "%s", keep_err);
     }
 out_free:
-    if (r->aws) pl_aws_free(r->aws);
-    pl_creds_wipe(&r->creds);
-    free(r->ids);
-    free(r->clients);
+    run_free(r);
     return rc;
 }
 
 int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
 {
     pl_launch_opts o = *oin;
-    pl_launch_opts_default(&o);
-    static volatile int never;
-    run R;
-    memset(&R, 0, sizeof R);
-    run *r = &R;
-    r->o = &o;
-    r->stop = stop ? stop : &never;
+    run R, *r = &R;
+    run_init(r, &o, stop);
     if (!o.run_id || !valid_name(o.run_id, 40))
         return pt_seterr(err, PT_ERR_INVAL, "--cleanup needs a run id");
     snprintf(r->run_id, sizeof r->run_id, "%s", o.run_id);
@@ -1618,8 +1623,6 @@ int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
     r->bucket_created = 0;
     save_state(r);
 done:
-    if (r->aws) pl_aws_free(r->aws);
-    pl_creds_wipe(&r->creds);
-    free(r->ids);
+    run_free(r);
     return rc;
 }
