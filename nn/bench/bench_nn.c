@@ -35,7 +35,9 @@
 #define REPS 5 /* best of REPS runs, ours and PyTorch's alike */
 /* glibc keeps freed memory (no mmap for big blocks, no trimming): PyTorch's best
  * on these VMs, where first touch of fresh pages costs ~0.3 GB/s. */
-#define TORCH_MALLOC "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776"
+#define TORCH_MMAP_MAX "0"
+#define TORCH_TRIM_THRESHOLD "1099511627776"
+#define TORCH_MALLOC "MALLOC_MMAP_MAX_=" TORCH_MMAP_MAX " MALLOC_TRIM_THRESHOLD_=" TORCH_TRIM_THRESHOLD
 
 static double now(void)
 {
@@ -161,9 +163,8 @@ static int torch_start(torch_proc *tp, const char *script, const char *model, in
         close(to[1]);
         close(from[0]);
         close(from[1]);
-        /* glibc keeps freed memory: PyTorch's best on these VMs */
-        setenv("MALLOC_MMAP_MAX_", "0", 1);
-        setenv("MALLOC_TRIM_THRESHOLD_", "1099511627776", 1);
+        setenv("MALLOC_MMAP_MAX_", TORCH_MMAP_MAX, 1);
+        setenv("MALLOC_TRIM_THRESHOLD_", TORCH_TRIM_THRESHOLD, 1);
         execl(TORCH_PY, TORCH_PY, script, "--serve", model, a[0], a[1], a[2], a[3],
               (char *)NULL);
         printf("torch unavailable: cannot run %s: %s\n", TORCH_PY, strerror(errno));
