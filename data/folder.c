@@ -299,13 +299,51 @@ static int decode_set(pd_dataset *d, const char *dir, const flist *l, const size
     return PT_OK;
 }
 
+/* The files of sel[0..n) that part o->part of o->num_parts gets when they are
+ * partitioned by their labels under `scheme` (as pd_partition would select
+ * them from the decoded set), in order: a new array in *out, its length in
+ * *nout. */
+static int select_part(const flist *l, const size_t *sel, size_t n, const char *scheme,
+                       const pd_open_opts *o, size_t **out, size_t *nout, char *err)
+{
+    int32_t *lab = malloc((n ? n : 1) * sizeof *lab);
+    int *owner = malloc((n ? n : 1) * sizeof *owner);
+    size_t *v = malloc((n ? n : 1) * sizeof *v);
+    int rc = PT_OK;
+    *out = NULL;
+    *nout = 0;
+    if (!lab || !owner || !v) {
+        rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) lab[i] = l->v[sel[i]].label;
+    if ((rc = pd_partition_labels(lab, n, l->nclasses, scheme, o->num_parts, o->seed, owner,
+                                  err)))
+        goto done;
+    if (o->part < 0 || o->part >= o->num_parts) {
+        rc = pt_seterr(err, PT_ERR_INVAL, "part %d out of range (0..%d)", o->part,
+                       o->num_parts - 1);
+        goto done;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (owner[i] == o->part) v[m++] = sel[i];
+    *out = v;
+    *nout = m;
+    v = NULL;
+done:
+    free(lab);
+    free(owner);
+    free(v);
+    return rc;
+}
+
 int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
                    const pd_open_opts *opts, char *err)
 {
     pd_open_opts o = opts ? *opts : pd_open_opts_default();
     flist l;
     size_t *perm = NULL, *tsel = NULL;
-    int *owner = NULL;
     int rc;
     if (train) memset(train, 0, sizeof *train);
     if (test) memset(test, 0, sizeof *test);
@@ -358,27 +396,8 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
         const size_t *sel = perm;
         if (o.partition && *o.partition) {
             /* partition the training files by their labels before decoding */
-            int32_t *lab = malloc(ntrain * sizeof *lab);
-            owner = malloc(ntrain * sizeof *owner);
-            tsel = malloc(ntrain * sizeof *tsel);
-            if (!lab || !owner || !tsel) {
-                free(lab);
-                rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
+            if ((rc = select_part(&l, perm, ntrain, o.partition, &o, &tsel, &nsel, err)))
                 goto fail;
-            }
-            for (size_t i = 0; i < ntrain; i++) lab[i] = l.v[perm[i]].label;
-            rc = pd_partition_labels(lab, ntrain, l.nclasses, o.partition, o.num_parts, o.seed,
-                                     owner, err);
-            free(lab);
-            if (rc) goto fail;
-            if (o.part < 0 || o.part >= o.num_parts) {
-                rc = pt_seterr(err, PT_ERR_INVAL, "part %d out of range (0..%d)", o.part,
-                               o.num_parts - 1);
-                goto fail;
-            }
-            nsel = 0;
-            for (size_t i = 0; i < ntrain; i++)
-                if (owner[i] == o.part) tsel[nsel++] = perm[i];
             sel = tsel;
         }
         if ((rc = decode_set(train, dir, &l, sel, nsel, &o, "training", err))) goto fail;
@@ -393,24 +412,8 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
         if (nval < (size_t)o.num_parts) {
             nval = 0; /* too small to share: no local validation */
         } else {
-            int32_t *lab = malloc(nval * sizeof *lab);
-            int *vown = malloc(nval * sizeof *vown);
-            size_t *vs = malloc(nval * sizeof *vs);
-            if (!lab || !vown || !vs) {
-                free(lab);
-                free(vown);
-                free(vs);
-                rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-            for (size_t i = 0; i < nval; i++) lab[i] = l.v[vsel[i]].label;
-            rc = pd_partition_labels(lab, nval, l.nclasses, "iid", o.num_parts, o.seed, vown,
-                                     err);
-            size_t m = 0;
-            for (size_t i = 0; !rc && i < nval; i++)
-                if (vown[i] == o.part) vs[m++] = vsel[i];
-            free(lab);
-            free(vown);
+            size_t *vs, m;
+            rc = select_part(&l, vsel, nval, "iid", &o, &vs, &m, err);
             if (!rc && m) rc = decode_set(test, dir, &l, vs, m, &o, "validation", err);
             free(vs);
             if (rc) goto fail;
@@ -424,7 +427,6 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
     if (test && test->skipped)
         PT_WARN("dataset folder %s: skipped %zu undecodable validation files", dir,
                 test->skipped);
-    free(owner);
     free(tsel);
     free(perm);
     flist_free(&l);
@@ -433,7 +435,6 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
 fail:
     if (train) pd_dataset_free(train);
     if (test) pd_dataset_free(test);
-    free(owner);
     free(tsel);
     free(perm);
     flist_free(&l);
