@@ -31,6 +31,18 @@ static void keep_part(pd_dataset *d, const int *owner, int part)
     d->n = m;
 }
 
+/* Keep only part o->part of d under `scheme` (partitioned by its labels). */
+static int keep_share(pd_dataset *d, const char *scheme, const pd_open_opts *o, char *err)
+{
+    int *owner = malloc((d->n ? d->n : 1) * sizeof *owner);
+    if (!owner) return pt_seterr(err, PT_ERR_NOMEM, "out of memory partitioning");
+    int rc = pd_partition_labels(d->y, d->n, d->nclasses, scheme, o->num_parts, o->seed, owner,
+                                 err);
+    if (!rc) keep_part(d, owner, o->part);
+    free(owner);
+    return rc;
+}
+
 /* limit, partition and reshape for formats with their own test set; either
  * split may be NULL */
 static int post_load(pd_dataset *tr, pd_dataset *te, const pd_open_opts *o, char *err)
@@ -42,29 +54,14 @@ static int post_load(pd_dataset *tr, pd_dataset *te, const pd_open_opts *o, char
         if (o->num_parts < 1 || o->part < 0 || o->part >= o->num_parts)
             return pt_seterr(err, PT_ERR_INVAL, "test share: part %d out of range (0..%d)",
                              o->part, o->num_parts - 1);
-        if (te->n < (size_t)o->num_parts) {
-            te->n = 0; /* too small to share: no local validation */
-        } else {
-            int *owner = malloc(te->n * sizeof *owner);
-            if (!owner) return pt_seterr(err, PT_ERR_NOMEM, "out of memory partitioning");
-            rc = pd_partition_labels(te->y, te->n, te->nclasses, "iid", o->num_parts, o->seed,
-                                     owner, err);
-            if (!rc) keep_part(te, owner, o->part);
-            free(owner);
-            if (rc) return rc;
-        }
+        if (te->n < (size_t)o->num_parts) te->n = 0; /* too small to share: no validation */
+        else if ((rc = keep_share(te, "iid", o, err))) return rc;
     }
     if (tr && o->partition && *o->partition) {
         if (o->num_parts >= 1 && (o->part < 0 || o->part >= o->num_parts))
             return pt_seterr(err, PT_ERR_INVAL, "partition %s: part %d out of range (0..%d)",
                              o->partition, o->part, o->num_parts - 1);
-        int *owner = malloc((tr->n ? tr->n : 1) * sizeof *owner);
-        if (!owner) return pt_seterr(err, PT_ERR_NOMEM, "out of memory partitioning");
-        rc = pd_partition_labels(tr->y, tr->n, tr->nclasses, o->partition, o->num_parts,
-                                 o->seed, owner, err);
-        if (!rc) keep_part(tr, owner, o->part);
-        free(owner);
-        if (rc) return rc;
+        if ((rc = keep_share(tr, o->partition, o, err))) return rc;
     }
     const pd_dataset *ref = tr ? tr : te;
     int h = o->h ? o->h : ref->h, w = o->w ? o->w : ref->w, c = o->c ? o->c : ref->c;
