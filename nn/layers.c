@@ -35,6 +35,39 @@ static inline void copy_row(float *restrict d, const float *restrict s, size_t n
     if (j + 2 < n) d[j + 2] = s[j + 2];
 }
 
+/* One kernel row of one patch: the kw*ic values of image row s (iw pixels of
+ * ic) from column ix0 on, zeros outside the row. */
+static inline void get_patch(const nn_layer *l, const float *s, int ix0, float *d)
+{
+    const int ic = l->ic, kw = l->kw, iw = l->iw;
+    if (ix0 >= 0 && ix0 + kw <= iw) {
+        copy_row(d, s + (size_t)ix0 * ic, (size_t)kw * ic);
+        return;
+    }
+    for (int kx = 0; kx < kw; kx++) {
+        int ix = ix0 + kx;
+        if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
+        else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
+    }
+}
+
+/* Its reverse: image row s += the kernel-row gradient d (what falls outside
+ * the row is dropped). */
+static inline void add_patch(const nn_layer *l, float *s, int ix0, const float *restrict d)
+{
+    const int ic = l->ic, kw = l->kw, iw = l->iw;
+    if (ix0 >= 0 && ix0 + kw <= iw) {
+        float *restrict t = s + (size_t)ix0 * ic;
+        for (size_t j = 0; j < (size_t)kw * ic; j++) t[j] += d[j];
+        return;
+    }
+    for (int kx = 0; kx < kw; kx++) {
+        int ix = ix0 + kx;
+        if (ix < 0 || ix >= iw) continue;
+        for (int c = 0; c < ic; c++) s[(size_t)ix * ic + c] += d[kx * ic + c];
+    }
+}
+
 /* Patch matrix rows [r0, r1) of a batch (row r = image r / pix, output pixel
  * r % pix), each kh*kw*ic floats. x is the batch's first image. */
 NN_CLONES static void im2col(const nn_layer *l, const float *x, size_t r0, size_t r1, float *col)
@@ -53,16 +86,7 @@ NN_CLONES static void im2col(const nn_layer *l, const float *x, size_t r0, size_
                 memset(d, 0, rowlen * sizeof(float));
                 continue;
             }
-            const float *s = img + ((size_t)iy * iw) * ic;
-            if (ix0 >= 0 && ix0 + kw <= iw) {
-                copy_row(d, s + (size_t)ix0 * ic, rowlen);
-            } else {
-                for (int kx = 0; kx < kw; kx++) {
-                    int ix = ix0 + kx;
-                    if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
-                    else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
-                }
-            }
+            get_patch(l, img + ((size_t)iy * iw) * ic, ix0, d);
         }
         if (++ox == ow) {
             ox = 0;
@@ -89,19 +113,7 @@ NN_CLONES static void col2im(const nn_layer *l, const float *col, size_t r0, siz
         for (int ky = 0; ky < l->kh; ky++, d += rowlen) {
             const int iy = oy * l->sh - l->pt + ky;
             if (iy < 0 || iy >= ih) continue;
-            float *s = img + ((size_t)iy * iw) * ic;
-            if (ix0 >= 0 && ix0 + kw <= iw) {
-                float *restrict t = s + (size_t)ix0 * ic;
-                for (size_t j = 0; j < rowlen; j++) t[j] += d[j];
-                continue;
-            }
-            for (int kx = 0; kx < kw; kx++) {
-                int ix = ix0 + kx;
-                if (ix < 0 || ix >= iw) continue;
-                float *t = s + (size_t)ix * ic;
-                const float *g = d + kx * ic;
-                for (int c = 0; c < ic; c++) t[c] += g[c];
-            }
+            add_patch(l, img + ((size_t)iy * iw) * ic, ix0, d);
         }
         if (++ox == ow) {
             ox = 0;
@@ -323,40 +335,15 @@ NN_CLONES static void row_patches(const nn_layer *l, const float *img, int y, fl
         return;
     }
     const float *s = img + (size_t)y * iw * ic;
-    for (int ox = 0; ox < ow; ox++, d += stride) {
-        int ix0 = ox * l->sw - l->pl;
-        if (ix0 >= 0 && ix0 + kw <= iw) {
-            copy_row(d, s + (size_t)ix0 * ic, KW);
-            continue;
-        }
-        for (int kx = 0; kx < kw; kx++) {
-            int ix = ix0 + kx;
-            if (ix < 0 || ix >= iw) memset(d + kx * ic, 0, ic * sizeof(float));
-            else memcpy(d + kx * ic, s + (size_t)ix * ic, ic * sizeof(float));
-        }
-    }
+    for (int ox = 0; ox < ow; ox++, d += stride) get_patch(l, s, ox * l->sw - l->pl, d);
 }
 
 /* dimg (one image) += the patch gradients of input row y (see row_patches). */
 NN_CLONES static void row_patches_add(const nn_layer *l, const float *d, int y, float *dimg, size_t stride)
 {
-    const int ic = l->ic, kw = l->kw, iw = l->iw, ow = l->ow;
-    const size_t KW = (size_t)kw * ic;
     if (y < 0 || y >= l->ih) return;
-    float *s = dimg + (size_t)y * iw * ic;
-    for (int ox = 0; ox < ow; ox++, d += stride) {
-        int ix0 = ox * l->sw - l->pl;
-        if (ix0 >= 0 && ix0 + kw <= iw) {
-            float *restrict t = s + (size_t)ix0 * ic;
-            for (size_t j = 0; j < KW; j++) t[j] += d[j];
-            continue;
-        }
-        for (int kx = 0; kx < kw; kx++) {
-            int ix = ix0 + kx;
-            if (ix < 0 || ix >= iw) continue;
-            for (int c = 0; c < ic; c++) s[(size_t)ix * ic + c] += d[kx * ic + c];
-        }
-    }
+    float *s = dimg + (size_t)y * l->iw * l->ic;
+    for (int ox = 0; ox < l->ow; ox++, d += stride) add_patch(l, s, ox * l->sw - l->pl, d);
 }
 
 /* Q for input rows [y0, y0 + ny) of img (rows outside the image are zeros). */
