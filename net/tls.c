@@ -42,10 +42,12 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err)
+/* A context with the settings both ends share: TLS 1.2+, partial writes, no
+ * compression or renegotiation. */
+static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err)
 {
     char e[256];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = SSL_CTX_new(method);
     if (!ctx) {
         pt_seterr(err, PT_ERR_TLS, "SSL_CTX_new: %s", tls_errstr(e, sizeof e));
         return NULL;
@@ -55,6 +57,14 @@ SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err)
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return ctx;
+}
+
+SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err)
+{
+    char e[256];
+    SSL_CTX *ctx = ctx_new(TLS_server_method(), err);
+    if (!ctx) return NULL;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         pt_seterr(err, PT_ERR_TLS, "cannot load TLS certificate '%s': %s", cert,
                   tls_errstr(e, sizeof e));
@@ -98,16 +108,8 @@ int tls_server_require_client(SSL_CTX *ctx, const char *ca, char *err)
 SSL_CTX *tls_client_ctx(const char *ca, const char *cert, const char *key, char *err)
 {
     char e[256];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        pt_seterr(err, PT_ERR_TLS, "SSL_CTX_new: %s", tls_errstr(e, sizeof e));
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX *ctx = ctx_new(TLS_client_method(), err);
+    if (!ctx) return NULL;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     int ok = ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {
