@@ -1317,6 +1317,33 @@ static void run_free(run *r)
     free(r->clients);
 }
 
+/* Prepare `role`'s user data and start `count` instances of it, tagged with the
+ * run id and Name petal-RUN-role (idempotency token petal-RUN-token_suffix);
+ * their ids join the run's. What started (also when a later step failed) is
+ * in *v / *n, the caller's to free. */
+static int run_role(run *r, const char *role, const char *server_ip, int have_data, int count,
+                    const char *token_suffix, pl_instance **v, size_t *n, char *err)
+{
+    const pl_launch_opts *o = r->o;
+    pl_str man = {0}, ud = {0};
+    char nm[96], token[80];
+    int rc = prepare_role(r, role, server_ip, have_data, &man, &ud, 1, err);
+    snprintf(nm, sizeof nm, "petal-%.40s-%s", r->run_id, role);
+    snprintf(token, sizeof token, "petal-%.40s-%s", r->run_id, token_suffix);
+    pl_tag tags[2] = {{"petal:run-id", r->run_id}, {"Name", nm}};
+    pl_run_opts ro = {.image_id = r->ami, .instance_type = o->instance_type, .count = count,
+                      .user_data = ud.data, .security_group_id = r->sg,
+                      .key_name = o->key_name, .instance_profile = o->instance_profile,
+                      .tags = tags, .n_tags = 2, .client_token = token};
+    *v = NULL;
+    *n = 0;
+    if (!rc) rc = pl_ec2_run_instances(r->aws, &ro, v, n, err);
+    if (*n) add_ids(r, *v, *n);
+    pl_str_free(&man);
+    pl_str_free(&ud);
+    return rc;
+}
+
 int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout, char *err)
 {
     pl_launch_opts o = *oin;
@@ -1441,25 +1468,11 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
 
     step(r, "server: RunInstances, wait for running and status checks");
     {
-        pl_str man = {0}, ud = {0};
-        rc = prepare_role(r, "server", NULL, have_data, &man, &ud, 1, err);
-        snprintf(nm, sizeof nm, "petal-%.40s-server", r->run_id);
-        char token[80];
-        snprintf(token, sizeof token, "petal-%.40s-server", r->run_id);
-        pl_run_opts ro = {.image_id = r->ami, .instance_type = o.instance_type, .count = 1,
-                          .user_data = ud.data, .security_group_id = r->sg,
-                          .key_name = o.key_name, .instance_profile = o.instance_profile,
-                          .tags = tags, .n_tags = 2, .client_token = token};
-        pl_instance *v = NULL;
-        size_t n = 0;
-        if (!rc) rc = pl_ec2_run_instances(r->aws, &ro, &v, &n, err);
-        if (n) {
-            add_ids(r, v, n);
-            r->server = v[0];
-        }
+        pl_instance *v;
+        size_t n;
+        rc = run_role(r, "server", NULL, have_data, 1, "server", &v, &n, err);
+        if (n) r->server = v[0];
         free(v);
-        pl_str_free(&man);
-        pl_str_free(&ud);
         if (rc) goto fail;
         rc = wait_running(r, &r->server, 1, 1, "server", err);
         if (rc) goto fail;
@@ -1472,27 +1485,16 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
 
     step(r, "clients: RunInstances x %d, wait for running", o.n_clients);
     {
-        pl_str man = {0}, ud = {0};
-        rc = prepare_role(r, "client", r->server.private_ip, have_data, &man, &ud, 1, err);
-        snprintf(nm, sizeof nm, "petal-%.40s-client", r->run_id);
-        char token[80];
-        snprintf(token, sizeof token, "petal-%.40s-clients", r->run_id);
-        pl_run_opts ro = {.image_id = r->ami, .instance_type = o.instance_type,
-                          .count = o.n_clients, .user_data = ud.data, .security_group_id = r->sg,
-                          .key_name = o.key_name, .instance_profile = o.instance_profile,
-                          .tags = tags, .n_tags = 2, .client_token = token};
-        pl_instance *v = NULL;
-        size_t n = 0;
-        if (!rc) rc = pl_ec2_run_instances(r->aws, &ro, &v, &n, err);
+        pl_instance *v;
+        size_t n;
+        rc = run_role(r, "client", r->server.private_ip, have_data, o.n_clients, "clients", &v,
+                      &n, err);
         if (n) {
-            add_ids(r, v, n);
             r->clients = v;
             r->n_clients = n;
         } else {
             free(v);
         }
-        pl_str_free(&man);
-        pl_str_free(&ud);
         if (rc) goto fail;
         rc = wait_running(r, r->clients, r->n_clients, 0, "clients", err);
         if (rc) goto fail;
