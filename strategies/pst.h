@@ -357,11 +357,10 @@ int pst_fit_begin(pst_strategy *s, int round, const pt_params *global, char *err
  * (PT_ERR_MISMATCH) or any non-finite value (PT_ERR_DIVERGED) or a negative
  * num_examples (PT_ERR_INVAL) rejects the update: it is never aggregated
  * and is counted as a failure of this round (so accept_failures=False then
- * voids the round). Streaming strategies check each block before folding it
- * and, when a later block turns out non-finite, subtract the already
- * folded blocks again (the accumulator then differs from never having
- * added the update by rounding: ~1e-16 relative with double, ~1e-11 with
- * double48, up to one float32 step of the delta sum with float-delta).
+ * voids the round). Every update is checked whole before any of it is
+ * aggregated: a rejected update leaves no trace (the round's result is bit
+ * for bit that of the round without it, whatever its other values, e.g.
+ * 3e38 everywhere but one NaN, and whatever its num_examples).
  * Returns PT_OK, those codes, PT_ERR_STATE (no open round) or PT_ERR_NOMEM. */
 int pst_fit_add(pst_strategy *s, const pt_params *update, int64_t num_examples,
                 const pt_config *metrics, char *err);

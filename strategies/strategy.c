@@ -526,9 +526,10 @@ static int add_one(pst_strategy *s, const unsigned char *const *src, int64_t n, 
         double w = s->kind == PST_K_QFEDAVG ? 1.0 : (double)n, wc = w * c;
         const unsigned char *const *srcs[1] = {src};
         int bad = 0;
-        if (pst__fold(s, acc_ptr(s), s->acc_fresh, 1, srcs, &wc, &bad))
+        size_t folded;
+        if (pst__fold(s, acc_ptr(s), s->acc_fresh, 1, srcs, &wc, &bad, &folded))
             return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
-        s->acc_fresh = 0;
+        if (folded) s->acc_fresh = 0;
         if (bad) goto nonfinite;
         /* double: sum of w*(g + c(x - g)) = w*c*x + w*(1-c)*g; the delta
          * accumulator holds w*c*(x - g) directly */
@@ -606,11 +607,12 @@ int pst_fit_add_many(pst_strategy *s, size_t k, const pt_params *const *updates,
         }
     }
     if (nv) {
-        if (pst__fold(s, acc_ptr(s), s->acc_fresh, nv, srcs, w, bad)) {
+        size_t folded;
+        if (pst__fold(s, acc_ptr(s), s->acc_fresh, nv, srcs, w, bad, &folded)) {
             first = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
             goto done;
         }
-        s->acc_fresh = 0;
+        if (folded) s->acc_fresh = 0;
         for (size_t j = 0; j < nv; j++) {
             if (bad[j]) {
                 reject(s);

@@ -1,0 +1,230 @@
+/*
+ * test_strat_hostile.c - strategies/ against a hostile credentialed client:
+ * a rejected update leaves no trace (every strategy that aggregates, every
+ * accumulator, single and batched adds, hostile update first or in the
+ * middle of a round: the global after the round is bit-identical to the
+ * round without it, and so is the next round, which sees the optimizer
+ * state), and the cost of client-chosen metric keys grows linearly.
+ */
+#include "petal.h"
+#include "pst.h"
+#include "test.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <time.h>
+
+enum { R = 400, C = 700, TOTAL = R * C + C, HONEST = 3 }; /* 280,700 floats: 2 threads */
+
+/* Two-tensor model: a (R x C) kernel and a (C) bias. */
+static void mk2(pt_params *p)
+{
+    int nd[2] = {2, 1};
+    int64_t s0[2] = {R, C}, s1[1] = {C};
+    const int64_t *shp[2] = {s0, s1};
+    memset(p, 0, sizeof *p);
+    pt_params_init(p, 2, nd, shp);
+}
+
+/* Honest client k's update: the global plus a small delta. */
+static void honest(pt_params *u, const pt_params *g, int k)
+{
+    for (size_t i = 0; i < TOTAL; i++)
+        u->buf[i] = g->buf[i] + (float)((int)((i * 7 + (size_t)k * 13) % 101) - 50) * 1e-3f;
+}
+
+/* The hostile update: huge finite values (3e38, both signs) everywhere but
+ * one non-finite value, late in the second thread's range (variant 0: NaN
+ * in the last element) or early in the first (variant 1: +Inf). */
+static void hostile(pt_params *u, int variant)
+{
+    for (size_t i = 0; i < TOTAL; i++) u->buf[i] = i % 2 ? -3e38f : 3e38f;
+    if (variant == 0) u->buf[TOTAL - 1] = NAN;
+    else u->buf[1000] = INFINITY;
+}
+
+typedef struct hcase {
+    const char *name;
+    int kept; /* keeps updates: the accumulator does not apply */
+    int dp;   /* any failure voids the round (Flower's DP wrapper) */
+} hcase;
+
+static const hcase cases[] = {
+    {"FedAvg", 0, 0},        {"FedAvgM", 0, 0},       {"FedAdagrad", 0, 0},
+    {"FedAdam", 0, 0},       {"FedYogi", 0, 0},       {"FedProx", 0, 0},
+    {"QFedAvg", 0, 0},       {"FaultTolerantFedAvg", 0, 0},
+    {"DPFixedClipping(FedAvg)", 0, 1},
+    {"DPFixedClipping(FedAdam)", 0, 1},
+    {"FedMedian", 1, 0},     {"FedTrimmedAvg", 1, 0}, {"Krum", 1, 0},
+    {"MultiKrum", 1, 0},     {"Bulyan", 1, 0},
+};
+
+static pst_strategy *make(const hcase *c, pst_accumulator acc)
+{
+    pst_options o;
+    pst_strategy *s = NULL;
+    char err[PT_ERRLEN];
+    pst_options_init(&o);
+    o.threads = 2;
+    o.accumulator = acc;
+    if (!strcmp(c->name, "FedAvgM")) o.server_momentum = 0.9;
+    if (!strcmp(c->name, "FedProx")) o.proximal_mu = 0.1;
+    if (!strcmp(c->name, "MultiKrum")) o.num_clients_to_keep = 2;
+    if (c->dp) {
+        o.noise_multiplier = 0.5;
+        o.clipping_norm = 2.0;
+        o.num_sampled_clients = HONEST;
+        o.seed = 7;
+    }
+    if (pst_create(&s, c->name, &o, err)) fprintf(stderr, "  pst_create(%s): %s\n", c->name, err);
+    return s;
+}
+
+/* One round from global g: the honest clients, and (hpos >= 0) the hostile
+ * update with 2^40 examples at position hpos, added one by one (batch 0) or
+ * all in one pst_fit_add_many (batch 1). Returns 0, or -1 with a message. */
+static int round_with(pst_strategy *s, int r, pt_params *g, const pt_params *hu, int hpos,
+                      int batch, int *updated)
+{
+    pt_params u[HONEST];
+    const pt_params *list[HONEST + 1];
+    int64_t ne[HONEST + 1];
+    int st[HONEST + 1], n = 0, rc = 0, res, fail, rej;
+    char err[PT_ERRLEN] = "";
+    for (int k = 0; k < HONEST; k++) {
+        mk2(&u[k]);
+        honest(&u[k], g, k);
+    }
+    for (int k = 0; k <= HONEST; k++) {
+        if (k == hpos) {
+            list[n] = hu;
+            ne[n++] = (int64_t)1 << 40;
+        }
+        if (k < HONEST) {
+            list[n] = &u[k];
+            ne[n++] = 100 + 50 * k;
+        }
+    }
+    if (pst_fit_begin(s, r, g, err)) rc = -1;
+    if (!rc && pst_needs_central_loss(s) && pst_set_central_loss(s, 0.75)) rc = -1;
+    if (!rc && batch) {
+        int brc = pst_fit_add_many(s, (size_t)n, list, ne, NULL, st, err);
+        if (brc != (hpos >= 0 ? PT_ERR_DIVERGED : PT_OK)) rc = -1;
+        for (int i = 0; !rc && i < n; i++)
+            if (st[i] != (list[i] == hu ? PT_ERR_DIVERGED : PT_OK)) rc = -1;
+    }
+    for (int i = 0; !rc && !batch && i < n; i++) {
+        int arc = pst_fit_add(s, list[i], ne[i], NULL, err);
+        if (arc != (list[i] == hu ? PT_ERR_DIVERGED : PT_OK)) rc = -1;
+    }
+    pst_fit_counts(s, &res, &fail, &rej);
+    if (!rc && (res != HONEST || rej != (hpos >= 0) || fail != rej)) rc = -1;
+    if (!rc && pst_fit_end(s, g, updated, NULL, err)) rc = -1;
+    if (rc) fprintf(stderr, "  round %d (%s, hostile at %d, batch %d): %s\n", r, pst_name(s),
+                    hpos, batch, err);
+    for (int k = 0; k < HONEST; k++) pt_params_free(&u[k]);
+    return rc;
+}
+
+static void fill_global(pt_params *g)
+{
+    for (size_t i = 0; i < TOTAL; i++) g->buf[i] = (float)((int)(i % 17) - 8) * 0.01f;
+}
+
+/* Bit-for-bit equality of two models (NaN-safe, sign of zero included). */
+static int same_bits(const pt_params *a, const pt_params *b)
+{
+    return !memcmp(a->buf, b->buf, TOTAL * sizeof(float));
+}
+
+static void t_rejected_update_leaves_no_trace(void)
+{
+    static const pst_accumulator accs[3] = {PST_ACC_DOUBLE48, PST_ACC_DOUBLE,
+                                            PST_ACC_FLOAT_DELTA};
+    static const char *const acc_names[3] = {"double48", "double", "float-delta"};
+    pt_params ref1, ref2, g, hu;
+    int upd, checked = 0;
+    mk2(&ref1);
+    mk2(&ref2);
+    mk2(&g);
+    mk2(&hu);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const hcase *hc = &cases[c];
+        for (int a = 0; a < (hc->kept ? 1 : 3); a++) {
+            /* the reference: two rounds without the hostile client (DP: a
+             * round with any failure produces no update, so its reference
+             * is the previous global, and the next round starts there) */
+            pst_strategy *s = make(hc, accs[a]);
+            ASSERT(s);
+            fill_global(&ref1);
+            if (!hc->dp) {
+                ASSERT_OK(round_with(s, 1, &ref1, NULL, -1, 0, &upd));
+                ASSERT_EQ_INT(upd, 1);
+            }
+            memcpy(ref2.buf, ref1.buf, TOTAL * sizeof(float));
+            ASSERT_OK(round_with(s, 2, &ref2, NULL, -1, 0, &upd));
+            ASSERT_EQ_INT(upd, 1);
+            pst_free(s);
+            for (int mode = 0; mode < 4; mode++) {
+                int batch = mode & 1, hpos = mode & 2 ? 0 : 1;
+                hostile(&hu, mode >> 1 & 1 ? 0 : 1);
+                s = make(hc, accs[a]);
+                ASSERT(s);
+                fill_global(&g);
+                ASSERT_OK(round_with(s, 1, &g, &hu, hpos, batch, &upd));
+                ASSERT_EQ_INT(upd, !hc->dp);
+                ASSERT_MSG(same_bits(&g, &ref1),
+                           "%s, %s accumulator, hostile at %d, %s: round 1 differs from the "
+                           "round without the rejected update",
+                           hc->name, acc_names[a], hpos, batch ? "batched" : "single adds");
+                ASSERT_OK(round_with(s, 2, &g, NULL, -1, batch, &upd));
+                ASSERT_MSG(same_bits(&g, &ref2),
+                           "%s, %s accumulator, hostile at %d, %s: round 2 differs (state)",
+                           hc->name, acc_names[a], hpos, batch ? "batched" : "single adds");
+                pst_free(s);
+                checked++;
+            }
+        }
+    }
+    ASSERT_EQ_INT(checked, 4 * (10 * 3 + 5));
+    pt_params_free(&ref1);
+    pt_params_free(&ref2);
+    pt_params_free(&g);
+    pt_params_free(&hu);
+}
+
+/* A finite 3e38 update with 2^40 examples is accepted (it is finite): the
+ * double and double48 sums hold it without overflow, and the average is
+ * what the exact arithmetic gives. */
+static void t_huge_finite_accepted_exactly(void)
+{
+    static const pst_accumulator accs[2] = {PST_ACC_DOUBLE48, PST_ACC_DOUBLE};
+    pt_params g, u;
+    char err[PT_ERRLEN];
+    int upd;
+    mk2(&g);
+    mk2(&u);
+    for (int a = 0; a < 2; a++) {
+        pst_options o;
+        pst_strategy *s = NULL;
+        pst_options_init(&o);
+        o.accumulator = accs[a];
+        ASSERT_OK(pst_create(&s, "FedAvg", &o, err));
+        memset(g.buf, 0, TOTAL * sizeof(float));
+        ASSERT_OK(pst_fit_begin(s, 1, &g, err));
+        for (size_t i = 0; i < TOTAL; i++) u.buf[i] = 3e38f;
+        ASSERT_OK(pst_fit_add(s, &u, (int64_t)1 << 40, NULL, err));
+        for (size_t i = 0; i < TOTAL; i++) u.buf[i] = -3e38f;
+        ASSERT_OK(pst_fit_add(s, &u, (int64_t)1 << 40, NULL, err));
+        ASSERT_OK(pst_fit_end(s, &g, &upd, NULL, err));
+        ASSERT_EQ_INT(upd, 1);
+        for (size_t i = 0; i < TOTAL; i++)
+            if (g.buf[i] != 0.0f) ASSERT_MSG(0, "at %zu: %g, want 0", i, g.buf[i]);
+        pst_free(s);
+    }
+    pt_params_free(&g);
+    pt_params_free(&u);
+}
+
+TEST_MAIN(TEST(t_rejected_update_leaves_no_trace), TEST(t_huge_finite_accepted_exactly))
