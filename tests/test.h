@@ -83,6 +83,36 @@ static int test_pass_count_, test_fail_count_;
             TEST_FAIL_("%s ~= %s: %.9g vs %.9g (rel tol %g)", #a, #b, a_, b_, t_);         \
     } while (0)
 
+/* Growth of a cost, measured in one run (never a time limit): the least
+ * thread CPU time over `reps` calls of fn(ctx, n). Compare sizes n and 2n
+ * with test_growth(): ~2 for linear cost, ~4 for quadratic. */
+#include <time.h>
+typedef void (*test_cost_fn)(void *ctx, size_t n);
+static inline double test_min_cpu(test_cost_fn fn, void *ctx, size_t n, int reps)
+{
+    double best = 1e300;
+    for (int r = 0; r < reps; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        fn(ctx, n);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        double t = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        if (t < best) best = t;
+    }
+    return best;
+}
+/* cost(2n) / cost(n), each the least of 5 runs; printed for the record. */
+static inline double test_growth(const char *what, test_cost_fn fn, void *ctx, size_t n)
+{
+    double t1, t2;
+    fn(ctx, n); /* warm up: first-touch page faults, lazy init */
+    t1 = test_min_cpu(fn, ctx, n, 5);
+    t2 = test_min_cpu(fn, ctx, 2 * n, 5);
+    printf("  growth %s: %zu -> %zu: %.2f ms -> %.2f ms, x%.2f\n", what, n, 2 * n, t1 * 1e3,
+           t2 * 1e3, t2 / (t1 > 1e-9 ? t1 : 1e-9));
+    return t2 / (t1 > 1e-9 ? t1 : 1e-9);
+}
+
 typedef struct test_case_ {
     const char *name;
     void (*fn)(void);
