@@ -226,6 +226,10 @@ typedef struct pst_options {
      * unless set; text option "accumulator" = "double48" | "float-delta" |
      * "double"). */
     pst_accumulator accumulator;
+    /* Petal: distinct metric keys aggregated per round (fit and evaluate
+     * each, over all clients); values under further keys are not aggregated
+     * and are counted in a warning at the round's end. Unset: 1024. */
+    int max_metric_keys;
 } pst_options;
 
 /* Set every field to "unset" (defaults PETAL, metrics WEIGHTED, accumulator DOUBLE48). */

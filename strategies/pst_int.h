@@ -24,14 +24,17 @@ typedef enum pst_kind {
     PST_K__COUNT
 } pst_kind;
 
-/* Weighted running average of numeric metrics, keyed by name. */
+/* Weighted running average of numeric metrics, keyed by name: at most
+ * max_metric_keys distinct keys per round (O(1) per key: idx maps a key to
+ * its entry), values under further keys are counted in `dropped`. */
 typedef struct pst_metric_acc {
+    pt_config idx; /* key -> entry index (sint64); idx.e[j].key is entry j's key */
     size_t n, cap;
     struct pst_metric_ent {
-        char *key;
         double wsum, w, sum; /* sum n_k*v_k, sum n_k, plain sum of v_k */
         int64_t cnt;
     } *e;
+    size_t dropped;
 } pst_metric_acc;
 
 struct pst_strategy {

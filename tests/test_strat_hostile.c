@@ -227,4 +227,128 @@ static void t_huge_finite_accepted_exactly(void)
     pt_params_free(&u);
 }
 
-TEST_MAIN(TEST(t_rejected_update_leaves_no_trace), TEST(t_huge_finite_accepted_exactly))
+/* ---- client-chosen metric keys ----------------------------------------------- */
+
+static void mk1(pt_params *p, float v)
+{
+    int nd = 1;
+    int64_t sh[1] = {1};
+    const int64_t *shp[1] = {sh};
+    memset(p, 0, sizeof *p);
+    pt_params_init(p, 1, &nd, shp);
+    p->buf[0] = v;
+}
+
+/* Metrics of n keys "<prefix><i>" = i. */
+static void metric_map(pt_config *m, const char *prefix, size_t n)
+{
+    char k[64];
+    memset(m, 0, sizeof *m);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "%s%zu", prefix, i);
+        pt_config_set_double(m, k, (double)i);
+    }
+}
+
+/* The round's distinct keys are capped (max_metric_keys): the first ones
+ * are aggregated as usual, values under later keys are not. */
+static void t_metric_keys_capped(void)
+{
+    pst_options o;
+    pst_strategy *s = NULL;
+    pt_params g, u;
+    pt_config m1, m2, out = {0};
+    char err[PT_ERRLEN];
+    int upd;
+    pst_options_init(&o);
+    ASSERT_OK(pst_option_set(&o, "max-metric-keys", "10", err));
+    ASSERT_OK(pst_create(&s, "FedAvg", &o, err));
+    ASSERT_EQ_INT(pst_effective_options(s)->max_metric_keys, 10);
+    mk1(&g, 0);
+    mk1(&u, 1);
+    metric_map(&m1, "a", 6); /* a0..a5 */
+    metric_map(&m2, "b", 8); /* b0..b3 fit under the cap, b4..b7 do not */
+    pt_config_set_double(&m2, "a1", 3.0);
+    ASSERT_OK(pst_fit_begin(s, 1, &g, err));
+    ASSERT_OK(pst_fit_add(s, &u, 1, &m1, err));
+    ASSERT_OK(pst_fit_add(s, &u, 3, &m2, err));
+    ASSERT_OK(pst_fit_end(s, &g, &upd, &out, err));
+    ASSERT_EQ_INT(out.n, 10);
+    ASSERT_NEAR(pt_config_number_or(&out, "a1", NAN), (1 * 1.0 + 3 * 3.0) / 4, 1e-12);
+    ASSERT_NEAR(pt_config_number_or(&out, "b3", NAN), 3.0, 0);
+    ASSERT(pt_config_get(&out, "b4") == NULL);
+    ASSERT(pt_config_get(&out, "b7") == NULL);
+    pt_config_free(&out);
+    /* the next round starts empty */
+    ASSERT_OK(pst_fit_begin(s, 2, &g, err));
+    ASSERT_OK(pst_fit_add(s, &u, 1, &m2, err));
+    ASSERT_OK(pst_fit_end(s, &g, &upd, &out, err));
+    ASSERT_EQ_INT(out.n, 9);
+    ASSERT(pt_config_get(&out, "b7") != NULL);
+    pt_config_free(&out);
+    pst_options_init(&o);
+    ASSERT_EQ_INT(pst_option_set(&o, "max_metric_keys", "x", err), PT_ERR_INVAL);
+    o.max_metric_keys = 0;
+    pst_free(s);
+    s = NULL;
+    ASSERT_EQ_INT(pst_create(&s, "FedAvg", &o, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "max_metric_keys");
+    pt_config_free(&m1);
+    pt_config_free(&m2);
+    pt_params_free(&g);
+    pt_params_free(&u);
+}
+
+typedef struct metric_ctx {
+    pst_strategy *s;
+    pt_config m[2][3]; /* [size n or 2n][client] */
+    size_t n;
+} metric_ctx;
+
+/* One round: three clients with n (or 2n) metric keys each, two thirds of
+ * them shared; fit and evaluate aggregation, averages emitted. */
+static void metric_round(void *arg, size_t n)
+{
+    metric_ctx *c = arg;
+    pt_params g, u;
+    pt_config out = {0};
+    char err[PT_ERRLEN];
+    int upd, has;
+    double loss;
+    int which = n == c->n ? 0 : 1;
+    mk1(&g, 0);
+    mk1(&u, 1);
+    pst_fit_begin(c->s, 1, &g, err);
+    for (int k = 0; k < 3; k++) pst_fit_add(c->s, &u, 10 + k, &c->m[which][k], err);
+    pst_fit_end(c->s, &g, &upd, &out, err);
+    pt_config_free(&out);
+    pst_evaluate_begin(c->s, 1);
+    for (int k = 0; k < 3; k++) pst_evaluate_add(c->s, 0.5, 10 + k, &c->m[which][k], err);
+    pst_evaluate_end(c->s, &loss, &has, &out, err);
+    pt_config_free(&out);
+    pt_params_free(&g);
+    pt_params_free(&u);
+}
+
+/* Aggregating 2n client metric keys costs about twice n (was x4). */
+static void t_metric_growth(void)
+{
+    static const char *const prefix[3] = {"shared/a/", "shared/b/", "own/"};
+    metric_ctx c;
+    pst_options o;
+    char err[PT_ERRLEN];
+    c.n = 5000;
+    pst_options_init(&o);
+    o.max_metric_keys = 1000000;
+    ASSERT_OK(pst_create(&c.s, "FedAvg", &o, err));
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < 3; k++) metric_map(&c.m[w][k], prefix[k], c.n << w);
+    double gr = test_growth("strategy metric aggregation", metric_round, &c, c.n);
+    ASSERT_MSG(gr < 3.0, "2x the metric keys cost x%.2f", gr);
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < 3; k++) pt_config_free(&c.m[w][k]);
+    pst_free(c.s);
+}
+
+TEST_MAIN(TEST(t_rejected_update_leaves_no_trace), TEST(t_huge_finite_accepted_exactly),
+          TEST(t_metric_keys_capped), TEST(t_metric_growth))
