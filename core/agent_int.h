@@ -55,6 +55,11 @@ typedef struct pt_server_opts {
     const char *auth_token;     /* require "authorization: Bearer <token>" (NULL = none) */
     int64_t max_examples;       /* FitRes/EvaluateRes num_examples above this are rejected;
                                    0 = 2^40 */
+    size_t max_key_bytes;       /* longest metric/property key a client may send (longer:
+                                   the message is refused); 0 = 256; at most 4096
+                                   (PT_CONFIG_KEY_MAX). The distinct keys per message, per
+                                   round's aggregate and per metric history are capped by
+                                   the strategy option max_metric_keys (default 1024) */
     const char *checkpoint_dir; /* checkpoint after every round here; NULL = the resume
                                    directory, else OUT/checkpoint with out_dir, else none */
     int no_checkpoint;          /* 1: write no checkpoints */

@@ -51,6 +51,11 @@ static void usage(FILE *f)
             "                          also when the run stops early (results so far)\n"
             "  --max-examples N        reject updates claiming more than N examples\n"
             "                          (default 2^40)\n"
+            "  --max-metric-keys N     distinct metric keys per client message (more: the\n"
+            "                          message is refused), per round's aggregate and per\n"
+            "                          metric history (more: not recorded, warned); default 1024\n"
+            "  --max-key-bytes N       longest metric key a client may send (default 256,\n"
+            "                          at most 4096)\n"
             "  --max-message BYTES     largest gRPC message (default 536870912, as Flower)\n"
             "  --max-connections N     refuse connections beyond N (default 1000)\n"
             "  --max-header-list BYTES HTTP/2 header list limit (default 16384);\n"
@@ -102,7 +107,7 @@ enum {
     O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
-    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED,
+    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED, O_MAX_KEY_BYTES,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -123,6 +128,7 @@ static const char *const pst_keys[][2] = {
     {"tau", "tau"},
     {"proximal-mu", "proximal_mu"},
     {"trim-beta", "trim_beta"},
+    {"max-metric-keys", "max_metric_keys"},
 };
 #define N_PST_KEYS (sizeof pst_keys / sizeof pst_keys[0])
 
@@ -194,6 +200,7 @@ int pt_cmd_server(int argc, char **argv)
         {"tls-client-ca", required_argument, 0, O_CLIENT_CA},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
         {"ordered-aggregation", no_argument, 0, O_ORDERED},
+        {"max-key-bytes", required_argument, 0, O_MAX_KEY_BYTES},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -283,6 +290,10 @@ int pt_cmd_server(int argc, char **argv)
         case O_MAX_EXAMPLES:
             if (pt_agent_parse_int("--max-examples", optarg, 1, 1LL << 40, &iv)) return 2;
             o.max_examples = (int64_t)iv;
+            break;
+        case O_MAX_KEY_BYTES:
+            if (pt_agent_parse_int("--max-key-bytes", optarg, 1, PT_CONFIG_KEY_MAX, &iv)) return 2;
+            o.max_key_bytes = (size_t)iv;
             break;
         case O_MAX_CONN:
             if (pt_agent_parse_int("--max-connections", optarg, 1, 1000000, &iv)) return 2;

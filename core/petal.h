@@ -169,6 +169,10 @@ typedef struct pt_scalar {
     } v;
 } pt_scalar;
 
+/* The longest map key any Petal reader accepts (checkpoints hold metric
+ * histories by key); decoders of peer input cap keys at or below it. */
+#define PT_CONFIG_KEY_MAX 4096
+
 typedef struct pt_config_entry {
     char *key;
     pt_scalar val;

@@ -69,6 +69,8 @@ typedef struct srv {
     const char *ckpt_dir;  /* where checkpoints go (NULL = none) */
     char ckpt_buf[4096];
     double elapsed0;       /* seconds taken before a resume */
+    pnet_decode_limits lim; /* caps on what clients send (maps) */
+    int max_keys;          /* distinct keys per metric history (max_metric_keys) */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -303,7 +305,8 @@ static void fold_held(srv *s)
         held *h = &s->held[i];
         pnet_client_in in;
         pt_params upd;
-        int rc = pnet_client_in_decode(pnet_msg_data(h->msg), pnet_msg_len(h->msg), &in, e);
+        int rc = pnet_client_in_decode(pnet_msg_data(h->msg), pnet_msg_len(h->msg), &s->lim, &in,
+                                       e);
         if (!rc) rc = update_view(s, &in.params, &upd, e);
         if (!rc) {
             double t_fold = pt_now();
@@ -327,13 +330,14 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
 {
     pnet_client_in in;
     char e[PT_ERRLEN], why[PT_ERRLEN + 64];
-    int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &in, e);
+    int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &s->lim, &in, e);
     pnet_cmsg_type want = s->phase == PH_FIT    ? PNET_CMSG_FIT
                           : s->phase == PH_EVAL ? PNET_CMSG_EVALUATE
                           : s->phase == PH_INIT ? PNET_CMSG_GET_PARAMETERS
                                                 : PNET_CMSG_DISCONNECT;
     if (rc) {
-        pt_seterr(why, 0, "bad ClientMessage: %s", e);
+        pt_seterr(why, 0, "bad ClientMessage: %s%s", e,
+                  rc == PT_ERR_RANGE ? " (see --max-metric-keys, --max-key-bytes)" : "");
         reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
         return;
     }
@@ -576,13 +580,19 @@ static void hist_add(hist **h, size_t *n, int round, double loss, double acc)
     (*n)++;
 }
 
-/* Append "(r, v)" for each numeric metric to the per-key history strings. */
-static void metrics_hist_add(pt_config *hist_cfg, int round, const pt_config *m)
+/* Append "(r, v)" for each numeric metric to the per-key history strings;
+ * at most max_keys keys are tracked (a warning counts the others). */
+static void metrics_hist_add(srv *s, pt_config *hist_cfg, int round, const pt_config *m)
 {
+    size_t over = 0;
     for (size_t i = 0; m && i < m->n; i++) {
         double v;
         if (pt_config_get_number(m, m->e[i].key, &v)) continue;
         const pt_scalar *prev = pt_config_get(hist_cfg, m->e[i].key);
+        if (!prev && hist_cfg->n >= (size_t)s->max_keys) {
+            over++;
+            continue;
+        }
         size_t plen = prev ? prev->v.s.len : 0;
         char *buf = malloc(plen + 64);
         if (!buf) return;
@@ -592,6 +602,9 @@ static void metrics_hist_add(pt_config *hist_cfg, int round, const pt_config *m)
         pt_config_set_string(hist_cfg, m->e[i].key, buf);
         free(buf);
     }
+    if (over)
+        SWARN(s, "round %d: %zu metrics not recorded in the history, which already holds %d "
+                 "keys (max_metric_keys)", round, over, s->max_keys);
 }
 
 static void log_metrics_hist(srv *s, const char *name, const pt_config *h)
@@ -825,6 +838,12 @@ static int setup(srv *s, char *err)
         return PT_ERR_NOMEM;
     if ((rc = pst_create(&s->st, o->strategy, o->strategy_opts, e)))
         return pt_seterr(err, rc, "strategy: %s", e);
+    if (o->max_key_bytes > PT_CONFIG_KEY_MAX)
+        return pt_seterr(err, PT_ERR_INVAL, "--max-key-bytes %zu is over %d", o->max_key_bytes,
+                         PT_CONFIG_KEY_MAX);
+    s->max_keys = pst_effective_options(s->st)->max_metric_keys;
+    s->lim.max_map_entries = (size_t)s->max_keys;
+    s->lim.max_key_len = o->max_key_bytes;
     if (o->dataset && *o->dataset) {
         pd_open_opts po = pd_open_opts_default();
         int h, w, c;
@@ -1127,7 +1146,7 @@ fl_start:
         rs.clients_sampled = sampled;
         pst_fit_counts(s->st, &rs.results, &rs.failures, NULL);
         if (sampled == 0) rs.results = rs.failures = 0;
-        metrics_hist_add(&s->fit_metrics_hist, s->round, &fit_m);
+        metrics_hist_add(s, &s->fit_metrics_hist, s->round, &fit_m);
         if (!updated && sampled)
             SWARN(s, "fit_round %d: no new parameters (%d results, %d failures)", s->round,
                   rs.results, rs.failures);
@@ -1163,19 +1182,19 @@ fl_start:
             rs.loss_distributed = dloss;
             rs.accuracy_distributed = acc;
             hist_add(&s->h_dist, &s->n_dist, s->round, dloss, acc);
-            metrics_hist_add(&s->eval_metrics_hist, s->round, &eval_m);
+            metrics_hist_add(s, &s->eval_metrics_hist, s->round, &eval_m);
         }
         pnet_server_stats(s->net, 0, &st1);
         rs.bytes_sent = (int64_t)(st1.msg_bytes_out - st0.msg_bytes_out);
         rs.bytes_received = (int64_t)(st1.msg_bytes_in - st0.msg_bytes_in);
         rs.round_time = pt_now() - t_round;
         for (size_t i = 0; i < fit_m.n; i++) {
-            char k[160];
+            char k[PT_CONFIG_KEY_MAX + 16];
             snprintf(k, sizeof k, "fit_%s", fit_m.e[i].key);
             pt_config_set(&all_m, k, &fit_m.e[i].val);
         }
         for (size_t i = 0; i < eval_m.n; i++) {
-            char k[160];
+            char k[PT_CONFIG_KEY_MAX + 16];
             snprintf(k, sizeof k, "evaluate_%s", eval_m.e[i].key);
             pt_config_set(&all_m, k, &eval_m.e[i].val);
         }
@@ -1207,7 +1226,7 @@ fl_start:
         for (size_t i = 0; i < s->n_cent; i++) {
             pt_config one = {0};
             pt_config_set_double(&one, "accuracy", s->h_cent[i].acc);
-            metrics_hist_add(&mc, s->h_cent[i].round, &one);
+            metrics_hist_add(s, &mc, s->h_cent[i].round, &one);
             pt_config_free(&one);
         }
         log_metrics_hist(s, "metrics_centralized", &mc);

@@ -204,4 +204,5 @@ static void t_config_growth(void)
     ASSERT_MSG(g < 3.0, "2x the keys cost x%.2f", g);
 }
 
-TEST_MAIN(TEST(t_config), TEST(t_config_many), TEST(t_config_growth), TEST(t_strerror), TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))
+TEST_MAIN(TEST(t_config), TEST(t_config_many), TEST(t_config_growth), TEST(t_strerror),
+          TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))
