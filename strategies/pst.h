@@ -447,9 +447,13 @@ int pst_evaluate_end(pst_strategy *s, double *loss, int *has_loss, pt_config *me
 int pst_state_save(const pst_strategy *s, FILE *f, char *err);
 
 /* Restore state written by pst_state_save into a strategy created with the
- * same name (and model layout, if already known). Returns PT_OK, PT_ERR_FORMAT
- * (bad magic/version/truncated), PT_ERR_MISMATCH (other strategy or layout),
- * PT_ERR_IO or PT_ERR_NOMEM. On error the strategy is unchanged. */
+ * same name and options (and model layout, if already known). The state is
+ * validated as input from outside: the arrays present must be those this
+ * strategy keeps (moments for FedOpt, momentum for FedAvgM with momentum),
+ * momentum and moments finite, second moments >= 0, the noise RNG state not
+ * all zero. Returns PT_OK, PT_ERR_FORMAT (bad magic/version/truncated/any of
+ * those checks: err names the value), PT_ERR_MISMATCH (other strategy or
+ * layout), PT_ERR_IO or PT_ERR_NOMEM. On error the strategy is unchanged. */
 int pst_state_load(pst_strategy *s, FILE *f, char *err);
 
 /* Last round completed by pst_fit_end with an update (0 if none). */

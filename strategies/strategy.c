@@ -950,6 +950,27 @@ int pst_state_save(const pst_strategy *s, FILE *f, char *err)
     return PT_OK;
 }
 
+/* The loaded flags must describe the state this strategy keeps, and the
+ * noise RNG must be usable (xoshiro's all-zero state only yields zeros: the
+ * normal sampler would never return). */
+static int state_check_header(const pst_strategy *s, uint32_t flags, const uint64_t rng[4],
+                              char *err)
+{
+    int fedopt = s->kind == PST_K_FEDADAGRAD || s->kind == PST_K_FEDADAM ||
+                 s->kind == PST_K_FEDYOGI;
+    int mom = s->kind == PST_K_FEDAVGM && s->server_opt && s->o.server_momentum > 0;
+    if (!(rng[0] | rng[1] | rng[2] | rng[3]))
+        return pt_seterr(err, PT_ERR_FORMAT, "state_load: the noise RNG state is all zero");
+    if (((flags & F_M) != 0) != ((flags & F_V) != 0) || ((flags & F_M) && !fedopt))
+        return pt_seterr(err, PT_ERR_FORMAT, "state_load: optimizer moments %s for %s",
+                         fedopt ? "incomplete" : "given", s->name);
+    if (((flags & F_MOM) && !mom) || ((flags & F_MOMVALID) && !(flags & F_MOM)))
+        return pt_seterr(err, PT_ERR_FORMAT,
+                         "state_load: momentum state does not fit %s with these options",
+                         s->name);
+    return PT_OK;
+}
+
 int pst_state_load(pst_strategy *s, FILE *f, char *err)
 {
     char magic[4], name[sizeof s->name];
@@ -972,7 +993,7 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
                          s->name);
     if (rd(f, &lr, 4) || rd(f, &total, 8) || rd(f, &flags, 4) || rd(f, rng, sizeof rng))
         return pt_seterr(err, PT_ERR_FORMAT, "state_load: truncated header");
-    if (lr < 0 || (flags & ~15u) || total > ((uint64_t)1 << 40))
+    if (lr < 0 || lr > 100000000 || (flags & ~15u) || total > ((uint64_t)1 << 40))
         return pt_seterr(err, PT_ERR_FORMAT, "state_load: bad header values");
     if ((flags & (F_MOM | F_M | F_V)) && s->have_layout && total != s->total)
         return pt_seterr(err, PT_ERR_MISMATCH,
@@ -996,7 +1017,12 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
                                  end >= cur ? end - cur : 0L);
         }
     }
+    {
+        int rc = state_check_header(s, flags, rng, err);
+        if (rc) return rc;
+    }
     for (int i = 0; i < 3; i++) {
+        static const char *const what[3] = {"momentum", "first moment", "second moment"};
         if (!(flags & fl[i])) continue;
         arr[i] = malloc(total ? total * sizeof(float) : 1);
         if (!arr[i]) {
@@ -1006,6 +1032,16 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
         if (rd(f, arr[i], total * sizeof(float))) {
             for (int j = 0; j <= i; j++) free(arr[j]);
             return pt_seterr(err, PT_ERR_FORMAT, "state_load: truncated state arrays");
+        }
+        /* momentum and first moment: finite; second moment: finite, >= 0
+         * (every FedOpt update keeps it so; a negative one would take the
+         * square root of a negative number) */
+        for (size_t j = 0; j < total; j++) {
+            float x = arr[i][j];
+            if (isfinite(x) && (fl[i] != F_V || x >= 0)) continue;
+            for (int q = 0; q <= i; q++) free(arr[q]);
+            return pt_seterr(err, PT_ERR_FORMAT, "state_load: %s[%zu] is %g: %s", what[i], j,
+                             (double)x, isfinite(x) ? "negative" : "not finite");
         }
     }
     free(s->mom);

@@ -350,5 +350,141 @@ static void t_metric_growth(void)
     pst_free(c.s);
 }
 
-TEST_MAIN(TEST(t_rejected_update_leaves_no_trace), TEST(t_huge_finite_accepted_exactly),
+/* ---- tampered strategy state (checkpoints) ------------------------------------ */
+
+/* The state of strategy `name` (options o) after one round of two clients. */
+static char *state_after_round(const char *name, const pst_options *o, size_t *len)
+{
+    pst_strategy *s = NULL;
+    pt_params g, u;
+    char err[PT_ERRLEN], *buf = NULL;
+    int upd;
+    FILE *f;
+    if (pst_create(&s, name, o, err)) return NULL;
+    mk1(&g, 0.5f);
+    mk1(&u, 0.75f);
+    pst_initialize(s, &g, err);
+    pst_fit_begin(s, 1, &g, err);
+    pst_fit_add(s, &u, 10, NULL, err);
+    u.buf[0] = 0.25f;
+    pst_fit_add(s, &u, 30, NULL, err);
+    pst_fit_end(s, &g, &upd, NULL, err);
+    f = open_memstream(&buf, len);
+    if (pst_state_save(s, f, err)) *len = 0;
+    fclose(f);
+    pst_free(s);
+    pt_params_free(&g);
+    pt_params_free(&u);
+    return buf;
+}
+
+/* Load bytes into strategy s; the code, err filled. */
+static int load_bytes(pst_strategy *s, const char *b, size_t n, char *err)
+{
+    FILE *f = fmemopen((void *)b, n, "rb");
+    int rc = pst_state_load(s, f, err);
+    fclose(f);
+    return rc;
+}
+
+/* Offset of the fields after the name in a pst_state_save stream. */
+static size_t after_name(const char *b)
+{
+    uint32_t nl;
+    memcpy(&nl, b + 8, 4);
+    return 12 + nl;
+}
+
+static void t_tampered_state_refused(void)
+{
+    pst_options o;
+    pst_strategy *s = NULL;
+    char err[PT_ERRLEN], *b, *t;
+    size_t n, off;
+    float x;
+    /* FedAdam: moments m, v (one float each) after the rng */
+    pst_options_init(&o);
+    b = state_after_round("FedAdam", &o, &n);
+    ASSERT(b && n);
+    t = malloc(n + 8);
+    off = after_name(b) + 4 + 8 + 4 + 32; /* lr, total, flags, rng */
+    ASSERT_EQ_INT(n, off + 8);
+    ASSERT_OK(pst_create(&s, "FedAdam", &o, err));
+    ASSERT_OK(load_bytes(s, b, n, err));
+    static const struct {
+        size_t at;
+        float v;
+        const char *msg;
+    } bad[] = {{4, -1.0f, "second moment[0] is -1: negative"},
+               {4, INFINITY, "second moment[0] is inf: not finite"},
+               {0, NAN, "first moment[0] is nan: not finite"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(t, b, n);
+        x = bad[i].v;
+        memcpy(t + off + bad[i].at, &x, 4);
+        ASSERT_EQ_INT(load_bytes(s, t, n, err), PT_ERR_FORMAT);
+        ASSERT_CONTAINS(err, bad[i].msg);
+    }
+    /* the refused loads left the good state: saving again gives the same bytes */
+    {
+        char *again = NULL;
+        size_t an = 0;
+        FILE *f = open_memstream(&again, &an);
+        ASSERT_OK(pst_state_save(s, f, err));
+        fclose(f);
+        ASSERT(an == n && !memcmp(again, b, n));
+        free(again);
+    }
+    /* moments in the state of a strategy without them */
+    pst_free(s);
+    s = NULL;
+    free(b);
+    b = state_after_round("FedAvg", &o, &n);
+    off = after_name(b);
+    t = realloc(t, n + 8);
+    memcpy(t, b, n);
+    {
+        uint32_t flags = 4 | 8; /* F_M | F_V */
+        uint64_t total = 1;
+        float zero[2] = {0, 0};
+        memcpy(t + off + 4, &total, 8);
+        memcpy(t + off + 12, &flags, 4);
+        memcpy(t + n, zero, 8);
+    }
+    ASSERT_OK(pst_create(&s, "FedAvg", &o, err));
+    ASSERT_EQ_INT(load_bytes(s, t, n + 8, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "optimizer moments given for FedAvg");
+    pst_free(s);
+    s = NULL;
+    free(b);
+    /* momentum into a FedAvgM without momentum */
+    o.server_momentum = 0.9;
+    b = state_after_round("FedAvgM", &o, &n);
+    o.server_momentum = PST_UNSET;
+    ASSERT_OK(pst_create(&s, "FedAvgM", &o, err));
+    ASSERT_EQ_INT(load_bytes(s, b, n, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "momentum state does not fit");
+    pst_free(s);
+    s = NULL;
+    free(b);
+    /* DP: an all-zero noise RNG would hang the normal sampler */
+    pst_options_init(&o);
+    o.noise_multiplier = 1;
+    o.clipping_norm = 1;
+    o.num_sampled_clients = 2;
+    b = state_after_round("DPFixedClipping(FedAvg)", &o, &n);
+    off = after_name(b) + 4 + 8 + 4;
+    t = realloc(t, n);
+    memcpy(t, b, n);
+    memset(t + off, 0, 32);
+    ASSERT_OK(pst_create(&s, "DPFixedClipping(FedAvg)", &o, err));
+    ASSERT_EQ_INT(load_bytes(s, t, n, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "noise RNG state is all zero");
+    ASSERT_OK(load_bytes(s, b, n, err));
+    pst_free(s);
+    free(b);
+    free(t);
+}
+
+TEST_MAIN(TEST(t_rejected_update_leaves_no_trace), TEST(t_tampered_state_refused), TEST(t_huge_finite_accepted_exactly),
           TEST(t_metric_keys_capped), TEST(t_metric_growth))
