@@ -25,8 +25,12 @@ static void usage(FILE *f)
             "Federation:\n"
             "  --address HOST:PORT     listen address (default 0.0.0.0:8080; port 0 = any)\n"
             "  --rounds N              federated rounds (default 3)\n"
-            "  --round-timeout S       per-instruction timeout; late clients get\n"
-            "                          DEADLINE_EXCEEDED and count as failures (default none)\n"
+            "  --round-timeout auto|auto:MIN|S|none   how long a sampled client gets to\n"
+            "                          reply; late ones get DEADLINE_EXCEEDED and count as\n"
+            "                          failures. auto (default): 10 x the slowest reply so far\n"
+            "                          (earlier rounds and this one), at least MIN s (120),\n"
+            "                          3600 s before any client replied; S: fixed seconds;\n"
+            "                          none (or 0): wait forever, as Flower's default\n"
             "  --wait-clients S        how long to wait for min_available_clients (default 300)\n"
             "  --init-from-client      take the initial parameters from one client\n"
             "                          (GetParameters) instead of the model's seeded init\n"
@@ -49,8 +53,8 @@ static void usage(FILE *f)
             "                          bit-identical weights (costs one update held per client)\n"
             "  --save-weights FILE     write the final global model to FILE (.npz, numpy.load);\n"
             "                          also when the run stops early (results so far)\n"
-            "  --max-examples N        reject updates claiming more than N examples\n"
-            "                          (default 2^40)\n"
+            "  --max-examples N        reject results claiming more than N examples: FedAvg\n"
+            "                          weighs by the claim (default 1000000; at most 2^40)\n"
             "  --max-metric-keys N     distinct metric keys per client message (more: the\n"
             "                          message is refused), per round's aggregate and per\n"
             "                          metric history (more: not recorded, warned); default 1024\n"
@@ -150,6 +154,30 @@ static void raise_fd_limit(int max_conn)
                 "limit (ulimit -Hn) to serve more\n",
                 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
                 (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0), max_conn);
+}
+
+/* --round-timeout auto | auto:MIN | none | 0 | SECONDS */
+static int parse_round_timeout(const char *v, pt_server_opts *o)
+{
+    if (!strcmp(v, "auto")) {
+        o->round_timeout = 0;
+        return 0;
+    }
+    if (!strncmp(v, "auto:", 5)) {
+        o->round_timeout = 0;
+        return pt_agent_parse_double("--round-timeout auto:MIN", v + 5, 0.001, 1e7,
+                                     &o->round_timeout_min);
+    }
+    if (!strcmp(v, "none")) {
+        o->round_timeout = -1;
+        return 0;
+    }
+    if (pt_agent_parse_double("--round-timeout", v, 0, 1e7, &o->round_timeout)) {
+        fprintf(stderr, "petal server: --round-timeout takes auto, auto:MIN, none or seconds\n");
+        return -1;
+    }
+    if (o->round_timeout == 0) o->round_timeout = -1; /* 0: none, as it always meant */
+    return 0;
 }
 
 int pt_cmd_server(int argc, char **argv)
@@ -252,8 +280,7 @@ int pt_cmd_server(int argc, char **argv)
             if (pt_agent_parse_double("--lr", optarg, 1e-12, 1e6, &o.lr)) return 2;
             break;
         case O_ROUND_TIMEOUT:
-            if (pt_agent_parse_double("--round-timeout", optarg, 0, 1e7, &o.round_timeout))
-                return 2;
+            if (parse_round_timeout(optarg, &o)) return 2;
             break;
         case O_WAIT:
             if (pt_agent_parse_double("--wait-clients", optarg, 0, 1e7, &o.wait_clients))
