@@ -115,10 +115,14 @@ typedef enum pst_metrics_mode {
  * incoming update + the strategy), target under 4x the model:
  *   double48 3.58x, float-delta 3.07x, double 4.08x. Fold throughput
  *   (same bench, 10 updates, GB/s of update bytes as % of a same-run STREAM
- *   triad; load average ~4 on 2 CPUs): single pst_fit_add double48 26%,
- *   float-delta 36%, double 27%; pst_fit_add_many(10) double48 43%,
- *   float-delta 60%, double 53%; Flower's numpy aggregate() 1.1-2.3 GB/s,
- *   8-16%: the default batched fold is 2.7-5x that, float-delta 3.6-7x.
+ *   triad; load average ~4 on 2 CPUs), before every update was checked
+ *   whole ahead of the fold: single pst_fit_add double48 26%, float-delta
+ *   36%, double 27%; pst_fit_add_many(10) double48 43%, float-delta 60%,
+ *   double 53%. The check pass (a rejected update must leave no trace)
+ *   reads each update once more: old/new binaries alternated in one run
+ *   gave 0.85-0.87x the GB/s with double48, 0.80x double, 0.70-0.74x
+ *   float-delta. Flower's numpy aggregate() 1.1-2.3 GB/s, 8-16%: the
+ *   default batched fold stays 2.3-5x that.
  *
  * PST_ACC_DOUBLE48 (the default): A = sum_k n_k*w_k like double, but each
  *   element is a double with its low 16 mantissa bits dropped (37
@@ -371,9 +375,10 @@ int pst_fit_add(pst_strategy *s, const pt_params *update, int64_t num_examples,
 
 /* Fold k updates at once (same contract as k pst_fit_add calls, in order):
  * one pass over the accumulator (and global) for all k, so the memory
- * traffic per update float drops from 16 bytes (single add with double48 or
- * float-delta; double: 20) to 4 + 12/k (double: 4 + 16/k): `make bench-agg`
- * measures 1.7-2.2x the GB/s of single adds for k = 10. Bit-identical to
+ * traffic per update float drops from 20 bytes (single add with double48 or
+ * float-delta, the check pass included; double: 24) to 8 + 12/k (double:
+ * 8 + 16/k): `make bench-agg` measures 1.5-2.2x the GB/s of single adds for
+ * k = 10. Bit-identical to
  * the k single adds in the same order. Use it when several FitRes are
  * already in memory. metrics may be NULL or hold NULL entries.
  * status[i] (may be NULL) receives each update's result code. Returns PT_OK
