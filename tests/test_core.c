@@ -200,7 +200,7 @@ static void build_map(void *ctx, size_t n)
  * linear-scan map: four times). */
 static void t_config_growth(void)
 {
-    double g = test_growth("pt_config set+get", build_map, NULL, 8000);
+    double g = test_growth("pt_config set+get", build_map, NULL, 4000);
     ASSERT_MSG(g < 3.0, "2x the keys cost x%.2f", g);
 }
 

@@ -191,7 +191,7 @@ static void decode_keys(void *arg, size_t n)
  * x4, 2.2 s for 40,000 keys). */
 static void t_map_decode_growth(void)
 {
-    decode_ctx c = {.n = 10000, .lim = {.max_map_entries = 1000000}};
+    decode_ctx c = {.n = 4000, .lim = {.max_map_entries = 1000000}};
     fit_with_keys(&c.m[0], c.n, 1);
     fit_with_keys(&c.m[1], 2 * c.n, 1);
     double g = test_growth("FitRes metrics decode", decode_keys, &c, c.n);

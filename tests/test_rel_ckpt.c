@@ -419,7 +419,7 @@ static void load_hist(void *arg, size_t n)
  * used to rebuild the map by linear scans: x4). */
 static void t_history_growth(void)
 {
-    hist_ctx h = {.n = 10000};
+    hist_ctx h = {.n = 4000};
     pt_config none = {0};
     char k[48], e[PT_ERRLEN], path[128];
     snprintf(path, sizeof path, "%s/%s", dir, PT_CKPT_FILE);

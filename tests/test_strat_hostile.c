@@ -337,7 +337,7 @@ static void t_metric_growth(void)
     metric_ctx c;
     pst_options o;
     char err[PT_ERRLEN];
-    c.n = 5000;
+    c.n = 2000;
     pst_options_init(&o);
     o.max_metric_keys = 1000000;
     ASSERT_OK(pst_create(&c.s, "FedAvg", &o, err));
