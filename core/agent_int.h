@@ -22,6 +22,21 @@ extern "C" {
 
 typedef struct pst_options pst_options;
 
+/* Default cap on the num_examples a client may claim (--max-examples).
+ * FedAvg weighs each update by its claim, so the cap bounds how much of a
+ * round one client can take: at most cap / (cap + the others' examples).
+ * 10^6 is above one client's share in every common FL benchmark (LEAF,
+ * FLAIR, FLamby: 10^2-10^4 per client) and above whole datasets a single
+ * client plausibly trains on (MNIST/Fashion-MNIST 60,000, CIFAR 50,000),
+ * below ImageNet-1k (1.28M): a silo that large raises it. It is also exact
+ * as a float32 weight (float-delta accumulator, below 2^24). */
+#define PT_MAX_EXAMPLES_DEFAULT 1000000
+
+/* --round-timeout auto (see pt_server_opts.round_timeout). */
+#define PT_AUTO_TIMEOUT_FACTOR 10
+#define PT_AUTO_TIMEOUT_MIN 120.0    /* s: the least a client is given */
+#define PT_AUTO_TIMEOUT_FIRST 3600.0 /* s: before any reply of the kind was seen */
+
 /* ---- server ---------------------------------------------------------------- */
 typedef struct pt_server_opts {
     const char *address;        /* listen "HOST:PORT"; default "0.0.0.0:8080" */
@@ -34,7 +49,14 @@ typedef struct pt_server_opts {
     size_t eval_limit;          /* at most this many evaluation examples (0 = all) */
     int epochs, batch_size;     /* fit config sent to the clients */
     double lr;
-    double round_timeout;       /* seconds per instruction; <= 0 = none */
+    double round_timeout;       /* seconds a sampled client gets to reply to an instruction
+                                   (late: DEADLINE_EXCEEDED, a failure): > 0 fixed;
+                                   0 = auto (default): PT_AUTO_TIMEOUT_FACTOR x the slowest
+                                   reply so far (fit or evaluate; earlier rounds and this
+                                   one), at least round_timeout_min, PT_AUTO_TIMEOUT_FIRST
+                                   before any client replied; < 0 = none (Flower's None:
+                                   one silent client stalls the federation) */
+    double round_timeout_min;   /* auto's floor in seconds; 0 = PT_AUTO_TIMEOUT_MIN */
     double wait_clients;        /* seconds to wait for min_available clients */
     const char *tls_cert, *tls_key;
     uint64_t seed;              /* model init and client sampling */
@@ -54,7 +76,12 @@ typedef struct pt_server_opts {
     const char *tls_client_ca;  /* mutual TLS: require client certificates from this CA */
     const char *auth_token;     /* require "authorization: Bearer <token>" (NULL = none) */
     int64_t max_examples;       /* FitRes/EvaluateRes num_examples above this are rejected;
-                                   0 = 2^40 */
+                                   0 = PT_MAX_EXAMPLES_DEFAULT */
+    size_t max_key_bytes;       /* longest metric/property key a client may send (longer:
+                                   the message is refused); 0 = 256; at most 4096
+                                   (PT_CONFIG_KEY_MAX). The distinct keys per message, per
+                                   round's aggregate and per metric history are capped by
+                                   the strategy option max_metric_keys (default 1024) */
     const char *checkpoint_dir; /* checkpoint after every round here; NULL = the resume
                                    directory, else OUT/checkpoint with out_dir, else none */
     int no_checkpoint;          /* 1: write no checkpoints */

@@ -2,12 +2,15 @@
  * atomically, read back and validate (see checkpoint_int.h). */
 #include "checkpoint_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -113,6 +116,66 @@ static void put_cfg(wbuf *w, const pt_config *c)
     }
 }
 
+/* Writers enforce what the reader accepts: every history key fits
+ * PT_CONFIG_KEY_MAX (the reader refuses longer ones). */
+static int check_keys(const pt_config *c, const char *what, char *err)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        size_t kl = strlen(c->e[i].key);
+        if (c->e[i].val.type == PT_SCALAR_STRING && kl > PT_CONFIG_KEY_MAX)
+            return pt_seterr(err, PT_ERR_RANGE,
+                             "checkpoint: a %s key of %zu bytes is over the %d a checkpoint "
+                             "can hold", what, kl, PT_CONFIG_KEY_MAX);
+    }
+    return PT_OK;
+}
+
+#define TMP_TAG PT_CKPT_FILE ".tmp."
+
+/* Remove temporary files a crashed writer left in dir: "<file>.tmp.<pid>.*"
+ * of a process that no longer exists (or of this pid, which is not writing
+ * one now). Those of a live process (another server on this directory) stay. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    if (!d) return;
+    while ((de = readdir(d))) {
+        const char *p = de->d_name;
+        char *end;
+        struct stat sb;
+        if (strncmp(p, TMP_TAG, strlen(TMP_TAG))) continue;
+        errno = 0;
+        long pid = strtol(p + strlen(TMP_TAG), &end, 10);
+        if (errno || end == p + strlen(TMP_TAG) || *end != '.' || pid <= 0) continue;
+        if (pid != (long)getpid() && !(kill((pid_t)pid, 0) && errno == ESRCH)) continue;
+        if (fstatat(dirfd(d), p, &sb, AT_SYMLINK_NOFOLLOW) ||
+            !(S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)))
+            continue;
+        if (!unlinkat(dirfd(d), p, 0)) PT_DEBUG("checkpoint: removed stale %s/%s", dir, p);
+    }
+    closedir(d);
+}
+
+/* Create a new temporary file next to path: O_EXCL | O_NOFOLLOW, so it is
+ * never a file or link someone else put there. */
+static int create_temp(const char *path, char *tmp, size_t len)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (uint64_t)pt_now_ns() * 0x9E3779B97F4A7C15ull + (uint64_t)tries;
+        if (snprintf(tmp, len, "%s.tmp.%ld.%016llx", path, (long)getpid(),
+                     (unsigned long long)r) >= (int)len) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    return -1;
+}
+
 static int fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -154,6 +217,9 @@ int pt_ckpt_save(const char *dir, const pt_ckpt *c, const pst_strategy *st, char
     if (mkdir(dir, 0755) && errno != EEXIST)
         return pt_seterr(err, PT_ERR_IO, "checkpoint: cannot create %s: %s", dir,
                          strerror(errno));
+    if ((rc = check_keys(&c->fit_hist, "fit metrics history", err)) ||
+        (rc = check_keys(&c->eval_hist, "evaluate metrics history", err)))
+        return rc;
     if (st && (rc = strategy_bytes(st, &sst, &sst_len, err))) return rc;
 
     put(&w, MAGIC, 4);
@@ -198,11 +264,13 @@ int pt_ckpt_save(const char *dir, const pt_ckpt *c, const pst_strategy *st, char
         return pt_seterr(err, PT_ERR_NOMEM, "checkpoint: out of memory");
     }
 
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    remove_stale_temps(dir);
+    fd = create_temp(path, tmp, sizeof tmp);
     if (fd < 0) {
-        rc = pt_seterr(err, PT_ERR_IO, "checkpoint: cannot create %s: %s", tmp, strerror(errno));
-        goto fail;
+        rc = pt_seterr(err, PT_ERR_IO, "checkpoint: cannot create a temporary file in %s: %s",
+                       dir, strerror(errno));
+        free(w.p);
+        return rc;
     }
     for (size_t off = 0; off < w.len;) {
         ssize_t k = write(fd, w.p + off, w.len - off);
@@ -333,7 +401,7 @@ static int get_cfg(rbuf *r, pt_config *c, const char *what)
         return -1;
     }
     for (uint32_t i = 0; i < k; i++) {
-        char *key = get_str(r, 4096, what);
+        char *key = get_str(r, PT_CONFIG_KEY_MAX, what);
         char *val = key ? get_str(r, r->len, what) : NULL;
         if (val && pt_config_set_string(c, key, val)) r->what = "(out of memory)";
         free(key);
@@ -352,6 +420,24 @@ void pt_ckpt_free(pt_ckpt *c)
     pt_config_free(&c->eval_hist);
     free(c->strategy_state);
     memset(c, 0, sizeof *c);
+}
+
+/* Values a CRC-valid file may still get wrong (tampered or written by a
+ * broken build): the first bad field's name, or NULL. */
+static const char *check_values(const pt_ckpt *c)
+{
+    if (!(isnan(c->central_loss) || (isfinite(c->central_loss) && c->central_loss >= 0)))
+        return "central loss (negative or infinite)";
+    if (!(isfinite(c->elapsed) && c->elapsed >= 0)) return "elapsed";
+    for (size_t i = 0; i < c->global.total; i++)
+        if (!isfinite(c->global.buf[i])) return "weights (a value is not finite)";
+    for (size_t i = 0; i < c->n_cent; i++)
+        if (c->h_cent[i].round < 0 || c->h_cent[i].round > c->round)
+            return "centralised history (round)";
+    for (size_t i = 0; i < c->n_dist; i++)
+        if (c->h_dist[i].round < 1 || c->h_dist[i].round > c->round)
+            return "distributed history (round)";
+    return NULL;
 }
 
 static int read_file(const char *path, uint8_t **out, size_t *len, char *err)
@@ -519,6 +605,7 @@ int pt_ckpt_load(const char *dir, const pt_params *like, pt_ckpt *c, char *err)
         }
     }
     free(b);
+    if (!r.what) r.what = check_values(c);
     if (r.what) {
         rc = !strcmp(r.what, "(out of memory)") ? PT_ERR_NOMEM : PT_ERR_FORMAT;
         pt_ckpt_free(c);

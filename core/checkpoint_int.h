@@ -9,8 +9,11 @@
  * centralised loss of the current global (QFedAvg), the model's tensor shapes
  * and float32 values, the loss/accuracy histories, the metric histories and
  * the strategy's own state (pst_state_save: momentum, optimizer moments, DP
- * noise RNG). Written atomically: temporary file in DIR, fsync, rename over
- * the previous checkpoint, fsync DIR; a crash leaves the old or the new one.
+ * noise RNG). Written atomically: a new temporary file in DIR (random name,
+ * O_EXCL | O_NOFOLLOW: never a file or link planted there), fsync, rename
+ * over the previous checkpoint, fsync DIR; a crash leaves the old or the new
+ * one, and the next save removes temporaries of processes that are gone.
+ * Writer and reader accept the same: history keys up to PT_CONFIG_KEY_MAX.
  */
 #ifndef PETAL_CHECKPOINT_INT_H
 #define PETAL_CHECKPOINT_INT_H
@@ -55,8 +58,9 @@ typedef struct pt_ckpt {
 
 /* Write c (and the strategy's state, saved from st) into dir/PT_CKPT_FILE
  * atomically. Creates dir if missing. Returns PT_OK, PT_ERR_IO (err names
- * the file and the system error), PT_ERR_STATE (strategy round open) or
- * PT_ERR_NOMEM. */
+ * the file and the system error), PT_ERR_RANGE (a history key over
+ * PT_CONFIG_KEY_MAX: nothing written), PT_ERR_STATE (strategy round open)
+ * or PT_ERR_NOMEM. */
 int pt_ckpt_save(const char *dir, const pt_ckpt *c, const pst_strategy *st, char *err);
 
 /* Read and validate dir/PT_CKPT_FILE (or `dir` itself if it is a file):

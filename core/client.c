@@ -280,7 +280,7 @@ static int serve(cli *c, double *reconnect_after, char *err)
         if (rc == PT_ERR_CLOSED)
             return pt_seterr(err, rc, "the server ended the stream without ReconnectIns: %s", e);
         if (rc) return pt_seterr(err, rc, "connection lost: %s", e);
-        if ((rc = pnet_server_in_decode(buf, len, &in, e)))
+        if ((rc = pnet_server_in_decode(buf, len, NULL, &in, e)))
             return pt_seterr(err, rc, "undecodable ServerMessage: %s", e);
         CDEBUG(c, "Received: %s message", pnet_smsg_name(in.type));
         switch (in.type) {

@@ -205,8 +205,10 @@ static int validate(run_opts *o, pst_options *po, char *err)
         return pt_seterr(err, PT_ERR_INVAL,
                          "--client-eval-limit must be an integer >= 0 (got '%s')",
                          o->client_eval_limit);
-    if (o->round_timeout && parse_double(o->round_timeout, 0.001, 1e7, &d))
-        return pt_seterr(err, PT_ERR_INVAL, "--round-timeout must be seconds > 0 (got '%s')",
+    if (o->round_timeout && strcmp(o->round_timeout, "auto") &&
+        strcmp(o->round_timeout, "none") && parse_double(o->round_timeout, 0.001, 1e7, &d))
+        return pt_seterr(err, PT_ERR_INVAL,
+                         "--round-timeout must be seconds > 0, auto or none (got '%s')",
                          o->round_timeout);
     /* Impossible partitions of the built-in dataset fail here; other
      * datasets are checked by the clients when they load them. */
@@ -863,7 +865,8 @@ static void usage(FILE *f)
             "                                (default %s)\n"
             "  --seed N                      seed for partitions, init and shuffling\n"
             "  --threads N                   compute threads per process (default 1)\n"
-            "  --round-timeout SEC           server's per-round timeout\n"
+            "  --round-timeout SEC|auto|none server's reply timeout (default auto: 10 x the\n"
+            "                                slowest reply so far, at least 120 s)\n"
             "  --out DIR                     results directory (default results)\n"
             "  --port N                      server port (default: a free one)\n"
             "  --timeout SEC                 stop a strategy's federation after SEC seconds\n"

@@ -25,8 +25,12 @@ static void usage(FILE *f)
             "Federation:\n"
             "  --address HOST:PORT     listen address (default 0.0.0.0:8080; port 0 = any)\n"
             "  --rounds N              federated rounds (default 3)\n"
-            "  --round-timeout S       per-instruction timeout; late clients get\n"
-            "                          DEADLINE_EXCEEDED and count as failures (default none)\n"
+            "  --round-timeout auto|auto:MIN|S|none   how long a sampled client gets to\n"
+            "                          reply; late ones get DEADLINE_EXCEEDED and count as\n"
+            "                          failures. auto (default): 10 x the slowest reply so far\n"
+            "                          (earlier rounds and this one), at least MIN s (120),\n"
+            "                          3600 s before any client replied; S: fixed seconds;\n"
+            "                          none (or 0): wait forever, as Flower's default\n"
             "  --wait-clients S        how long to wait for min_available_clients (default 300)\n"
             "  --init-from-client      take the initial parameters from one client\n"
             "                          (GetParameters) instead of the model's seeded init\n"
@@ -49,8 +53,13 @@ static void usage(FILE *f)
             "                          bit-identical weights (costs one update held per client)\n"
             "  --save-weights FILE     write the final global model to FILE (.npz, numpy.load);\n"
             "                          also when the run stops early (results so far)\n"
-            "  --max-examples N        reject updates claiming more than N examples\n"
-            "                          (default 2^40)\n"
+            "  --max-examples N        reject results claiming more than N examples: FedAvg\n"
+            "                          weighs by the claim (default 1000000; at most 2^40)\n"
+            "  --max-metric-keys N     distinct metric keys per client message (more: the\n"
+            "                          message is refused), per round's aggregate and per\n"
+            "                          metric history (more: not recorded, warned); default 1024\n"
+            "  --max-key-bytes N       longest metric key a client may send (default 256,\n"
+            "                          at most 4096)\n"
             "  --max-message BYTES     largest gRPC message (default 536870912, as Flower)\n"
             "  --max-connections N     refuse connections beyond N (default 1000)\n"
             "  --max-header-list BYTES HTTP/2 header list limit (default 16384);\n"
@@ -102,7 +111,7 @@ enum {
     O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
-    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED,
+    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED, O_MAX_KEY_BYTES,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -123,6 +132,7 @@ static const char *const pst_keys[][2] = {
     {"tau", "tau"},
     {"proximal-mu", "proximal_mu"},
     {"trim-beta", "trim_beta"},
+    {"max-metric-keys", "max_metric_keys"},
 };
 #define N_PST_KEYS (sizeof pst_keys / sizeof pst_keys[0])
 
@@ -144,6 +154,30 @@ static void raise_fd_limit(int max_conn)
                 "limit (ulimit -Hn) to serve more\n",
                 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
                 (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0), max_conn);
+}
+
+/* --round-timeout auto | auto:MIN | none | 0 | SECONDS */
+static int parse_round_timeout(const char *v, pt_server_opts *o)
+{
+    if (!strcmp(v, "auto")) {
+        o->round_timeout = 0;
+        return 0;
+    }
+    if (!strncmp(v, "auto:", 5)) {
+        o->round_timeout = 0;
+        return pt_agent_parse_double("--round-timeout auto:MIN", v + 5, 0.001, 1e7,
+                                     &o->round_timeout_min);
+    }
+    if (!strcmp(v, "none")) {
+        o->round_timeout = -1;
+        return 0;
+    }
+    if (pt_agent_parse_double("--round-timeout", v, 0, 1e7, &o->round_timeout)) {
+        fprintf(stderr, "petal server: --round-timeout takes auto, auto:MIN, none or seconds\n");
+        return -1;
+    }
+    if (o->round_timeout == 0) o->round_timeout = -1; /* 0: none, as it always meant */
+    return 0;
 }
 
 int pt_cmd_server(int argc, char **argv)
@@ -194,6 +228,7 @@ int pt_cmd_server(int argc, char **argv)
         {"tls-client-ca", required_argument, 0, O_CLIENT_CA},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
         {"ordered-aggregation", no_argument, 0, O_ORDERED},
+        {"max-key-bytes", required_argument, 0, O_MAX_KEY_BYTES},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -245,8 +280,7 @@ int pt_cmd_server(int argc, char **argv)
             if (pt_agent_parse_double("--lr", optarg, 1e-12, 1e6, &o.lr)) return 2;
             break;
         case O_ROUND_TIMEOUT:
-            if (pt_agent_parse_double("--round-timeout", optarg, 0, 1e7, &o.round_timeout))
-                return 2;
+            if (parse_round_timeout(optarg, &o)) return 2;
             break;
         case O_WAIT:
             if (pt_agent_parse_double("--wait-clients", optarg, 0, 1e7, &o.wait_clients))
@@ -283,6 +317,10 @@ int pt_cmd_server(int argc, char **argv)
         case O_MAX_EXAMPLES:
             if (pt_agent_parse_int("--max-examples", optarg, 1, 1LL << 40, &iv)) return 2;
             o.max_examples = (int64_t)iv;
+            break;
+        case O_MAX_KEY_BYTES:
+            if (pt_agent_parse_int("--max-key-bytes", optarg, 1, PT_CONFIG_KEY_MAX, &iv)) return 2;
+            o.max_key_bytes = (size_t)iv;
             break;
         case O_MAX_CONN:
             if (pt_agent_parse_int("--max-connections", optarg, 1, 1000000, &iv)) return 2;

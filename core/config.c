@@ -1,9 +1,116 @@
-/* config.c - Flower's map<string, Scalar> as a small ordered map. */
+/* config.c - Flower's map<string, Scalar> as an ordered map: entries in
+ * insertion order in c->e, plus (past SMALL entries) an open-addressing hash
+ * index over them, so every set and get is O(1) expected whatever the keys.
+ * Keys come from peers, so the hash is keyed: SipHash-1-3 (Aumasson and
+ * Bernstein's construction, written here from the paper) with a random
+ * per-process key; nobody outside the process can build colliding keys. */
 #include "petal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { SMALL = 8 }; /* up to this many entries a scan beats hashing */
+
+/* ---- keyed hash ----------------------------------------------------------- */
+
+static uint64_t hkey[2];
+static pthread_once_t hkey_once = PTHREAD_ONCE_INIT;
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void hkey_init(void)
+{
+    uint64_t k[2];
+    if (getrandom(k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) {
+        /* no entropy yet (early boot): still unpredictable from outside */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k[0] = mix64((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 32 ^ (uint64_t)getpid());
+        k[1] = mix64(k[0] ^ (uint64_t)(uintptr_t)&ts ^ (uint64_t)(uintptr_t)&hkey);
+    }
+    hkey[0] = k[0];
+    hkey[1] = k[1];
+}
+
+static inline uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+#define SIPROUND                                                                           \
+    do {                                                                                   \
+        v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);                          \
+        v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                             \
+        v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                             \
+        v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);                          \
+    } while (0)
+
+/* SipHash-1-3 of key[0..len) under the process key. */
+static uint64_t keyhash(const char *key, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t v0, v1, v2, v3, m, b = (uint64_t)len << 56;
+    size_t i, tail = len & 7;
+    pthread_once(&hkey_once, hkey_init);
+    v0 = hkey[0] ^ 0x736f6d6570736575ull;
+    v1 = hkey[1] ^ 0x646f72616e646f6dull;
+    v2 = hkey[0] ^ 0x6c7967656e657261ull;
+    v3 = hkey[1] ^ 0x7465646279746573ull;
+    for (i = 0; i + 8 <= len; i += 8) {
+        m = 0;
+        for (int j = 7; j >= 0; j--) m = m << 8 | p[i + (size_t)j];
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t j = tail; j > 0; j--) b |= (uint64_t)p[i + j - 1] << (8 * (j - 1));
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- index -------------------------------------------------------------- */
+
+/* Slot of key in the index: the one holding it, else the empty one where
+ * it would go. The index is at most half full, so probes are short. */
+static uint32_t *probe(const pt_config *c, const char *key, size_t len)
+{
+    size_t mask = c->nslot - 1, i = (size_t)keyhash(key, len) & mask;
+    for (;; i = (i + 1) & mask) {
+        uint32_t *sl = &c->slot[i];
+        if (!*sl || !strcmp(c->e[*sl - 1].key, key)) return sl;
+    }
+}
+
+/* (Re)build the index for at least `want` entries (power of two, >= 2x). */
+static int reindex(pt_config *c, size_t want)
+{
+    size_t ns = 32;
+    while (ns < 2 * want) ns *= 2;
+    if (ns > UINT32_MAX) return PT_ERR_NOMEM;
+    uint32_t *sl = calloc(ns, sizeof *sl);
+    if (!sl) return PT_ERR_NOMEM;
+    free(c->slot);
+    c->slot = sl;
+    c->nslot = ns;
+    for (size_t i = 0; i < c->n; i++) {
+        const char *k = c->e[i].key;
+        *probe(c, k, strlen(k)) = (uint32_t)(i + 1);
+    }
+    return PT_OK;
+}
 
 static void scalar_clear(pt_scalar *v)
 {
@@ -13,19 +120,25 @@ static void scalar_clear(pt_scalar *v)
 
 static pt_config_entry *find(const pt_config *c, const char *key)
 {
-    for (size_t i = 0; i < c->n; i++)
-        if (!strcmp(c->e[i].key, key)) return &c->e[i];
-    return NULL;
+    if (!c->slot) {
+        for (size_t i = 0; i < c->n; i++)
+            if (!strcmp(c->e[i].key, key)) return &c->e[i];
+        return NULL;
+    }
+    uint32_t *sl = probe(c, key, strlen(key));
+    return *sl ? &c->e[*sl - 1] : NULL;
 }
 
 /* Returns the entry for key, creating it (value cleared) if needed. */
 static pt_config_entry *slot(pt_config *c, const char *key)
 {
     pt_config_entry *e = find(c, key);
+    size_t klen;
     if (e) {
         scalar_clear(&e->val);
         return e;
     }
+    if (c->n >= UINT32_MAX - 1) return NULL;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
         pt_config_entry *ne = realloc(c->e, cap * sizeof *ne);
@@ -33,10 +146,15 @@ static pt_config_entry *slot(pt_config *c, const char *key)
         c->e = ne;
         c->cap = cap;
     }
+    /* the index covers the new entry before it exists, so a failure leaves
+     * the map as it was */
+    if (c->n + 1 > SMALL && 2 * (c->n + 1) > c->nslot && reindex(c, c->n + 1)) return NULL;
+    klen = strlen(key);
     e = &c->e[c->n];
     memset(e, 0, sizeof *e);
-    e->key = strdup(key);
-    if (!e->key) return NULL;
+    if (!(e->key = malloc(klen + 1))) return NULL;
+    memcpy(e->key, key, klen + 1);
+    if (c->slot) *probe(c, key, klen) = (uint32_t)(c->n + 1);
     c->n++;
     return e;
 }
@@ -147,6 +265,7 @@ void pt_config_free(pt_config *c)
         scalar_clear(&c->e[i].val);
     }
     free(c->e);
+    free(c->slot);
     memset(c, 0, sizeof *c);
 }
 

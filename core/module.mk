@@ -45,6 +45,8 @@ core_TESTS += tests/test_run_e2e.py
 # reliability (issue 7): checkpoints/resume, client faults, update validation, limits, load
 core_TESTS += tests/test_rel_checkpoint.py tests/test_rel_faults.py tests/test_rel_validation.py \
               tests/test_rel_limits.py
+# a credentialed but hostile client under the server's defaults (issue 11)
+core_TESTS += tests/test_rel_hostile_client.py
 
 # load: many concurrent clients (threads with the pnet client API) against a petal server
 core_TESTS += $(BUILD)/tests/test_rel_load

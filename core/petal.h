@@ -140,8 +140,12 @@ void pt_params_free(pt_params *p);
 
 /* ---- config / metrics maps ---------------------------------------------- */
 /* Flower's map<string, Scalar> (fit/evaluate config, metrics, properties).
- * Keys are unique (set replaces); insertion order is kept. Strings and bytes
- * are copied and owned by the map. */
+ * Keys are unique (set replaces); insertion order is kept (iterate e[0..n)).
+ * Strings and bytes are copied and owned by the map. Every set and get is
+ * O(1) expected (a hash index over e, keyed per process: peers cannot
+ * choose colliding keys), so a map of n entries costs O(n) to build. The map
+ * itself caps nothing: who decodes peer input bounds the entry count and key
+ * length (net/pnet.h pnet_decode_limits). */
 typedef enum pt_scalar_type {
     PT_SCALAR_DOUBLE = 1,
     PT_SCALAR_SINT64 = 2,
@@ -165,6 +169,10 @@ typedef struct pt_scalar {
     } v;
 } pt_scalar;
 
+/* The longest map key any Petal reader accepts (checkpoints hold metric
+ * histories by key); decoders of peer input cap keys at or below it. */
+#define PT_CONFIG_KEY_MAX 4096
+
 typedef struct pt_config_entry {
     char *key;
     pt_scalar val;
@@ -173,6 +181,8 @@ typedef struct pt_config_entry {
 typedef struct pt_config {
     size_t n, cap;
     pt_config_entry *e;
+    uint32_t *slot; /* internal: hash index (entry + 1, 0 = free); NULL while small */
+    size_t nslot;
 } pt_config;
 
 /* A zeroed pt_config is a valid empty map. All setters return PT_OK or PT_ERR_NOMEM. */

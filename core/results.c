@@ -294,6 +294,10 @@ static int ev_emit(pt_results *r, cJSON *o)
     cJSON_Delete(o);
     if (!s) return PT_ERR_NOMEM;
     size_t n = strlen(s);
+    if (n + 1 > PT_RESULTS_MAX_LINE) { /* the reader would refuse it */
+        free(s);
+        return PT_ERR_RANGE;
+    }
     char *line = realloc(s, n + 2);
     if (!line) {
         free(s);
@@ -361,9 +365,23 @@ void pt_round_stats_init(pt_round_stats *s)
     s->metrics = NULL;
 }
 
+static int round_event(pt_results *r, const pt_round_stats *s, int with_metrics);
+
 int pt_results_round(pt_results *r, const pt_round_stats *s)
 {
     if (!r || !s) return PT_ERR_INVAL;
+    int rc = round_event(r, s, 1);
+    if (rc == PT_ERR_RANGE && s->metrics) {
+        PT_WARN("results: round %d's %zu metrics would make its events.jsonl line longer than "
+                "%zu bytes: written without them", s->round, s->metrics->n,
+                PT_RESULTS_MAX_LINE);
+        rc = round_event(r, s, 0);
+    }
+    return rc;
+}
+
+static int round_event(pt_results *r, const pt_round_stats *s, int with_metrics)
+{
     cJSON *o = ev_new(r, "round");
     CHECK(o);
     CHECK(add_count(o, "round", s->round));
@@ -381,7 +399,9 @@ int pt_results_round(pt_results *r, const pt_round_stats *s)
     CHECK(add_count(o, "failures", s->failures));
     CHECK(add_count(o, "eval_results", s->eval_results));
     CHECK(add_count(o, "eval_failures", s->eval_failures));
-    if (s->metrics) CHECK(add_config_obj(o, "metrics", s->metrics));
+    if (s->metrics && with_metrics) CHECK(add_config_obj(o, "metrics", s->metrics));
+    if (s->metrics && !with_metrics)
+        CHECK(add_str(o, "metrics_omitted", "over the events.jsonl line limit"));
     return ev_emit(r, o);
 fail_oom:
     cJSON_Delete(o);

@@ -103,7 +103,12 @@ size_t pt_results_format_line(char *buf, size_t len, pt_log_level lvl, const cha
 
 /* ---- typed events (schemas above). Each returns PT_OK, PT_ERR_INVAL (NULL
  * r or required pointer), PT_ERR_NOMEM or PT_ERR_IO (write failed; the run
- * may go on). Strings are copied; nothing is retained. */
+ * may go on). Strings are copied; nothing is retained. An event line is at
+ * most PT_RESULTS_MAX_LINE bytes, what the reader accepts: a round whose
+ * metrics would make it longer is written without them, with a
+ * "metrics_omitted" note (and a warning); other events over it are not
+ * written (PT_ERR_RANGE). */
+#define PT_RESULTS_MAX_LINE ((size_t)16 << 20)
 
 typedef struct pt_run_info {
     const char *strategy;   /* e.g. "FedAvg" */

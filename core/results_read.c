@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #define MAX_DEPTH 8
-#define MAX_LINE (16u << 20)  /* longer lines are malformed */
+#define MAX_LINE PT_RESULTS_MAX_LINE /* longer lines are malformed (the writer's limit) */
 #define MAX_ROUND 10000000
 
 /* ---- small helpers ----------------------------------------------------------- */

@@ -24,7 +24,6 @@ typedef struct srv_client {
     uint64_t id;
     char peer[80];
     int busy;     /* waiting for this client's reply */
-    double deadline;
     int gone;     /* left (entry removed at the next compaction) */
 } srv_client;
 
@@ -69,6 +68,11 @@ typedef struct srv {
     const char *ckpt_dir;  /* where checkpoints go (NULL = none) */
     char ckpt_buf[4096];
     double elapsed0;       /* seconds taken before a resume */
+    double slowest[2];     /* --round-timeout auto: slowest reply seen, fit [0] and
+                              evaluate [1] phases of earlier rounds (0 = none yet) */
+    double phase_slowest;  /* and in the current phase */
+    pnet_decode_limits lim; /* caps on what clients send (maps) */
+    int max_keys;          /* distinct keys per metric history (max_metric_keys) */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -259,7 +263,7 @@ static int update_view(srv *s, const pnet_params_view *v, pt_params *upd, char *
 
 static int64_t max_examples(const srv *s)
 {
-    return s->o->max_examples > 0 ? s->o->max_examples : (int64_t)1 << 40;
+    return s->o->max_examples > 0 ? s->o->max_examples : PT_MAX_EXAMPLES_DEFAULT;
 }
 
 /* A FitRes that must not be aggregated: a failure of the round, logged with
@@ -303,7 +307,8 @@ static void fold_held(srv *s)
         held *h = &s->held[i];
         pnet_client_in in;
         pt_params upd;
-        int rc = pnet_client_in_decode(pnet_msg_data(h->msg), pnet_msg_len(h->msg), &in, e);
+        int rc = pnet_client_in_decode(pnet_msg_data(h->msg), pnet_msg_len(h->msg), &s->lim, &in,
+                                       e);
         if (!rc) rc = update_view(s, &in.params, &upd, e);
         if (!rc) {
             double t_fold = pt_now();
@@ -323,17 +328,26 @@ static void fold_held(srv *s)
     held_drop(s);
 }
 
+/* A reply arrived: how long this client took (for the auto timeout). */
+static void note_reply_time(srv *s)
+{
+    double took = pt_now() - s->t_phase;
+    if (took > s->phase_slowest) s->phase_slowest = took;
+}
+
 static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
 {
     pnet_client_in in;
     char e[PT_ERRLEN], why[PT_ERRLEN + 64];
-    int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &in, e);
+    note_reply_time(s);
+    int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &s->lim, &in, e);
     pnet_cmsg_type want = s->phase == PH_FIT    ? PNET_CMSG_FIT
                           : s->phase == PH_EVAL ? PNET_CMSG_EVALUATE
                           : s->phase == PH_INIT ? PNET_CMSG_GET_PARAMETERS
                                                 : PNET_CMSG_DISCONNECT;
     if (rc) {
-        pt_seterr(why, 0, "bad ClientMessage: %s", e);
+        pt_seterr(why, 0, "bad ClientMessage: %s%s", e,
+                  rc == PT_ERR_RANGE ? " (see --max-metric-keys, --max-key-bytes)" : "");
         reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
         return;
     }
@@ -489,6 +503,49 @@ static int wait_for_clients(srv *s, int min, char *err)
     return PT_OK;
 }
 
+/* --round-timeout auto: how long the clients of the current phase get, in
+ * seconds from the instruction: PT_AUTO_TIMEOUT_FACTOR x the slowest reply
+ * of this kind so far (earlier rounds or this phase; evaluate falls back on
+ * fit), at least the floor; before any reply, PT_AUTO_TIMEOUT_FIRST (but
+ * the floor for GetParameters, which trains nothing). Fixed (> 0): that;
+ * none (< 0): forever. */
+static double phase_limit(const srv *s, double *ref_out)
+{
+    double floor, ref;
+    *ref_out = 0;
+    if (s->o->round_timeout > 0) return s->o->round_timeout;
+    if (s->o->round_timeout < 0) return INFINITY;
+    floor = s->o->round_timeout_min > 0 ? s->o->round_timeout_min : PT_AUTO_TIMEOUT_MIN;
+    if (s->phase == PH_INIT) return floor;
+    ref = s->phase == PH_EVAL ? s->slowest[1] : s->slowest[0];
+    if (s->phase == PH_EVAL && ref <= 0) ref = s->slowest[0];
+    if (s->phase_slowest > ref) ref = s->phase_slowest;
+    *ref_out = ref;
+    if (ref <= 0) return floor > PT_AUTO_TIMEOUT_FIRST ? floor : PT_AUTO_TIMEOUT_FIRST;
+    return PT_AUTO_TIMEOUT_FACTOR * ref > floor ? PT_AUTO_TIMEOUT_FACTOR * ref : floor;
+}
+
+/* Time out the busy clients past the phase's limit. */
+static void expire(srv *s)
+{
+    double ref, limit = phase_limit(s, &ref);
+    char why[PT_ERRLEN], how[160] = "";
+    if (!isfinite(limit) || pt_now() - s->t_phase < limit) return;
+    if (s->o->round_timeout == 0 && ref > 0)
+        snprintf(how, sizeof how,
+                 " (--round-timeout auto: %d x the slowest reply so far, %.3g s, at least %g s)",
+                 PT_AUTO_TIMEOUT_FACTOR, ref,
+                 s->o->round_timeout_min > 0 ? s->o->round_timeout_min : PT_AUTO_TIMEOUT_MIN);
+    else if (s->o->round_timeout == 0)
+        snprintf(how, sizeof how, " (--round-timeout auto: no client had replied yet)");
+    pt_seterr(why, 0, "Timeout of %gsec was exceeded.%s", limit, how);
+    for (size_t i = 0; i < s->ncl; i++) {
+        srv_client *c = &s->cl[i];
+        if (c->gone || !c->busy) continue;
+        reject(s, c, PNET_GRPC_DEADLINE_EXCEEDED, why);
+    }
+}
+
 /* Poll until every awaited reply arrived or failed; enforce the deadline. */
 static int wait_replies(srv *s, char *err)
 {
@@ -496,16 +553,7 @@ static int wait_replies(srv *s, char *err)
         if (stopped(s)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
         int rc = pnet_server_poll(s->net, 50);
         if (rc < 0) return pt_seterr(err, rc, "server poll failed");
-        if (s->o->round_timeout > 0) {
-            double now = pt_now();
-            for (size_t i = 0; i < s->ncl; i++) {
-                srv_client *c = &s->cl[i];
-                if (c->gone || !c->busy || now < c->deadline) continue;
-                char why[PT_ERRLEN];
-                pt_seterr(why, 0, "Timeout of %gsec was exceeded.", s->o->round_timeout);
-                reject(s, c, PNET_GRPC_DEADLINE_EXCEEDED, why);
-            }
-        }
+        expire(s);
     }
     compact(s);
     return PT_OK;
@@ -514,11 +562,9 @@ static int wait_replies(srv *s, char *err)
 /* Send msg to k sampled clients (indices into the registry). */
 static void send_to(srv *s, const int *idx, int k, pnet_msg *msg)
 {
-    double deadline = pt_now() + (s->o->round_timeout > 0 ? s->o->round_timeout : 1e18);
     for (int j = 0; j < k; j++) {
         srv_client *c = &s->cl[idx[j]];
         c->busy = 1;
-        c->deadline = deadline;
         s->outstanding++;
         int rc = pnet_server_send(s->net, c->id, msg);
         if (rc) {
@@ -576,13 +622,19 @@ static void hist_add(hist **h, size_t *n, int round, double loss, double acc)
     (*n)++;
 }
 
-/* Append "(r, v)" for each numeric metric to the per-key history strings. */
-static void metrics_hist_add(pt_config *hist_cfg, int round, const pt_config *m)
+/* Append "(r, v)" for each numeric metric to the per-key history strings;
+ * at most max_keys keys are tracked (a warning counts the others). */
+static void metrics_hist_add(srv *s, pt_config *hist_cfg, int round, const pt_config *m)
 {
+    size_t over = 0;
     for (size_t i = 0; m && i < m->n; i++) {
         double v;
         if (pt_config_get_number(m, m->e[i].key, &v)) continue;
         const pt_scalar *prev = pt_config_get(hist_cfg, m->e[i].key);
+        if (!prev && hist_cfg->n >= (size_t)s->max_keys) {
+            over++;
+            continue;
+        }
         size_t plen = prev ? prev->v.s.len : 0;
         char *buf = malloc(plen + 64);
         if (!buf) return;
@@ -592,6 +644,9 @@ static void metrics_hist_add(pt_config *hist_cfg, int round, const pt_config *m)
         pt_config_set_string(hist_cfg, m->e[i].key, buf);
         free(buf);
     }
+    if (over)
+        SWARN(s, "round %d: %zu metrics not recorded in the history, which already holds %d "
+                 "keys (max_metric_keys)", round, over, s->max_keys);
 }
 
 static void log_metrics_hist(srv *s, const char *name, const pt_config *h)
@@ -634,9 +689,14 @@ static int run_phase(srv *s, int phase, const int *idx, int k, pnet_msg *msg, ch
     s->phase = phase;
     s->results = s->failures = 0;
     s->t_phase = pt_now();
+    s->phase_slowest = 0;
     send_to(s, idx, k, msg);
     pnet_msg_unref(msg);
     int rc = wait_replies(s, err);
+    if (phase == PH_FIT || phase == PH_EVAL) { /* for the next rounds' auto timeout */
+        double *sl = &s->slowest[phase == PH_EVAL];
+        if (s->phase_slowest > *sl) *sl = s->phase_slowest;
+    }
     s->phase = PH_IDLE;
     return rc;
 }
@@ -825,6 +885,12 @@ static int setup(srv *s, char *err)
         return PT_ERR_NOMEM;
     if ((rc = pst_create(&s->st, o->strategy, o->strategy_opts, e)))
         return pt_seterr(err, rc, "strategy: %s", e);
+    if (o->max_key_bytes > PT_CONFIG_KEY_MAX)
+        return pt_seterr(err, PT_ERR_INVAL, "--max-key-bytes %zu is over %d", o->max_key_bytes,
+                         PT_CONFIG_KEY_MAX);
+    s->max_keys = pst_effective_options(s->st)->max_metric_keys;
+    s->lim.max_map_entries = (size_t)s->max_keys;
+    s->lim.max_key_len = o->max_key_bytes;
     if (o->dataset && *o->dataset) {
         pd_open_opts po = pd_open_opts_default();
         int h, w, c;
@@ -1029,7 +1095,14 @@ int pt_server_run(const pt_server_opts *o, char *err)
     {
         char n1[40];
         SLOG(s, "Starting Flower server, config: ServerConfig(num_rounds=%d, round_timeout=%s)",
-             o->rounds, o->round_timeout > 0 ? pyf(n1, sizeof n1, o->round_timeout) : "None");
+             o->rounds, o->round_timeout > 0 ? pyf(n1, sizeof n1, o->round_timeout)
+                        : o->round_timeout < 0 ? "None" : "auto");
+        if (o->round_timeout == 0)
+            SLOG(s, "round timeout auto: a client gets %d x the slowest reply so far, at "
+                    "least %g s (%g s before any reply); --round-timeout S or none to change",
+                 PT_AUTO_TIMEOUT_FACTOR,
+                 o->round_timeout_min > 0 ? o->round_timeout_min : PT_AUTO_TIMEOUT_MIN,
+                 PT_AUTO_TIMEOUT_FIRST);
     }
     if ((rc = setup(s, err))) {
         PT_RERROR(s->res, "%s", err);
@@ -1127,7 +1200,7 @@ fl_start:
         rs.clients_sampled = sampled;
         pst_fit_counts(s->st, &rs.results, &rs.failures, NULL);
         if (sampled == 0) rs.results = rs.failures = 0;
-        metrics_hist_add(&s->fit_metrics_hist, s->round, &fit_m);
+        metrics_hist_add(s, &s->fit_metrics_hist, s->round, &fit_m);
         if (!updated && sampled)
             SWARN(s, "fit_round %d: no new parameters (%d results, %d failures)", s->round,
                   rs.results, rs.failures);
@@ -1163,19 +1236,19 @@ fl_start:
             rs.loss_distributed = dloss;
             rs.accuracy_distributed = acc;
             hist_add(&s->h_dist, &s->n_dist, s->round, dloss, acc);
-            metrics_hist_add(&s->eval_metrics_hist, s->round, &eval_m);
+            metrics_hist_add(s, &s->eval_metrics_hist, s->round, &eval_m);
         }
         pnet_server_stats(s->net, 0, &st1);
         rs.bytes_sent = (int64_t)(st1.msg_bytes_out - st0.msg_bytes_out);
         rs.bytes_received = (int64_t)(st1.msg_bytes_in - st0.msg_bytes_in);
         rs.round_time = pt_now() - t_round;
         for (size_t i = 0; i < fit_m.n; i++) {
-            char k[160];
+            char k[PT_CONFIG_KEY_MAX + 16];
             snprintf(k, sizeof k, "fit_%s", fit_m.e[i].key);
             pt_config_set(&all_m, k, &fit_m.e[i].val);
         }
         for (size_t i = 0; i < eval_m.n; i++) {
-            char k[160];
+            char k[PT_CONFIG_KEY_MAX + 16];
             snprintf(k, sizeof k, "evaluate_%s", eval_m.e[i].key);
             pt_config_set(&all_m, k, &eval_m.e[i].val);
         }
@@ -1207,7 +1280,7 @@ fl_start:
         for (size_t i = 0; i < s->n_cent; i++) {
             pt_config one = {0};
             pt_config_set_double(&one, "accuracy", s->h_cent[i].acc);
-            metrics_hist_add(&mc, s->h_cent[i].round, &one);
+            metrics_hist_add(s, &mc, s->h_cent[i].round, &one);
             pt_config_free(&one);
         }
         log_metrics_hist(s, "metrics_centralized", &mc);

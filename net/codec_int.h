@@ -77,8 +77,11 @@ size_t pnet_config_field_size(uint32_t field, const pt_config *c);
 /* Write them; returns the end pointer. Caller reserved the size above. */
 uint8_t *pnet_config_field_pack(uint32_t field, const pt_config *c, uint8_t *p);
 /* Decode one map entry body (the bytes of one occurrence of the field) with
- * protobuf-c into dst (later keys replace earlier). Returns PT_OK,
- * PT_ERR_PROTO (err says why), PT_ERR_NOMEM. */
-int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena *a, char *err);
+ * protobuf-c into dst (later keys replace earlier). A key longer than
+ * max_key, or a new key when dst already holds max_entries, is refused.
+ * Returns PT_OK, PT_ERR_PROTO (err says why), PT_ERR_RANGE (a cap),
+ * PT_ERR_NOMEM. */
+int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena *a,
+                             size_t max_entries, size_t max_key, char *err);
 
 #endif /* PETAL_NET_CODEC_INT_H */

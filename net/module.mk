@@ -46,6 +46,11 @@ test_net_codec_LDLIBS := -lprotobuf-c -lnghttp2 -lssl -lcrypto
 test_net_codec_peer_LIBS := $(NET_LIB) $(CORE_LIB)
 test_net_codec_peer_LDLIBS := -lprotobuf-c -lnghttp2 -lssl -lcrypto
 $(BUILD)/tests/test_net_codec $(BUILD)/tests/test_net_codec_peer: $(NET_LIB) $(CORE_LIB)
+# map<string, Scalar> caps and decode cost growth (issue 11)
+net_TESTS += $(BUILD)/tests/test_net_maps
+test_net_maps_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_maps_LDLIBS := -lprotobuf-c -lnghttp2 -lssl -lcrypto
+$(BUILD)/tests/test_net_maps: $(NET_LIB) $(CORE_LIB)
 
 
 # ---- transport section ---------------------------------------------------

@@ -424,7 +424,19 @@ typedef struct dctx {
     pnet_arena arena;
     const uint8_t *base;
     char *err;
+    size_t max_entries, max_key; /* pnet_decode_limits, defaults applied */
 } dctx;
+
+/* The caps of lim with the defaults filled in. */
+static int dctx_limits(dctx *c, const pnet_decode_limits *lim)
+{
+    c->max_entries = lim && lim->max_map_entries ? lim->max_map_entries : PNET_MAX_MAP_ENTRIES;
+    c->max_key = lim && lim->max_key_len ? lim->max_key_len : PNET_MAX_KEY_LEN;
+    if (c->max_key > PT_CONFIG_KEY_MAX)
+        return pt_seterr(c->err, PT_ERR_INVAL, "decode limits: max_key_len %zu is over %d",
+                         c->max_key, PT_CONFIG_KEY_MAX);
+    return PT_OK;
+}
 
 static int bad(dctx *c, const pnet_rd *r, const char *what)
 {
@@ -522,7 +534,7 @@ static int dec_status(dctx *c, const pnet_bytes *body, pnet_client_in *m)
 static int dec_map_entry(dctx *c, const pnet_rd *r, const pnet_bytes *b, pt_config *dst)
 {
     char e2[PT_ERRLEN];
-    int rc = pnet_config_entry_decode(b, dst, &c->arena, e2);
+    int rc = pnet_config_entry_decode(b, dst, &c->arena, c->max_entries, c->max_key, e2);
     if (rc == PT_ERR_PROTO)
         return pt_seterr(c->err, rc, "undecodable protobuf: %s at byte %zu", e2,
                          (size_t)(b->ptr - c->base));
@@ -564,7 +576,8 @@ static int dec_server_member(dctx *c, pnet_smsg_type type, const pnet_bytes *bod
     return PT_OK;
 }
 
-int pnet_server_in_decode(const uint8_t *buf, size_t len, pnet_server_in *out, char *err)
+int pnet_server_in_decode(const uint8_t *buf, size_t len, const pnet_decode_limits *lim,
+                          pnet_server_in *out, char *err)
 {
     uint8_t first[2048];
     dctx c = {.base = buf, .err = err};
@@ -572,6 +585,7 @@ int pnet_server_in_decode(const uint8_t *buf, size_t len, pnet_server_in *out, c
     int rc = PT_OK;
     memset(out, 0, sizeof *out);
     if (!buf && len) return pt_seterr(err, PT_ERR_INVAL, "ServerMessage: NULL buffer");
+    if ((rc = dctx_limits(&c, lim))) return rc;
     pnet_arena_init(&c.arena, first, sizeof first);
     while (r.p < r.end) {
         uint32_t f;
@@ -641,7 +655,8 @@ static int dec_client_member(dctx *c, pnet_cmsg_type type, const pnet_bytes *bod
     return PT_OK;
 }
 
-int pnet_client_in_decode(const uint8_t *buf, size_t len, pnet_client_in *out, char *err)
+int pnet_client_in_decode(const uint8_t *buf, size_t len, const pnet_decode_limits *lim,
+                          pnet_client_in *out, char *err)
 {
     uint8_t first[2048];
     dctx c = {.base = buf, .err = err};
@@ -649,6 +664,7 @@ int pnet_client_in_decode(const uint8_t *buf, size_t len, pnet_client_in *out, c
     int rc = PT_OK;
     memset(out, 0, sizeof *out);
     if (!buf && len) return pt_seterr(err, PT_ERR_INVAL, "ClientMessage: NULL buffer");
+    if ((rc = dctx_limits(&c, lim))) return rc;
     pnet_arena_init(&c.arena, first, sizeof first);
     while (r.p < r.end) {
         uint32_t f;

@@ -202,14 +202,31 @@ typedef struct pnet_msg pnet_msg;
 int pnet_server_out_msg(const pnet_server_out *m, pnet_msg **out, char *err);
 int pnet_client_out_msg(const pnet_client_out *m, pnet_msg **out, char *err);
 
+/* Caps a decoder applies to what a peer sends, so that decoding costs and
+ * holds memory linear in the message and bounded downstream (metric
+ * aggregation, histories, checkpoints, logs). A zeroed struct (or NULL)
+ * means the defaults. */
+#define PNET_MAX_MAP_ENTRIES 1024 /* default: distinct keys per config/metrics map */
+#define PNET_MAX_KEY_LEN 256      /* default: bytes per map key */
+typedef struct pnet_decode_limits {
+    size_t max_map_entries; /* distinct keys in one map<string, Scalar> (config,
+                               metrics, properties); 0 = PNET_MAX_MAP_ENTRIES */
+    size_t max_key_len;     /* bytes of one key; 0 = PNET_MAX_KEY_LEN; at most
+                               PT_CONFIG_KEY_MAX (what checkpoints can hold) */
+} pnet_decode_limits;
+
 /* Decode a whole protobuf message buf[0..len) (no gRPC prefix). out is
  * overwritten (need not be initialised). Views in out point into buf.
  * Unknown fields are skipped as protobuf does; a repeated oneof member
- * merges, a different one replaces. Returns PT_OK, PT_ERR_PROTO (malformed
- * protobuf: err says what and at which offset), PT_ERR_NOMEM. On error out
- * is left empty (safe to free). */
-int pnet_server_in_decode(const uint8_t *buf, size_t len, pnet_server_in *out, char *err);
-int pnet_client_in_decode(const uint8_t *buf, size_t len, pnet_client_in *out, char *err);
+ * merges, a different one replaces. `lim` (NULL = defaults) caps the maps.
+ * Returns PT_OK, PT_ERR_PROTO (malformed protobuf: err says what and at
+ * which offset), PT_ERR_RANGE (over a cap of lim: err names it and the
+ * option), PT_ERR_INVAL (lim over PT_CONFIG_KEY_MAX), PT_ERR_NOMEM. On
+ * error out is left empty (safe to free). */
+int pnet_server_in_decode(const uint8_t *buf, size_t len, const pnet_decode_limits *lim,
+                          pnet_server_in *out, char *err);
+int pnet_client_in_decode(const uint8_t *buf, size_t len, const pnet_decode_limits *lim,
+                          pnet_client_in *out, char *err);
 /* Free owned parts and zero (NULL-safe, idempotent). */
 void pnet_server_in_free(pnet_server_in *m);
 void pnet_client_in_free(pnet_client_in *m);

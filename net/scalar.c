@@ -88,7 +88,8 @@ uint8_t *pnet_config_field_pack(uint32_t field, const pt_config *c, uint8_t *p)
     return p;
 }
 
-int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena *a, char *err)
+int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena *a,
+                             size_t max_entries, size_t max_key, char *err)
 {
     /* Every map<string, Scalar> entry has the same layout, so one descriptor
      * decodes them all. */
@@ -99,6 +100,11 @@ int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena
     const Flwr__Proto__Scalar *s;
     int rc;
     if (!m) return pt_seterr(err, PT_ERR_PROTO, "malformed map<string, Scalar> entry");
+    if (strlen(m->key) > max_key)
+        return pt_seterr(err, PT_ERR_RANGE, "map key of %zu bytes, over the limit of %zu",
+                         strlen(m->key), max_key);
+    if (dst->n >= max_entries && !pt_config_get(dst, m->key))
+        return pt_seterr(err, PT_ERR_RANGE, "more than %zu distinct map keys", max_entries);
     s = m->value;
     if (!s || s->scalar_case == FLWR__PROTO__SCALAR__SCALAR__NOT_SET)
         return pt_seterr(err, PT_ERR_PROTO, "map entry '%s' has no Scalar value", m->key);

@@ -5,22 +5,26 @@
  * PST_ACC_FLOAT_DELTA acc[j] = fmaf(w, x[j] - g[j], acc[j]) in float32;
  * PST_ACC_DOUBLE acc[j] += w * x[j] in double.
  *
- * Memory-bound. Bytes moved per folded update float: 16 for a single add
- * with double48 (update 4, accumulator 6 read + 6 written) or float-delta
- * (update, global, accumulator read + write), 20 with double; a batch of k
- * moves 4 + 12/k (double48, float-delta) or 4 + 16/k (double), because work goes
- * block by block (BLK floats of one tensor): the accumulator and global
- * blocks stay in cache while every update of the batch is first checked for
- * non-finite values (integer test on the exponent bits, four updates at once
- * so the first touch of their data runs as four concurrent memory streams)
- * and then folded, four updates per accumulator load/store, each rounded in
- * turn, so the roundings are exactly those of single adds: results never
- * depend on batching or on the thread split. The first fold of a round
- * writes the accumulator instead of reading it (no memset pass in
+ * Memory-bound. A round's accumulator must never hold a trace of a rejected
+ * update, so every call runs in two passes over the model: first each update
+ * is checked whole for non-finite values (integer test on the exponent bits,
+ * four updates at once so their first touch runs as four concurrent memory
+ * streams), then only the updates found finite everywhere are folded. Bytes
+ * moved per folded update float: 20 for a single add with double48 (update 4
+ * checked + 4 folded, accumulator 6 read + 6 written) or float-delta
+ * (update twice, global, accumulator read + write), 24 with double; a batch
+ * of k moves 8 + 12/k (double48, float-delta) or 8 + 16/k (double), because
+ * the fold goes block by block (BLK floats of one tensor): the accumulator
+ * and global blocks stay in cache while every good update of the batch is
+ * folded, four updates per accumulator load/store, each rounded in turn, so
+ * the roundings are exactly those of single adds: results never depend on
+ * batching, on the thread split or on rejected updates. The first fold of a
+ * round writes the accumulator instead of reading it (no memset pass in
  * pst_fit_begin). Update data is read with memcpy, so it may be unaligned
  * (views into received messages). Large models are split between up to
- * s->threads pthreads (contiguous flat ranges; no nesting). Built with -O3
- * (see module.mk) so the loops vectorise; x86-64 also gets AVX2 / FMA clones.
+ * s->threads pthreads (contiguous flat ranges, the same for both passes; no
+ * nesting). Built with -O3 (see module.mk) so the loops vectorise; x86-64
+ * also gets AVX2 / FMA clones.
  */
 #include "pst_int.h"
 
@@ -330,30 +334,27 @@ typedef struct fold_job {
     const double *w;
     size_t lo, hi;  /* flat range */
     int fresh;      /* accumulator not yet written this round: set instead of add */
-    int *bad;       /* k: found non-finite in this range */
-    size_t *stop;   /* k: flat index where folding of the update stopped */
+    int *bad;       /* k: check phase: found non-finite in this range */
+    const int *skip; /* k: fold phase: updates rejected anywhere (not folded) */
     const unsigned char **gx; /* k: scratch, the block's good updates */
     double *gw;               /* k: and their weights */
     float *gwf;               /* k: the same as float (float-delta kernels) */
 } fold_job;
 
-/* Call fn(t, from, to) for the part of tensor t inside [lo, hi). */
-static void *fold_worker(void *arg)
+/* Check phase: mark in j->bad every update with a non-finite value in the
+ * job's range (four updates at a time, so their first touch runs as four
+ * concurrent memory streams; an update found bad is not read further). */
+static void *check_worker(void *arg)
 {
     fold_job *j = arg;
     const pst_strategy *s = j->s;
-    for (size_t i = 0; i < j->k; i++) {
-        j->bad[i] = 0;
-        j->stop[i] = j->hi;
-    }
+    for (size_t i = 0; i < j->k; i++) j->bad[i] = 0;
     for (size_t t = 0; t < s->nt; t++) {
         size_t t0 = s->off[t], t1 = s->off[t + 1];
         size_t a = t0 > j->lo ? t0 : j->lo, b = t1 < j->hi ? t1 : j->hi;
         for (size_t p = a; p < b; p += BLK) {
-            size_t n = b - p < BLK ? b - p : BLK, ng = 0, i = 0;
-            /* check every update's block first (four at a time), then fold
-             * the good ones in their order, four at a time */
-            for (i = 0; i < j->k;) {
+            size_t n = b - p < BLK ? b - p : BLK;
+            for (size_t i = 0; i < j->k;) {
                 size_t q[4], nq = 0;
                 unsigned ok;
                 const unsigned char *x[4];
@@ -367,16 +368,30 @@ static void *fold_worker(void *arg)
                     ok = 0;
                     for (size_t e = 0; e < nq; e++) ok |= (unsigned)blk_finite(x[e], n) << e;
                 }
-                for (size_t e = 0; e < nq; e++) {
-                    if (!(ok >> e & 1)) {
-                        j->bad[q[e]] = 1;
-                        j->stop[q[e]] = p;
-                        continue;
-                    }
-                    j->gx[ng] = x[e];
-                    j->gwf[ng] = (float)j->w[q[e]];
-                    j->gw[ng++] = j->w[q[e]];
-                }
+                for (size_t e = 0; e < nq; e++)
+                    if (!(ok >> e & 1)) j->bad[q[e]] = 1;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Fold phase: fold every update not in j->skip into the job's range of the
+ * accumulator, block by block, four updates per accumulator load/store. */
+static void *fold_worker(void *arg)
+{
+    fold_job *j = arg;
+    const pst_strategy *s = j->s;
+    for (size_t t = 0; t < s->nt; t++) {
+        size_t t0 = s->off[t], t1 = s->off[t + 1];
+        size_t a = t0 > j->lo ? t0 : j->lo, b = t1 < j->hi ? t1 : j->hi;
+        for (size_t p = a; p < b; p += BLK) {
+            size_t n = b - p < BLK ? b - p : BLK, ng = 0, i = 0;
+            for (i = 0; i < j->k; i++) {
+                if (j->skip[i]) continue;
+                j->gx[ng] = j->src[i][t] + 4 * (p - t0);
+                j->gwf[ng] = (float)j->w[i];
+                j->gw[ng++] = j->w[i];
             }
             i = 0;
             if (j->accf) {
@@ -411,47 +426,41 @@ static void *fold_worker(void *arg)
     return NULL;
 }
 
-/* Subtract update i's contribution again over [lo, stop). */
-static void unfold(const fold_job *j, size_t i)
+/* Run fn on every job: jobs 1.. on their own threads, job 0 here (a thread
+ * that cannot be started runs here too). */
+static void run_jobs(fold_job *jobs, int nth, void *(*fn)(void *))
 {
-    const pst_strategy *s = j->s;
-    for (size_t t = 0; t < s->nt; t++) {
-        size_t t0 = s->off[t], t1 = s->off[t + 1];
-        size_t a = t0 > j->lo ? t0 : j->lo, b = t1 < j->stop[i] ? t1 : j->stop[i];
-        if (a >= b) continue;
-        if (j->ahi)
-            blk_fold48(j->ahi + a, j->alo + a, j->src[i][t] + 4 * (a - t0), b - a, -j->w[i]);
-        else if (j->accf)
-            blk_fold_d(j->accf + a, j->src[i][t] + 4 * (a - t0), s->global->t[t].data + (a - t0),
-                       b - a, -(float)j->w[i]);
-        else
-            blk_fold(j->acc + a, j->src[i][t] + 4 * (a - t0), b - a, -j->w[i]);
+    pthread_t tid[8];
+    int started[8] = {0};
+    for (int t = 1; t < nth; t++) started[t] = pthread_create(&tid[t], NULL, fn, &jobs[t]) == 0;
+    fn(&jobs[0]);
+    for (int t = 1; t < nth; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else fn(&jobs[t]);
     }
 }
 
 int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
-              const unsigned char *const *const *src, const double *w, int *bad)
+              const unsigned char *const *const *src, const double *w, int *bad,
+              size_t *folded)
 {
     enum { MAXT = 8 };
     fold_job jobs[MAXT];
-    pthread_t tid[MAXT];
-    int started[MAXT] = {0};
     int nth = s->threads < 1 ? 1 : (s->threads > MAXT ? MAXT : s->threads);
     int *ibuf;
-    size_t *sbuf;
     const unsigned char **xbuf;
     double *wbuf;
     float *fbuf;
+    size_t good = 0;
+    *folded = 0;
     if (s->total < ((size_t)1 << 18)) nth = 1;
     ibuf = malloc((size_t)nth * k * sizeof *ibuf + 1);
-    sbuf = malloc((size_t)nth * k * sizeof *sbuf + 1);
     xbuf = malloc((size_t)nth * k * sizeof *xbuf + 1);
     wbuf = malloc((size_t)nth * k * sizeof *wbuf + 1);
     fbuf = malloc((size_t)nth * k * sizeof *fbuf + 1);
-    if (!ibuf || !sbuf || !xbuf || !wbuf || !fbuf) {
+    if (!ibuf || !xbuf || !wbuf || !fbuf) {
         free(fbuf);
         free(ibuf);
-        free(sbuf);
         free(xbuf);
         free(wbuf);
         return PT_ERR_NOMEM;
@@ -476,26 +485,22 @@ int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
                              hi,
                              fresh,
                              ibuf + (size_t)t * k,
-                             sbuf + (size_t)t * k,
+                             bad,
                              xbuf + (size_t)t * k,
                              wbuf + (size_t)t * k,
                              fbuf + (size_t)t * k};
     }
-    for (int t = 1; t < nth; t++)
-        started[t] = pthread_create(&tid[t], NULL, fold_worker, &jobs[t]) == 0;
-    fold_worker(&jobs[0]);
-    for (int t = 1; t < nth; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else fold_worker(&jobs[t]); /* could not start a thread: do it here */
-    }
+    /* 1. every update checked whole; 2. only the good ones folded: a rejected
+     * update never touches the accumulator */
+    run_jobs(jobs, nth, check_worker);
     for (size_t i = 0; i < k; i++) {
         bad[i] = 0;
         for (int t = 0; t < nth; t++) bad[i] |= jobs[t].bad[i];
-        if (bad[i])
-            for (int t = 0; t < nth; t++) unfold(&jobs[t], i);
+        good += !bad[i];
     }
+    if (good) run_jobs(jobs, nth, fold_worker);
+    *folded = good;
     free(ibuf);
-    free(sbuf);
     free(xbuf);
     free(wbuf);
     free(fbuf);

@@ -12,11 +12,14 @@ $(STRAT_LIB): $(STRAT_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-strategies_TESTS := $(BUILD)/tests/test_strategies tests/test_strat_numpy.py
+strategies_TESTS := $(BUILD)/tests/test_strategies $(BUILD)/tests/test_strat_hostile \
+                    tests/test_strat_numpy.py
 strategies_TEST_PREREQS := $(STRAT_LIB) $(BUILD)/tests/test_strat_driver
 test_strategies_LIBS := $(STRAT_LIB) $(CORE_LIB)
+test_strat_hostile_LIBS := $(STRAT_LIB) $(CORE_LIB)
 test_strat_driver_LIBS := $(STRAT_LIB) $(CORE_LIB)
-$(BUILD)/tests/test_strategies $(BUILD)/tests/test_strat_driver: $(STRAT_LIB) $(CORE_LIB)
+$(BUILD)/tests/test_strategies $(BUILD)/tests/test_strat_hostile $(BUILD)/tests/test_strat_driver: \
+    $(STRAT_LIB) $(CORE_LIB)
 
 # make bench-agg: FedAvg fold throughput vs a STREAM-like triad and numpy,
 # and server RSS while streaming 100 client updates.

@@ -149,6 +149,7 @@ typedef struct optdef {
 #define num_sampled_clients_APPLIES DPBIT
 #define seed_APPLIES DPBIT
 #define threads_APPLIES ALL
+#define max_metric_keys_APPLIES ALL
 
 static const optdef opts[] = {
     OPT("fraction_fit", T_DBL, fraction_fit),
@@ -177,6 +178,7 @@ static const optdef opts[] = {
     OPT("num_sampled_clients", T_INT, num_sampled_clients),
     OPT("seed", T_I64, seed),
     OPT("threads", T_INT, threads),
+    OPT("max_metric_keys", T_INT, max_metric_keys),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -306,6 +308,7 @@ const char *pst_help(void)
            "  DP wrapper: --noise-multiplier Z --clipping-norm C --num-sampled-clients M\n"
            "              (all required) --seed S (noise RNG, 0)\n"
            "  --threads N (0 = auto)        threads for the streaming fold\n"
+           "  --max-metric-keys N (1024)    distinct client metric keys aggregated per round\n"
            "  --accumulator double48|float-delta|double  running sum: 6 B/float, a double\n"
            "                                rounded to 37 significant bits (default); 4 B/float\n"
            "                                float32 deltas from the global; 8 B/float double\n";
@@ -352,6 +355,7 @@ int pst__resolve_options(pst_kind k, int dp, pst_options *e, char *err)
     SETI(accept_failures, 1);
     if (k == PST_K_FAULTTOLERANT) e->accept_failures = 1;
     SETI(threads, 0);
+    SETI(max_metric_keys, 1024);
     switch (k) {
     case PST_K_FEDAVGM:
         SETD(server_learning_rate, 1.0);
@@ -409,6 +413,7 @@ int pst__resolve_options(pst_kind k, int dp, pst_options *e, char *err)
     if (e->accept_failures != 0 && e->accept_failures != 1)
         BAD("%s: accept_failures must be 0 or 1", canon[k]);
     if (e->threads < 0 || e->threads > 64) BAD("threads=%d must be in [0, 64]", e->threads);
+    if (e->max_metric_keys < 1) BAD("max_metric_keys=%d must be >= 1", e->max_metric_keys);
     if (e->min_available_clients < e->min_fit_clients ||
         e->min_available_clients < e->min_evaluate_clients)
         PT_WARN("Setting `min_available_clients` lower than `min_fit_clients` or "
@@ -506,7 +511,8 @@ int pst__describe(const pst_strategy *s, char *buf, size_t len)
     for (size_t i = 0; i < NOPTS; i++) {
         const char *p = (const char *)&s->o + opts[i].off;
         if (!(opts[i].applies & mask) || !is_set(&s->o, &opts[i])) continue;
-        if (!strcmp(opts[i].name, "threads")) continue;
+        if (!strcmp(opts[i].name, "threads") || !strcmp(opts[i].name, "max_metric_keys"))
+            continue;
         put(buf, len, &pos, "%s%s=", first ? "" : ", ", opts[i].name);
         first = 0;
         switch (opts[i].type) {

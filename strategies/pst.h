@@ -115,10 +115,14 @@ typedef enum pst_metrics_mode {
  * incoming update + the strategy), target under 4x the model:
  *   double48 3.58x, float-delta 3.07x, double 4.08x. Fold throughput
  *   (same bench, 10 updates, GB/s of update bytes as % of a same-run STREAM
- *   triad; load average ~4 on 2 CPUs): single pst_fit_add double48 26%,
- *   float-delta 36%, double 27%; pst_fit_add_many(10) double48 43%,
- *   float-delta 60%, double 53%; Flower's numpy aggregate() 1.1-2.3 GB/s,
- *   8-16%: the default batched fold is 2.7-5x that, float-delta 3.6-7x.
+ *   triad; load average ~4 on 2 CPUs), before every update was checked
+ *   whole ahead of the fold: single pst_fit_add double48 26%, float-delta
+ *   36%, double 27%; pst_fit_add_many(10) double48 43%, float-delta 60%,
+ *   double 53%. The check pass (a rejected update must leave no trace)
+ *   reads each update once more: old/new binaries alternated in one run
+ *   gave 0.85-0.87x the GB/s with double48, 0.80x double, 0.70-0.74x
+ *   float-delta. Flower's numpy aggregate() 1.1-2.3 GB/s, 8-16%: the
+ *   default batched fold stays 2.3-5x that.
  *
  * PST_ACC_DOUBLE48 (the default): A = sum_k n_k*w_k like double, but each
  *   element is a double with its low 16 mantissa bits dropped (37
@@ -226,6 +230,10 @@ typedef struct pst_options {
      * unless set; text option "accumulator" = "double48" | "float-delta" |
      * "double"). */
     pst_accumulator accumulator;
+    /* Petal: distinct metric keys aggregated per round (fit and evaluate
+     * each, over all clients); values under further keys are not aggregated
+     * and are counted in a warning at the round's end. Unset: 1024. */
+    int max_metric_keys;
 } pst_options;
 
 /* Set every field to "unset" (defaults PETAL, metrics WEIGHTED, accumulator DOUBLE48). */
@@ -357,20 +365,20 @@ int pst_fit_begin(pst_strategy *s, int round, const pt_params *global, char *err
  * (PT_ERR_MISMATCH) or any non-finite value (PT_ERR_DIVERGED) or a negative
  * num_examples (PT_ERR_INVAL) rejects the update: it is never aggregated
  * and is counted as a failure of this round (so accept_failures=False then
- * voids the round). Streaming strategies check each block before folding it
- * and, when a later block turns out non-finite, subtract the already
- * folded blocks again (the accumulator then differs from never having
- * added the update by rounding: ~1e-16 relative with double, ~1e-11 with
- * double48, up to one float32 step of the delta sum with float-delta).
+ * voids the round). Every update is checked whole before any of it is
+ * aggregated: a rejected update leaves no trace (the round's result is bit
+ * for bit that of the round without it, whatever its other values, e.g.
+ * 3e38 everywhere but one NaN, and whatever its num_examples).
  * Returns PT_OK, those codes, PT_ERR_STATE (no open round) or PT_ERR_NOMEM. */
 int pst_fit_add(pst_strategy *s, const pt_params *update, int64_t num_examples,
                 const pt_config *metrics, char *err);
 
 /* Fold k updates at once (same contract as k pst_fit_add calls, in order):
  * one pass over the accumulator (and global) for all k, so the memory
- * traffic per update float drops from 16 bytes (single add with double48 or
- * float-delta; double: 20) to 4 + 12/k (double: 4 + 16/k): `make bench-agg`
- * measures 1.7-2.2x the GB/s of single adds for k = 10. Bit-identical to
+ * traffic per update float drops from 20 bytes (single add with double48 or
+ * float-delta, the check pass included; double: 24) to 8 + 12/k (double:
+ * 8 + 16/k): `make bench-agg` measures 1.5-2.2x the GB/s of single adds for
+ * k = 10. Bit-identical to
  * the k single adds in the same order. Use it when several FitRes are
  * already in memory. metrics may be NULL or hold NULL entries.
  * status[i] (may be NULL) receives each update's result code. Returns PT_OK
@@ -444,9 +452,13 @@ int pst_evaluate_end(pst_strategy *s, double *loss, int *has_loss, pt_config *me
 int pst_state_save(const pst_strategy *s, FILE *f, char *err);
 
 /* Restore state written by pst_state_save into a strategy created with the
- * same name (and model layout, if already known). Returns PT_OK, PT_ERR_FORMAT
- * (bad magic/version/truncated), PT_ERR_MISMATCH (other strategy or layout),
- * PT_ERR_IO or PT_ERR_NOMEM. On error the strategy is unchanged. */
+ * same name and options (and model layout, if already known). The state is
+ * validated as input from outside: the arrays present must be those this
+ * strategy keeps (moments for FedOpt, momentum for FedAvgM with momentum),
+ * momentum and moments finite, second moments >= 0, the noise RNG state not
+ * all zero. Returns PT_OK, PT_ERR_FORMAT (bad magic/version/truncated/any of
+ * those checks: err names the value), PT_ERR_MISMATCH (other strategy or
+ * layout), PT_ERR_IO or PT_ERR_NOMEM. On error the strategy is unchanged. */
 int pst_state_load(pst_strategy *s, FILE *f, char *err);
 
 /* Last round completed by pst_fit_end with an update (0 if none). */

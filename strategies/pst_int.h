@@ -24,14 +24,17 @@ typedef enum pst_kind {
     PST_K__COUNT
 } pst_kind;
 
-/* Weighted running average of numeric metrics, keyed by name. */
+/* Weighted running average of numeric metrics, keyed by name: at most
+ * max_metric_keys distinct keys per round (O(1) per key: idx maps a key to
+ * its entry), values under further keys are counted in `dropped`. */
 typedef struct pst_metric_acc {
+    pt_config idx; /* key -> entry index (sint64); idx.e[j].key is entry j's key */
     size_t n, cap;
     struct pst_metric_ent {
-        char *key;
         double wsum, w, sum; /* sum n_k*v_k, sum n_k, plain sum of v_k */
         int64_t cnt;
     } *e;
+    size_t dropped;
 } pst_metric_acc;
 
 struct pst_strategy {
@@ -100,12 +103,15 @@ const char *pst__kind_name(pst_kind k);
  * holds garbage and is written as if it were zero - the round's first fold):
  * acc[j] += w[i] * x_i[j] for every update i (PST_ACC_DOUBLE: acc is
  * double*; PST_ACC_FLOAT_DELTA: acc is float* and gets w[i] * (x_i[j] -
- * global[j]) with s->global), block by block, each block
- * checked for non-finite values before it is folded; an update found
- * non-finite is unfolded again and bad[i] set to 1. src[i][t] is tensor t's
- * data of update i. Uses up to s->threads threads. */
+ * global[j]) with s->global). Every update is first checked whole: one with
+ * a non-finite value anywhere gets bad[i] = 1 and is not folded at all (acc
+ * is bit for bit what it would be without it). *folded = the number folded;
+ * when it is 0, acc was not touched (a fresh round stays fresh). src[i][t]
+ * is tensor t's data of update i. Uses up to s->threads threads. Returns
+ * PT_OK or PT_ERR_NOMEM (nothing folded). */
 int pst__fold(const pst_strategy *s, void *acc, int fresh, size_t k,
-              const unsigned char *const *const *src, const double *w, int *bad);
+              const unsigned char *const *const *src, const double *w, int *bad,
+              size_t *folded);
 
 /* Sum of squared differences sum_j (x[j] - g[j])^2 in double over all
  * tensors; *finite = 0 if any x is non-finite. */

@@ -87,8 +87,9 @@ static int is_streaming(pst_kind k)
 
 static void metrics_reset(pst_metric_acc *m)
 {
-    for (size_t i = 0; i < m->n; i++) free(m->e[i].key);
+    pt_config_free(&m->idx);
     m->n = 0;
+    m->dropped = 0;
 }
 
 static void metrics_free(pst_metric_acc *m)
@@ -98,16 +99,33 @@ static void metrics_free(pst_metric_acc *m)
     memset(m, 0, sizeof *m);
 }
 
-static int metrics_add(pst_metric_acc *m, const pt_config *c, double w)
+static int scalar_number(const pt_scalar *v, double *out)
+{
+    switch (v->type) {
+    case PT_SCALAR_DOUBLE: *out = v->v.d; return 1;
+    case PT_SCALAR_SINT64: *out = (double)v->v.i; return 1;
+    case PT_SCALAR_UINT64: *out = (double)v->v.u; return 1;
+    case PT_SCALAR_BOOL: *out = v->v.b ? 1.0 : 0.0; return 1;
+    default: return 0;
+    }
+}
+
+/* Fold one client's numeric metrics (weight w) into m: O(1) per key. */
+static int metrics_add(pst_metric_acc *m, const pt_config *c, double w, int max_keys)
 {
     if (!c) return PT_OK;
     for (size_t i = 0; i < c->n; i++) {
         double v;
         size_t j;
-        if (pt_config_get_number(c, c->e[i].key, &v) != PT_OK || !isfinite(v)) continue;
-        for (j = 0; j < m->n; j++)
-            if (!strcmp(m->e[j].key, c->e[i].key)) break;
-        if (j == m->n) {
+        const pt_scalar *at;
+        if (!scalar_number(&c->e[i].val, &v) || !isfinite(v)) continue;
+        if ((at = pt_config_get(&m->idx, c->e[i].key))) {
+            j = (size_t)at->v.i;
+        } else {
+            if (m->n >= (size_t)max_keys) {
+                m->dropped++;
+                continue;
+            }
             if (m->n == m->cap) {
                 size_t cap = m->cap ? 2 * m->cap : 8;
                 struct pst_metric_ent *e = realloc(m->e, cap * sizeof *e);
@@ -115,9 +133,9 @@ static int metrics_add(pst_metric_acc *m, const pt_config *c, double w)
                 m->e = e;
                 m->cap = cap;
             }
+            j = m->n;
+            if (pt_config_set_int(&m->idx, c->e[i].key, (int64_t)j)) return PT_ERR_NOMEM;
             memset(&m->e[j], 0, sizeof m->e[j]);
-            m->e[j].key = strdup(c->e[i].key);
-            if (!m->e[j].key) return PT_ERR_NOMEM;
             m->n++;
         }
         m->e[j].wsum += w * v;
@@ -129,13 +147,18 @@ static int metrics_add(pst_metric_acc *m, const pt_config *c, double w)
 }
 
 /* Weighted averages into out (plain mean for keys whose weights sum to 0). */
-static int metrics_emit(const pst_metric_acc *m, pt_config *out)
+static int metrics_emit(const pst_metric_acc *m, pt_config *out, const char *what, int round,
+                        int max_keys)
 {
+    if (m->dropped)
+        PT_WARN("%s round %d: %zu client metric values under keys beyond the round's first %d "
+                "distinct keys were not aggregated (max_metric_keys)",
+                what, round, m->dropped, max_keys);
     if (!out) return PT_OK;
     for (size_t j = 0; j < m->n; j++) {
         const struct pst_metric_ent *e = &m->e[j];
         double v = e->w > 0 ? e->wsum / e->w : e->sum / (double)e->cnt;
-        if (pt_config_set_double(out, e->key, v)) return PT_ERR_NOMEM;
+        if (pt_config_set_double(out, m->idx.e[j].key, v)) return PT_ERR_NOMEM;
     }
     return PT_OK;
 }
@@ -526,9 +549,10 @@ static int add_one(pst_strategy *s, const unsigned char *const *src, int64_t n, 
         double w = s->kind == PST_K_QFEDAVG ? 1.0 : (double)n, wc = w * c;
         const unsigned char *const *srcs[1] = {src};
         int bad = 0;
-        if (pst__fold(s, acc_ptr(s), s->acc_fresh, 1, srcs, &wc, &bad))
+        size_t folded;
+        if (pst__fold(s, acc_ptr(s), s->acc_fresh, 1, srcs, &wc, &bad, &folded))
             return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
-        s->acc_fresh = 0;
+        if (folded) s->acc_fresh = 0;
         if (bad) goto nonfinite;
         /* double: sum of w*(g + c(x - g)) = w*c*x + w*(1-c)*g; the delta
          * accumulator holds w*c*(x - g) directly */
@@ -606,11 +630,12 @@ int pst_fit_add_many(pst_strategy *s, size_t k, const pt_params *const *updates,
         }
     }
     if (nv) {
-        if (pst__fold(s, acc_ptr(s), s->acc_fresh, nv, srcs, w, bad)) {
+        size_t folded;
+        if (pst__fold(s, acc_ptr(s), s->acc_fresh, nv, srcs, w, bad, &folded)) {
             first = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
             goto done;
         }
-        s->acc_fresh = 0;
+        if (folded) s->acc_fresh = 0;
         for (size_t j = 0; j < nv; j++) {
             if (bad[j]) {
                 reject(s);
@@ -627,7 +652,8 @@ int pst_fit_add_many(pst_strategy *s, size_t k, const pt_params *const *updates,
         if (st[i]) continue;
         s->results++;
         if (s->o.metrics == PST_METRICS_WEIGHTED &&
-            metrics_add(&s->fit_metrics, metrics ? metrics[i] : NULL, (double)num_examples[i]))
+            metrics_add(&s->fit_metrics, metrics ? metrics[i] : NULL, (double)num_examples[i],
+                        s->o.max_metric_keys))
             if (first == PT_OK) first = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
     }
 done:
@@ -824,7 +850,7 @@ int pst_fit_end(pst_strategy *s, pt_params *global, int *updated, pt_config *met
                 s->o.noise_multiplier * s->o.clipping_norm / s->o.num_sampled_clients);
     *updated = 1;
     s->last_round = s->round;
-    if (metrics_out && metrics_emit(&s->fit_metrics, metrics_out))
+    if (metrics_emit(&s->fit_metrics, metrics_out, "fit", s->round, s->o.max_metric_keys))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory (metrics)");
     return PT_OK;
 }
@@ -860,7 +886,7 @@ int pst_evaluate_add(pst_strategy *s, double loss, int64_t num_examples,
     s->eloss += (double)num_examples * loss;
     s->en += (double)num_examples;
     if (s->o.metrics == PST_METRICS_WEIGHTED &&
-        metrics_add(&s->eval_metrics, metrics, (double)num_examples))
+        metrics_add(&s->eval_metrics, metrics, (double)num_examples, s->o.max_metric_keys))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
     return PT_OK;
 }
@@ -889,7 +915,8 @@ int pst_evaluate_end(pst_strategy *s, double *loss, int *has_loss, pt_config *me
     if (!(s->en > 0)) return PT_OK; /* Flower: ZeroDivisionError */
     if (loss) *loss = s->eloss / s->en;
     *has_loss = 1;
-    if (metrics_out && metrics_emit(&s->eval_metrics, metrics_out))
+    if (metrics_emit(&s->eval_metrics, metrics_out, "evaluate", s->eround,
+                     s->o.max_metric_keys))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory (metrics)");
     return PT_OK;
 }
@@ -923,6 +950,27 @@ int pst_state_save(const pst_strategy *s, FILE *f, char *err)
     return PT_OK;
 }
 
+/* The loaded flags must describe the state this strategy keeps, and the
+ * noise RNG must be usable (xoshiro's all-zero state only yields zeros: the
+ * normal sampler would never return). */
+static int state_check_header(const pst_strategy *s, uint32_t flags, const uint64_t rng[4],
+                              char *err)
+{
+    int fedopt = s->kind == PST_K_FEDADAGRAD || s->kind == PST_K_FEDADAM ||
+                 s->kind == PST_K_FEDYOGI;
+    int mom = s->kind == PST_K_FEDAVGM && s->server_opt && s->o.server_momentum > 0;
+    if (!(rng[0] | rng[1] | rng[2] | rng[3]))
+        return pt_seterr(err, PT_ERR_FORMAT, "state_load: the noise RNG state is all zero");
+    if (((flags & F_M) != 0) != ((flags & F_V) != 0) || ((flags & F_M) && !fedopt))
+        return pt_seterr(err, PT_ERR_FORMAT, "state_load: optimizer moments %s for %s",
+                         fedopt ? "incomplete" : "given", s->name);
+    if (((flags & F_MOM) && !mom) || ((flags & F_MOMVALID) && !(flags & F_MOM)))
+        return pt_seterr(err, PT_ERR_FORMAT,
+                         "state_load: momentum state does not fit %s with these options",
+                         s->name);
+    return PT_OK;
+}
+
 int pst_state_load(pst_strategy *s, FILE *f, char *err)
 {
     char magic[4], name[sizeof s->name];
@@ -945,7 +993,7 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
                          s->name);
     if (rd(f, &lr, 4) || rd(f, &total, 8) || rd(f, &flags, 4) || rd(f, rng, sizeof rng))
         return pt_seterr(err, PT_ERR_FORMAT, "state_load: truncated header");
-    if (lr < 0 || (flags & ~15u) || total > ((uint64_t)1 << 40))
+    if (lr < 0 || lr > 100000000 || (flags & ~15u) || total > ((uint64_t)1 << 40))
         return pt_seterr(err, PT_ERR_FORMAT, "state_load: bad header values");
     if ((flags & (F_MOM | F_M | F_V)) && s->have_layout && total != s->total)
         return pt_seterr(err, PT_ERR_MISMATCH,
@@ -969,7 +1017,12 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
                                  end >= cur ? end - cur : 0L);
         }
     }
+    {
+        int rc = state_check_header(s, flags, rng, err);
+        if (rc) return rc;
+    }
     for (int i = 0; i < 3; i++) {
+        static const char *const what[3] = {"momentum", "first moment", "second moment"};
         if (!(flags & fl[i])) continue;
         arr[i] = malloc(total ? total * sizeof(float) : 1);
         if (!arr[i]) {
@@ -979,6 +1032,16 @@ int pst_state_load(pst_strategy *s, FILE *f, char *err)
         if (rd(f, arr[i], total * sizeof(float))) {
             for (int j = 0; j <= i; j++) free(arr[j]);
             return pt_seterr(err, PT_ERR_FORMAT, "state_load: truncated state arrays");
+        }
+        /* momentum and first moment: finite; second moment: finite, >= 0
+         * (every FedOpt update keeps it so; a negative one would take the
+         * square root of a negative number) */
+        for (size_t j = 0; j < total; j++) {
+            float x = arr[i][j];
+            if (isfinite(x) && (fl[i] != F_V || x >= 0)) continue;
+            for (int q = 0; q <= i; q++) free(arr[q]);
+            return pt_seterr(err, PT_ERR_FORMAT, "state_load: %s[%zu] is %g: %s", what[i], j,
+                             (double)x, isfinite(x) ? "negative" : "not finite");
         }
     }
     free(s->mom);

@@ -83,6 +83,47 @@ static int test_pass_count_, test_fail_count_;
             TEST_FAIL_("%s ~= %s: %.9g vs %.9g (rel tol %g)", #a, #b, a_, b_, t_);         \
     } while (0)
 
+/* Growth of a cost, measured in one run (never a time limit): the least
+ * thread CPU time over `reps` calls of fn(ctx, n). Compare sizes n and 2n
+ * with test_growth(): ~2 for linear cost, ~4 for quadratic. */
+#include <malloc.h>
+#include <time.h>
+typedef void (*test_cost_fn)(void *ctx, size_t n);
+static inline double test_min_cpu(test_cost_fn fn, void *ctx, size_t n, int reps)
+{
+    double best = 1e300;
+    for (int r = 0; r < reps; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        fn(ctx, n);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        double t = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        if (t < best) best = t;
+    }
+    return best;
+}
+/* cost(2n) / cost(n): the least of 2 x 4 runs of each size (n four times,
+ * 2n four times, twice over, so both sizes meet the load of a shared machine
+ * and each run finds the heap its size left: the allocator keeps its memory,
+ * no first-touch page faults in the figures); printed for the record. */
+static inline double test_growth(const char *what, test_cost_fn fn, void *ctx, size_t n)
+{
+    double t1 = 1e300, t2 = 1e300;
+#ifdef M_TRIM_THRESHOLD
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+#endif
+    fn(ctx, 2 * n); /* warm up: the heap grows once, lazy init */
+    for (int pass = 0; pass < 2; pass++) {
+        double a = test_min_cpu(fn, ctx, n, 4), b = test_min_cpu(fn, ctx, 2 * n, 4);
+        if (a < t1) t1 = a;
+        if (b < t2) t2 = b;
+    }
+    printf("  growth %s: %zu -> %zu: %.2f ms -> %.2f ms, x%.2f\n", what, n, 2 * n, t1 * 1e3,
+           t2 * 1e3, t2 / (t1 > 1e-9 ? t1 : 1e-9));
+    return t2 / (t1 > 1e-9 ? t1 : 1e-9);
+}
+
 typedef struct test_case_ {
     const char *name;
     void (*fn)(void);

@@ -138,4 +138,71 @@ static void t_config(void)
     pt_config_free(&d);
 }
 
-TEST_MAIN(TEST(t_config), TEST(t_strerror), TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))
+/* Many keys: order kept, replace, lookups hit and miss, copies; keys that
+ * share long prefixes or differ only in the last byte, the empty key. */
+static void t_config_many(void)
+{
+    enum { N = 50000 };
+    pt_config c = {0}, d;
+    char k[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "a-long-common-prefix-of-forty-bytes-xxxxx%d", i);
+        ASSERT_OK(pt_config_set_int(&c, k, i));
+    }
+    ASSERT_OK(pt_config_set_int(&c, "", -1));
+    ASSERT_EQ_INT(c.n, N + 1);
+    for (int i = 0; i < N; i += 7) { /* replace keeps the place */
+        snprintf(k, sizeof k, "a-long-common-prefix-of-forty-bytes-xxxxx%d", i);
+        ASSERT_OK(pt_config_set_double(&c, k, i + 0.5));
+    }
+    ASSERT_EQ_INT(c.n, N + 1);
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "a-long-common-prefix-of-forty-bytes-xxxxx%d", i);
+        const pt_scalar *v = pt_config_get(&c, k);
+        ASSERT_MSG(v != NULL, "key %d lost", i);
+        ASSERT_STR_EQ(c.e[i].key, k);
+        if (i % 7 == 0) ASSERT(v->type == PT_SCALAR_DOUBLE && v->v.d == i + 0.5);
+        else ASSERT(v->type == PT_SCALAR_SINT64 && v->v.i == i);
+        snprintf(k, sizeof k, "a-long-common-prefix-of-forty-bytes-xxxxx%d-", i);
+        ASSERT(pt_config_get(&c, k) == NULL);
+    }
+    ASSERT_EQ_INT(pt_config_get(&c, "")->v.i, -1);
+    ASSERT_OK(pt_config_copy(&d, &c));
+    ASSERT_EQ_INT(d.n, N + 1);
+    for (int i = 0; i < N; i += 997) {
+        snprintf(k, sizeof k, "a-long-common-prefix-of-forty-bytes-xxxxx%d", i);
+        ASSERT(pt_config_get(&d, k) && pt_config_get(&d, k) != pt_config_get(&c, k));
+    }
+    pt_config_free(&c);
+    pt_config_free(&d);
+    ASSERT(pt_config_get(&c, "x") == NULL); /* freed = zeroed = empty */
+    ASSERT_OK(pt_config_set_int(&c, "x", 1));
+    pt_config_free(&c);
+}
+
+static void build_map(void *ctx, size_t n)
+{
+    pt_config c = {0};
+    char k[48];
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "metric/client-chosen/key-%zu", i);
+        pt_config_set_double(&c, k, 1.0);
+    }
+    for (size_t i = 0; i < n; i++) { /* and look every key up again */
+        snprintf(k, sizeof k, "metric/client-chosen/key-%zu", i);
+        (void)pt_config_get(&c, k);
+    }
+    pt_config_free(&c);
+}
+
+/* Building (and reading) a map of 2n keys costs about twice n keys (the old
+ * linear-scan map: four times). */
+static void t_config_growth(void)
+{
+    double g = test_growth("pt_config set+get", build_map, NULL, 4000);
+    ASSERT_MSG(g < 3.0, "2x the keys cost x%.2f", g);
+}
+
+TEST_MAIN(TEST(t_config), TEST(t_config_many), TEST(t_config_growth), TEST(t_strerror),
+          TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))

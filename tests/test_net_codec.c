@@ -68,15 +68,15 @@ static void t_golden_server(void)
     pnet_server_in in;
     char err[PT_ERRLEN];
     static const uint8_t r5[] = {0x0a, 0x02, 0x08, 0x05}, r0[] = {0x0a, 0x00};
-    ASSERT_OK(pnet_server_in_decode(r5, sizeof r5, &in, err));
+    ASSERT_OK(pnet_server_in_decode(r5, sizeof r5, NULL, &in, err));
     ASSERT_EQ_INT(in.type, PNET_SMSG_RECONNECT);
     ASSERT_EQ_INT(in.seconds, 5);
     pnet_server_in_free(&in);
-    ASSERT_OK(pnet_server_in_decode(r0, sizeof r0, &in, err));
+    ASSERT_OK(pnet_server_in_decode(r0, sizeof r0, NULL, &in, err));
     ASSERT_EQ_INT(in.type, PNET_SMSG_RECONNECT);
     ASSERT_EQ_INT(in.seconds, 0);
     pnet_server_in_free(&in);
-    ASSERT_OK(pnet_server_in_decode(r0, 0, &in, err)); /* empty message: no member */
+    ASSERT_OK(pnet_server_in_decode(r0, 0, NULL, &in, err)); /* empty message: no member */
     ASSERT_EQ_INT(in.type, PNET_SMSG_NONE);
     pnet_server_in_free(&in);
 }
@@ -107,7 +107,7 @@ static void t_golden_client(void)
     ASSERT_MSG(bytes_eq(b, n, "2a0a0a00150000803f18ac02"), "EvaluateRes");
     pnet_client_in in;
     char err[PT_ERRLEN];
-    ASSERT_OK(pnet_client_in_decode(b, n, &in, err));
+    ASSERT_OK(pnet_client_in_decode(b, n, NULL, &in, err));
     ASSERT_EQ_INT(in.type, PNET_CMSG_EVALUATE);
     ASSERT(in.loss == 1.0f);
     ASSERT_EQ_INT(in.num_examples, 300);
@@ -247,7 +247,7 @@ static void t_params_roundtrip(void)
     char err[PT_ERRLEN];
     ASSERT_OK(pack_server(&m, &b, &n));
     pnet_server_in in;
-    ASSERT_OK(pnet_server_in_decode(b, n, &in, err));
+    ASSERT_OK(pnet_server_in_decode(b, n, NULL, &in, err));
     ASSERT_EQ_INT(in.type, PNET_SMSG_FIT);
     ASSERT_EQ_INT(in.params.n, 3);
     ASSERT_EQ_INT(in.params.tensor_type.len, 13);
@@ -287,7 +287,7 @@ static void t_params_roundtrip(void)
     c.status_message = "Success";
     ASSERT_OK(pack_client(&c, &b, &n));
     pnet_client_in ci;
-    ASSERT_OK(pnet_client_in_decode(b, n, &ci, err));
+    ASSERT_OK(pnet_client_in_decode(b, n, NULL, &ci, err));
     ASSERT_EQ_INT(ci.num_examples, 1234);
     ASSERT_EQ_INT(ci.status_code, 0);
     ASSERT_EQ_INT(ci.status_message.len, 7);
@@ -347,7 +347,7 @@ static void t_scalars_vs_protobuf_c(void)
     /* and we decode it back */
     pnet_server_in in;
     char err[PT_ERRLEN];
-    ASSERT_OK(pnet_server_in_decode(b, n, &in, err));
+    ASSERT_OK(pnet_server_in_decode(b, n, NULL, &in, err));
     ASSERT_EQ_INT(in.config.n, 8);
     ASSERT(pt_config_get(&in.config, "i")->v.i == INT64_MIN);
     ASSERT(pt_config_get(&in.config, "u")->v.u == UINT64_MAX);
@@ -357,7 +357,7 @@ static void t_scalars_vs_protobuf_c(void)
     free(b);
     /* a map entry without a value is refused with a clear reason */
     static const uint8_t noval[] = {0x12, 0x05, 0x0a, 0x03, 0x0a, 0x01, 'k'};
-    ASSERT_EQ_INT(pnet_server_in_decode(noval, sizeof noval, &in, err), PT_ERR_PROTO);
+    ASSERT_EQ_INT(pnet_server_in_decode(noval, sizeof noval, NULL, &in, err), PT_ERR_PROTO);
     ASSERT_CONTAINS(err, "no Scalar value");
     pt_config_free(&cfg);
 }
@@ -385,7 +385,7 @@ static void t_decoder_robust(void)
         uint8_t *t = malloc(cut ? cut : 1);
         memcpy(t, b, cut);
         pnet_client_in in;
-        int rc = pnet_client_in_decode(t, cut, &in, err);
+        int rc = pnet_client_in_decode(t, cut, NULL, &in, err);
         ASSERT_MSG(rc == PT_OK || rc == PT_ERR_PROTO, "cut %zu: %d", cut, rc);
         if (rc) protos++;
         if (!rc && in.params.n) {
@@ -409,7 +409,7 @@ static void t_decoder_robust(void)
         }
         size_t len = n - (size_t)(seed % 7);
         pnet_client_in in;
-        int rc = pnet_client_in_decode(t, len, &in, err);
+        int rc = pnet_client_in_decode(t, len, NULL, &in, err);
         ASSERT_MSG(rc == PT_OK || rc == PT_ERR_PROTO, "iteration %d: %d", it, rc);
         if (!rc) {
             pt_params q = {0};
@@ -421,7 +421,7 @@ static void t_decoder_robust(void)
     }
     /* error text names the problem and the offset */
     pnet_client_in in2;
-    ASSERT_EQ_INT(pnet_client_in_decode(b, n - 1, &in2, err), PT_ERR_PROTO);
+    ASSERT_EQ_INT(pnet_client_in_decode(b, n - 1, NULL, &in2, err), PT_ERR_PROTO);
     ASSERT_CONTAINS(err, "undecodable protobuf");
     ASSERT_CONTAINS(err, "at byte");
     free(b);
@@ -455,7 +455,7 @@ static void t_throughput(void)
         ASSERT_OK(pnet_client_out_pack(&c, b, sz, &w, err));
         double t1 = pt_now();
         pnet_client_in in;
-        ASSERT_OK(pnet_client_in_decode(b, w, &in, err));
+        ASSERT_OK(pnet_client_in_decode(b, w, NULL, &in, err));
         ASSERT_OK(pnet_params_decode(&in.params, &q, PNET_NPY_F32_ONLY, err));
         double t2 = pt_now();
         pnet_client_in_free(&in);
@@ -485,7 +485,7 @@ static void t_into_pnet_msg(void)
     ASSERT_OK(pnet_server_out_msg(&m, &msg, err));
     ASSERT_EQ_INT(pnet_msg_len(msg), sz);
     pnet_server_in in;
-    ASSERT_OK(pnet_server_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &in, err));
+    ASSERT_OK(pnet_server_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), NULL, &in, err));
     ASSERT_EQ_INT(in.params.n, 3);
     pnet_server_in_free(&in);
     pnet_msg_unref(msg);

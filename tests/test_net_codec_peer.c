@@ -272,7 +272,7 @@ static int dec(int server)
     int rc;
     if (server) {
         pnet_server_in m;
-        rc = pnet_server_in_decode(buf, len, &m, err);
+        rc = pnet_server_in_decode(buf, len, NULL, &m, err);
         if (rc) {
             printf("{\"error\": %d}\n", rc);
             fprintf(stderr, "%s\n", err);
@@ -289,7 +289,7 @@ static int dec(int server)
         pnet_server_in_free(&m);
     } else {
         pnet_client_in m;
-        rc = pnet_client_in_decode(buf, len, &m, err);
+        rc = pnet_client_in_decode(buf, len, NULL, &m, err);
         if (rc) {
             printf("{\"error\": %d}\n", rc);
             fprintf(stderr, "%s\n", err);

@@ -70,7 +70,7 @@ static void *client_main(void *arg)
             break;
         }
         pnet_server_in in;
-        if (pnet_server_in_decode(pnet_msg_data(m), pnet_msg_len(m), &in, err)) {
+        if (pnet_server_in_decode(pnet_msg_data(m), pnet_msg_len(m), NULL, &in, err)) {
             fprintf(stderr, "client decode: %s\n", err);
             pnet_msg_unref(m);
             ret = (void *)1;
@@ -146,13 +146,14 @@ static void on_message(pnet_server *s, uint64_t id, pnet_msg *m, void *user)
     bench *b = user;
     pnet_client_in in;
     char err[PT_ERRLEN];
-    if (pnet_client_in_decode(pnet_msg_data(m), pnet_msg_len(m), &in, err) ||
+    if (pnet_client_in_decode(pnet_msg_data(m), pnet_msg_len(m), NULL, &in, err) ||
         in.type != PNET_CMSG_FIT || in.params.n != 10) {
         b->bad++;
     } else if (b->verify) {
         /* the FitRes tensors must be the FitIns tensors, byte for byte */
         pnet_server_in fi;
-        if (pnet_server_in_decode(pnet_msg_data(b->fitins), pnet_msg_len(b->fitins), &fi, err))
+        if (pnet_server_in_decode(pnet_msg_data(b->fitins), pnet_msg_len(b->fitins), NULL, &fi,
+                                  err))
             b->bad++;
         else {
             for (size_t i = 0; i < 10; i++)

@@ -4,10 +4,12 @@
  * every truncation, every flipped byte, CRC-consistent random mutations and
  * a mismatching model fail cleanly (no crash; ASan/UBSan clean). */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "checkpoint_int.h"
@@ -290,6 +292,154 @@ static void t_model_mismatch(void)
     pt_params_free(&g);
 }
 
+/* A minimal checkpoint (no strategy state) with the given histories. */
+static int save_hist(const pt_config *fit, const pt_config *ev, char *err)
+{
+    pt_ckpt c;
+    pt_params g = {0};
+    int rc;
+    make_params(&g, 0.25f);
+    memset(&c, 0, sizeof c);
+    c.round = 3;
+    c.central_loss = NAN;
+    c.global = g;
+    c.fit_hist = *fit; /* borrowed */
+    c.eval_hist = *ev;
+    rc = pt_ckpt_save(dir, &c, NULL, err);
+    pt_params_free(&g);
+    return rc;
+}
+
+/* Writers enforce what the reader accepts: a history key of
+ * PT_CONFIG_KEY_MAX bytes round-trips, one byte more is refused when
+ * writing (the previous checkpoint stays), not discovered at resume. */
+static void t_history_key_limit_agrees(void)
+{
+    char e[PT_ERRLEN], key[PT_CONFIG_KEY_MAX + 2];
+    pt_config fit = {0}, ev = {0};
+    pt_ckpt c;
+    memset(key, 'k', sizeof key);
+    key[PT_CONFIG_KEY_MAX] = 0;
+    pt_config_set_string(&fit, key, "(1, 0.5)");
+    ASSERT_OK(save_hist(&fit, &ev, e));
+    ASSERT_OK(pt_ckpt_load(dir, NULL, &c, e));
+    ASSERT_STR_EQ(pt_config_get(&c.fit_hist, key)->v.s.ptr, "(1, 0.5)");
+    pt_ckpt_free(&c);
+    key[PT_CONFIG_KEY_MAX] = 'k';
+    key[PT_CONFIG_KEY_MAX + 1] = 0;
+    pt_config_set_string(&ev, key, "(2, 0.25)");
+    ASSERT_EQ_INT(save_hist(&fit, &ev, e), PT_ERR_RANGE);
+    ASSERT_CONTAINS(e, "evaluate metrics history key of 4097 bytes");
+    ASSERT_OK(pt_ckpt_load(dir, NULL, &c, e)); /* still the previous one */
+    ASSERT_EQ_INT(c.eval_hist.n, 0);
+    pt_ckpt_free(&c);
+    pt_config_free(&fit);
+    pt_config_free(&ev);
+}
+
+/* CRC-valid files with values no server writes are refused. */
+static void t_tampered_values_refused(void)
+{
+    static const char *const want[] = {"central loss", "elapsed", "weights",
+                                       "centralised history", "distributed history"};
+    char e[PT_ERRLEN];
+    pt_params g = {0};
+    make_params(&g, 0.25f);
+    for (int k = 0; k < 5; k++) {
+        pt_ckpt c, back;
+        pt_ckpt_hist h = {1, 0.5, 0.5};
+        memset(&c, 0, sizeof c);
+        c.round = 2;
+        c.central_loss = k == 0 ? -1.0 : 0.5;
+        c.elapsed = k == 1 ? INFINITY : 1.0;
+        c.global = g;
+        if (k == 2) g.buf[3] = NAN;
+        if (k == 3) h.round = 7, c.h_cent = &h, c.n_cent = 1;
+        if (k == 4) h.round = 0, c.h_dist = &h, c.n_dist = 1;
+        ASSERT_OK(pt_ckpt_save(dir, &c, NULL, e));
+        ASSERT_EQ_INT(pt_ckpt_load(dir, NULL, &back, e), PT_ERR_FORMAT);
+        ASSERT_CONTAINS(e, want[k]);
+        g.buf[3] = 0;
+    }
+    pt_params_free(&g);
+}
+
+/* Temporary files: a crashed writer's (dead pid) are removed at the next
+ * save, links too (never followed); a live process's stay. */
+static void t_stale_temps(void)
+{
+    char e[PT_ERRLEN], p[256], victim[128];
+    pt_config none = {0};
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(victim, sizeof victim, "%s-victim", dir);
+    spit(victim, (const uint8_t *)"keep me", 7);
+    snprintf(p, sizeof p, "%s/%s.tmp.%ld.0123", dir, PT_CKPT_FILE, (long)dead);
+    spit(p, (const uint8_t *)"half a checkpoint", 17);
+    snprintf(p, sizeof p, "%s/%s.tmp.%ld.link", dir, PT_CKPT_FILE, (long)dead);
+    ASSERT_OK(symlink(victim, p));
+    snprintf(p, sizeof p, "%s/%s.tmp.1.live", dir, PT_CKPT_FILE); /* pid 1 is alive */
+    spit(p, (const uint8_t *)"x", 1);
+    ASSERT_OK(save_hist(&none, &none, e));
+    int n = 0, live = 0;
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    while (dp && (de = readdir(dp)))
+        if (de->d_name[0] != '.') {
+            n++;
+            live += strstr(de->d_name, ".tmp.1.live") != NULL;
+        }
+    if (dp) closedir(dp);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_EQ_INT(live, 1);
+    unlink(p);
+    size_t vn;
+    uint8_t *v = slurp(victim, &vn);
+    ASSERT(v && vn == 7 && !memcmp(v, "keep me", 7));
+    free(v);
+    unlink(victim);
+}
+
+typedef struct hist_ctx {
+    char file[2][160]; /* checkpoints with n and 2n history keys */
+    size_t n;
+} hist_ctx;
+
+static void load_hist(void *arg, size_t n)
+{
+    hist_ctx *h = arg;
+    pt_ckpt c;
+    char e[PT_ERRLEN];
+    if (pt_ckpt_load(h->file[n == h->n ? 0 : 1], NULL, &c, e)) fprintf(stderr, "%s\n", e);
+    pt_ckpt_free(&c);
+}
+
+/* Loading a checkpoint with 2n history keys costs about twice n (the loader
+ * used to rebuild the map by linear scans: x4). */
+static void t_history_growth(void)
+{
+    hist_ctx h = {.n = 4000};
+    pt_config none = {0};
+    char k[48], e[PT_ERRLEN], path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, PT_CKPT_FILE);
+    for (int w = 0; w < 2; w++) {
+        pt_config fit = {0};
+        for (size_t i = 0; i < h.n << w; i++) {
+            snprintf(k, sizeof k, "client-chosen/metric/%zu", i);
+            pt_config_set_string(&fit, k, "(1, 0.5), (2, 0.25)");
+        }
+        ASSERT_OK(save_hist(&fit, &none, e));
+        snprintf(h.file[w], sizeof h.file[w], "%s/hist%d", dir, w);
+        ASSERT_OK(rename(path, h.file[w]));
+        pt_config_free(&fit);
+    }
+    double g = test_growth("checkpoint load, history keys", load_hist, &h, h.n);
+    ASSERT_MSG(g < 3.0, "2x the history keys cost x%.2f", g);
+    unlink(h.file[0]);
+    unlink(h.file[1]);
+}
+
 static void t_crc32_known_value(void)
 {
     ASSERT_EQ_INT(pt_crc32(0, "123456789", 9), 0xcbf43926u);
@@ -317,4 +467,6 @@ static void t_setup(void)
 
 TEST_MAIN(TEST(t_setup), TEST(t_crc32_known_value), TEST(t_roundtrip_continues_bit_exact),
           TEST(t_atomic_replace), TEST(t_every_truncation_and_flip_fails),
-          TEST(t_crc_consistent_mutations), TEST(t_model_mismatch), TEST(t_cleanup))
+          TEST(t_crc_consistent_mutations), TEST(t_model_mismatch),
+          TEST(t_history_key_limit_agrees), TEST(t_tampered_values_refused),
+          TEST(t_stale_temps), TEST(t_history_growth), TEST(t_cleanup))

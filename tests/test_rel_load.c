@@ -108,7 +108,7 @@ static void *client_main(void *arg)
             client_error(idx, "recv", e);
             break;
         }
-        if ((rc = pnet_server_in_decode(buf, len, &in, e))) {
+        if ((rc = pnet_server_in_decode(buf, len, NULL, &in, e))) {
             client_error(idx, "decode", e);
             break;
         }

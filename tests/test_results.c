@@ -343,6 +343,52 @@ static void t_reader_runs_and_rounds(void)
     rm_rf(d);
 }
 
+/* The writer never writes a line the reader refuses: a round whose metrics
+ * (client-chosen keys) would pass PT_RESULTS_MAX_LINE is written without them. */
+static void t_round_line_within_reader_limit(void)
+{
+    char err[PT_ERRLEN] = "", path[512], key[PT_CONFIG_KEY_MAX + 1];
+    pt_results *r = NULL;
+    pt_config m = {0}, small = {0};
+    const char *d = mktmp();
+    ASSERT(d);
+    memset(key, 'k', PT_CONFIG_KEY_MAX);
+    key[PT_CONFIG_KEY_MAX] = 0;
+    for (int i = 0; i < 4200; i++) { /* 4200 x 4 KiB keys: 17 MB of JSON */
+        snprintf(key, 12, "%011d", i);
+        key[11] = 'k';
+        pt_config_set_double(&m, key, i);
+    }
+    pt_config_set_double(&small, "accuracy", 0.5);
+    ASSERT_OK(pt_results_open(&r, d, "server", err));
+    pt_run_info info = {"FedAvg", 2, "openblas", "m", "ds", 2, NULL, NULL};
+    ASSERT_OK(pt_results_run_start(r, &info));
+    for (int round = 1; round <= 2; round++) {
+        pt_round_stats s;
+        pt_round_stats_init(&s);
+        s.round = round;
+        s.accuracy_centralized = 0.5;
+        s.metrics = round == 1 ? &m : &small; /* a small map is written whole */
+        ASSERT_OK(pt_results_round(r, &s));
+    }
+    pt_results_close(r);
+    snprintf(path, sizeof path, "%s/events.jsonl", d);
+    char *txt = slurp(path);
+    ASSERT(txt);
+    ASSERT_CONTAINS(txt, "\"metrics_omitted\"");
+    ASSERT_CONTAINS(txt, "\"metrics\":{\"accuracy\":0.5}");
+    free(txt);
+    pt_runset set = {0};
+    ASSERT_OK(pt_runset_load_file(&set, path, d, err));
+    ASSERT_EQ_INT(set.bad_lines, 0);
+    ASSERT_EQ_INT(set.n, 1);
+    ASSERT_EQ_INT(set.runs[0].n_rounds, 2);
+    pt_runset_free(&set);
+    pt_config_free(&m);
+    pt_config_free(&small);
+    rm_rf(d);
+}
+
 /* ---- system stats ---------------------------------------------------------- */
 
 static volatile double sink;
@@ -449,6 +495,7 @@ static void t_rss(void)
     ASSERT_EQ_INT(pt_cpu_since(NULL, NULL, NULL), PT_ERR_INVAL);
 }
 
-TEST_MAIN(TEST(t_server_events), TEST(t_reader_runs_and_rounds), TEST(t_client_events_and_generic), TEST(t_concurrent_appends),
+TEST_MAIN(TEST(t_server_events), TEST(t_reader_runs_and_rounds),
+          TEST(t_round_line_within_reader_limit), TEST(t_client_events_and_generic), TEST(t_concurrent_appends),
           TEST(t_open_errors), TEST(t_cpu_busy), TEST(t_cpu_sleep), TEST(t_cpu_two_threads),
           TEST(t_rss))

@@ -1112,7 +1112,7 @@ static void t_streaming_memory(void)
 static size_t heap_in_use(void);
 #endif
 
-/* The float32-delta accumulator: worked values, rejection (unfold), memory. */
+/* The float32-delta accumulator: worked values, rejection, memory. */
 static void t_float_delta(void)
 {
     enum { N = 300000 };
@@ -1140,7 +1140,7 @@ static void t_float_delta(void)
     ASSERT_OK(pst_fit_begin(s, 1, &g, err));
     for (size_t i = 0; i < N; i++) u.buf[i] = g.buf[i] + 0.5f;
     ASSERT_OK(pst_fit_add(s, &u, 1, NULL, err));
-    u.buf[N - 3] = NAN; /* found in the last block of the second thread: unfolded */
+    u.buf[N - 3] = NAN; /* in the last block of the second thread: never folded */
     ASSERT_EQ_INT(pst_fit_add(s, &u, 7, NULL, err), PT_ERR_DIVERGED);
     for (size_t i = 0; i < N; i++) u.buf[i] = g.buf[i] + 1.5f;
     ASSERT_OK(pst_fit_add(s, &u, 3, NULL, err));

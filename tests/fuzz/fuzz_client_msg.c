@@ -34,7 +34,7 @@ static void round_trip(const pnet_client_in *m, const pt_params *params)
     FZ_CHECK(written == size);
     if (size > 0) FZ_CHECK(pnet_client_out_pack(&o, buf, size - 1, &written, err) != PT_OK);
     pnet_client_in back;
-    FZ_CHECK(pnet_client_in_decode(buf, size, &back, err) == PT_OK);
+    FZ_CHECK(pnet_client_in_decode(buf, size, NULL, &back, err) == PT_OK);
     FZ_CHECK(back.type == m->type);
     switch (m->type) {
     case PNET_CMSG_DISCONNECT: FZ_CHECK(back.reason == m->reason); break;
@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     pnet_client_in m;
     char err[PT_ERRLEN];
-    if (pnet_client_in_decode(data, size, &m, err) != PT_OK) {
+    if (pnet_client_in_decode(data, size, NULL, &m, err) != PT_OK) {
         FZ_CHECK(m.type == PNET_CMSG_NONE && m.metrics.n == 0 && m.params.n == 0);
         return 0;
     }

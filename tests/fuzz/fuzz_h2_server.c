@@ -40,7 +40,7 @@ static void on_message(pnet_server *s, uint64_t id, pnet_msg *m, void *user)
     (void)user;
     pnet_client_in in;
     char err[PT_ERRLEN];
-    if (pnet_client_in_decode(pnet_msg_data(m), pnet_msg_len(m), &in, err) != PT_OK) {
+    if (pnet_client_in_decode(pnet_msg_data(m), pnet_msg_len(m), NULL, &in, err) != PT_OK) {
         pnet_server_end_stream(s, id, PNET_GRPC_INVALID_ARGUMENT, err);
         return;
     }

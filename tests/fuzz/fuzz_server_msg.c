@@ -28,7 +28,7 @@ static void round_trip(const pnet_server_in *m, const pt_params *params)
     FZ_CHECK(written == size);
     if (size > 0) FZ_CHECK(pnet_server_out_pack(&o, buf, size - 1, &written, err) != PT_OK);
     pnet_server_in back;
-    FZ_CHECK(pnet_server_in_decode(buf, size, &back, err) == PT_OK);
+    FZ_CHECK(pnet_server_in_decode(buf, size, NULL, &back, err) == PT_OK);
     FZ_CHECK(back.type == m->type);
     if (m->type == PNET_SMSG_RECONNECT) FZ_CHECK(back.seconds == m->seconds);
     else FZ_CHECK(back.config.n == m->config.n);
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     pnet_server_in m;
     char err[PT_ERRLEN];
-    if (pnet_server_in_decode(data, size, &m, err) != PT_OK) {
+    if (pnet_server_in_decode(data, size, NULL, &m, err) != PT_OK) {
         FZ_CHECK(m.type == PNET_SMSG_NONE && m.config.n == 0 && m.params.n == 0);
         return 0;
     }
