@@ -34,4 +34,79 @@ int pl_agent_put(const char *file, const char *bucket, const char *key, const ch
 #define PL_KEY_AUTH_PREFIX "auth/"
 #define PL_KEY_AUTH_CA "auth/ca.pem"
 
+/* ---- the run (shared by launch_plan.c, launch_run.c, launch_collect.c,
+ * launch_state.c) ---- */
+#define PL_MAX_OBJECT ((size_t)512 << 20)
+
+typedef struct run {
+    const pl_launch_opts *o;
+    volatile int *stop;
+    pl_aws *aws;
+    pl_creds creds;
+    char region[32];
+    char run_id[48], bucket[64], sg[32], ami[64];
+    char state_path[1200];
+    char (*ids)[32];
+    size_t n_ids;
+    pl_instance server;
+    pl_instance *clients;
+    size_t n_clients;
+    int bucket_created;
+    int step;
+    const char *status;
+    int tty_line;   /* a \r progress line is open */
+    int have_model; /* --model is a local JSON file: uploaded as an artifact */
+    int auth;       /* per-run TLS + mutual TLS + token (unless --no-auth) */
+    char auth_dir[1300]; /* local 0700 copy of the run's certificates and token */
+} run;
+
+/* The run's authentication material: local file name (in auth_dir), S3 key,
+ * and which role fetches it under which name (in the agent's auth/ folder). */
+typedef struct pl_auth_file {
+    const char *local, *key, *role, *field;
+} pl_auth_file;
+#define PL_N_AUTH_FILES 6
+extern const pl_auth_file pl_auth_files[PL_N_AUTH_FILES];
+
+/* launch_plan.c: options, validation, keys, manifests, the dry-run plan */
+int pl_launch_validate(const pl_launch_opts *o, char *err);
+int pl_is_file(const char *p);
+int pl_valid_name(const char *s, size_t max);
+void pl_result_key(const run *r, int k, const char *file, char *out, size_t cap);
+void pl_events_key(const run *r, int k, const char *agent, char *out, size_t cap);
+int pl_presign_expiry(const run *r);
+/* Build role's manifest (uploaded when upload) and render its user-data. */
+int pl_prepare_role(run *r, const char *role, const char *server_ip, int have_data,
+                    pl_str *manifest, pl_str *ud, int upload, char *err);
+int pl_launch_plan(run *r, pl_str *out, char *err);
+
+/* launch_run.c: progress display (stderr, only with o->progress) */
+void pl_ui_end(run *r);
+void pl_ui_step(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pl_ui_status(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* launch_collect.c: download and verify results/, events/, agents/; *bad
+ * counts objects not saved and verified. */
+int pl_run_collect(run *r, size_t *saved, size_t *bad, char *err);
+
+/* launch_state.c: run id, state file, files, clean-up */
+void pl_run_init(run *r, pl_launch_opts *o, volatile int *stop);
+void pl_run_free(run *r);
+int pl_run_setup_client(run *r, int dry, char *err);
+void pl_make_run_id(char *out, size_t cap);
+void pl_bucket_of(const char *run_id, char *out, size_t cap);
+int pl_state_path(run *r, char *err);
+void pl_state_save(run *r);
+void pl_auth_dir_set(run *r);
+void pl_auth_dir_remove(run *r);
+int pl_run_add_ids(run *r, const pl_instance *v, size_t n);
+int pl_run_upload_file(run *r, const char *path, const char *key, char *err);
+/* Terminate the run's instances, delete its group and (when delete_bucket)
+ * its bucket; returns the first error (the others are logged). */
+int pl_run_cleanup(run *r, int delete_bucket, char *err);
+int pl_mkdirs(const char *path);
+int pl_file_read(const char *path, pl_str *out, size_t max, char *err);
+int pl_file_write(const char *path, const void *data, size_t n, char *err);
+int pl_tar_dir(const char *dir, const char *out, char *err);
+
 #endif
