@@ -3,6 +3,7 @@
 #include "launch_int.h"
 #include "petal.h"
 #include "plaunch.h"
+#include "pnet.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -125,6 +126,12 @@ static int run_report(const char *dir, void *ud)
     (void)ud;
     char *argv[] = {"report", (char *)dir, NULL};
     return pt_cmd_report(2, argv);
+}
+
+static int make_auth(const char *dir, const char *server_san, int days, char *err, void *ud)
+{
+    (void)ud;
+    return pnet_tls_make_run_dir(dir, server_san, days, err);
 }
 
 static int make_dist(char *path, size_t cap)
@@ -338,6 +345,7 @@ int pt_cmd_launch(int argc, char **argv)
         o.dist_tarball = dist;
     }
     o.report = run_report;
+    o.make_auth = make_auth;
     pl_str plan = {0};
     int rc = pl_launch_run(&o, &g_stop, &plan, err);
     if (plan.len) fwrite(plan.data, 1, plan.len, stdout);

@@ -2,7 +2,6 @@
  * instances, follow the agents, fail fast) and its progress display. */
 #include "aws_int.h"
 #include "launch_int.h"
-#include "pnet.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -348,7 +347,9 @@ static int make_auth(run *r, char *err)
     double secs = r->o->timeout_s + 2 * r->o->boot_timeout_s + 3600;
     int days = (int)(secs / 86400) + 2;
     char e2[PT_ERRLEN];
-    int rc = pnet_tls_make_run_dir(r->auth_dir, "DNS:" PL_AUTH_SERVER_NAME, days, e2);
+    if (!r->o->make_auth)
+        return pt_seterr(err, PT_ERR_INVAL, "no certificate maker (pl_launch_opts.make_auth)");
+    int rc = r->o->make_auth(r->auth_dir, "DNS:" PL_AUTH_SERVER_NAME, days, e2, r->o->auth_ud);
     if (rc) return pt_seterr(err, rc, "run certificates: %s", e2);
     for (size_t i = 0; i < PL_N_AUTH_FILES && !rc; i++) {
         char p[1600];

@@ -42,10 +42,9 @@ dist:
 
 launcher_TESTS += $(BUILD)/tests/test_launch
 launcher_TEST_PREREQS += $(BUILD)/tests/test_launch
-# launch.o makes the per-run certificates through net/ (pnet_tls_make_run_dir)
-test_launch_LIBS := $(LAUNCHER_LIB) $(NET_LIB) $(CORE_LIB)
-test_launch_LDLIBS := $(LAUNCHER_LDLIBS) -lprotobuf-c -lnghttp2
-$(BUILD)/tests/test_launch: $(LAUNCHER_LIB) $(NET_LIB) $(CORE_LIB)
+test_launch_LIBS := $(LAUNCHER_LIB) $(CORE_LIB)
+test_launch_LDLIBS := $(LAUNCHER_LDLIBS)
+$(BUILD)/tests/test_launch: $(LAUNCHER_LIB) $(CORE_LIB)
 launcher_TESTS += tests/test_launch_dryrun.py
 launcher_TEST_PREREQS += $(PETAL_BIN)
 launcher_TESTS += tests/test_launch_rehearsal.py

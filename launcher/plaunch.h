@@ -1,7 +1,8 @@
 /*
  * plaunch.h - Petal launcher: AWS SigV4, a size-capped HTTP layer over
  * libcurl, credentials, the EC2 / S3 / SSM calls 'petal launch' needs, and
- * the launch lifecycle itself. Prefix: pl_. Depends on core/petal.h only.
+ * the launch lifecycle itself. Prefix: pl_. Depends on core/petal.h only (the
+ * run's certificates and the report come through callbacks: pl_auth_fn, pl_report_fn).
  *
  * Errors follow core's convention: functions return PT_OK (0) or a negative
  * pt_err code and fill an optional caller buffer `char err[PT_ERRLEN]`.
@@ -294,6 +295,12 @@ int pl_ssm_get_parameter(pl_aws *a, const char *name, char *value, size_t cap, c
 
 /* Runs 'petal report DIR' (or equivalent); 0 on success. */
 typedef int (*pl_report_fn)(const char *dir, void *ud);
+/* Makes the run's authentication material in the existing 0700 directory
+ * dir: ca.pem, ca.key, server.pem, server.key (SAN server_san), client.pem,
+ * client.key and token, valid for days (the petal command passes net/'s
+ * pnet_tls_make_run_dir). PT_OK or an error code with err set. */
+typedef int (*pl_auth_fn)(const char *dir, const char *server_san, int days, char *err,
+                          void *ud);
 
 typedef struct pl_launch_opts {
     int n_clients;              /* required, 1..max_instances-1 */
@@ -332,6 +339,8 @@ typedef struct pl_launch_opts {
     int progress;               /* step display on stderr (callers: isatty(2)) */
     pl_report_fn report;        /* run after collection (may be NULL) */
     void *report_ud;
+    pl_auth_fn make_auth;       /* required unless no_auth or dry_run */
+    void *auth_ud;
     const char *run_id;         /* NULL: generated; for --cleanup: the run */
 } pl_launch_opts;
 
@@ -345,7 +354,7 @@ void pl_launch_opts_default(pl_launch_opts *o);
 /* Run the whole lifecycle. Unless o->no_auth, the run is authenticated: a
  * per-run CA, a server certificate (SAN DNS:PL_AUTH_SERVER_NAME), one client
  * certificate shared by the run's clients and a random token are made
- * (pnet_tls_make_run_dir) in the 0700 directory <state_dir>/<run id>.auth,
+ * (o->make_auth) in the 0700 directory <state_dir>/<run id>.auth,
  * uploaded under auth/ in the bucket and reachable by the instances only
  * through the presigned GET URLs of their role's manifest; 'petal server'
  * runs with --tls-cert/--tls-key/--tls-client-ca/--auth-token-file and the
