@@ -109,4 +109,15 @@ int pl_file_read(const char *path, pl_str *out, size_t max, char *err);
 int pl_file_write(const char *path, const void *data, size_t n, char *err);
 int pl_tar_dir(const char *dir, const char *out, char *err);
 
+/* secrets.c: 1 when a path names what looks like a credential file (.env,
+ * *.pem, *.key, labsuser*, .aws/..., id_rsa..., credentials...). */
+int pl_secret_name(const char *path);
+/* Read the artifact at path (what: its label) before it is uploaded: a
+ * tarball (gzip'd tar, tarball != 0) must not hold a member named like a
+ * credential, and no content (decompressed when gzip'd) may contain c's
+ * secret key or session token. PT_OK, PT_ERR_INVAL (refused, err says
+ * why), PT_ERR_FORMAT (not a tar.gz), PT_ERR_IO, PT_ERR_NOMEM. */
+int pl_check_artifact(const char *path, const char *what, const pl_creds *c, int tarball,
+                      char *err);
+
 #endif

@@ -390,6 +390,8 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
 {
     pl_launch_opts o = *oin;
     run R, *r = &R;
+    char data_tgz[] = "/tmp/petal-dataset-XXXXXX";
+    int data_fd = -1;
     pl_run_init(r, &o, stop);
     int rc = pl_launch_validate(&o, err);
     if (rc) return rc;
@@ -432,6 +434,17 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
             PT_INFO("session credentials: the instances' presigned URLs expire with them; "
                     "--instance-profile avoids that for long runs");
     }
+    /* every artifact is read before anything is created: no credential file
+     * and none of the user's secret bytes leave this machine */
+    rc = pl_check_artifact(o.dist_tarball, "the source tarball", &r->creds, 1, err);
+    if (!rc && r->have_model) rc = pl_check_artifact(o.model, "the model file", &r->creds, 0, err);
+    if (!rc && have_data) {
+        data_fd = mkstemp(data_tgz);
+        if (data_fd < 0) rc = pt_seterr(err, PT_ERR_IO, "mkstemp: %s", strerror(errno));
+        if (!rc) rc = pl_tar_dir(o.dataset, data_tgz, err);
+        if (!rc) rc = pl_check_artifact(data_tgz, "the dataset archive", &r->creds, 1, err);
+    }
+    if (rc) goto out_free;
     rc = pl_state_path(r, err);
     if (rc) goto out_free;
     pl_state_save(r);
@@ -450,16 +463,7 @@ int pl_launch_run(const pl_launch_opts *oin, volatile int *stop, pl_str *planout
         if (rc) goto fail;
     }
     if (have_data) {
-        char tmp[] = "/tmp/petal-dataset-XXXXXX";
-        int fd = mkstemp(tmp);
-        if (fd < 0) {
-            rc = pt_seterr(err, PT_ERR_IO, "mkstemp: %s", strerror(errno));
-            goto fail;
-        }
-        close(fd);
-        rc = pl_tar_dir(o.dataset, tmp, err);
-        if (!rc) rc = pl_run_upload_file(r, tmp, PL_KEY_ARTIFACT_DATA, err);
-        remove(tmp);
+        rc = pl_run_upload_file(r, data_tgz, PL_KEY_ARTIFACT_DATA, err);
         if (rc) goto fail;
     }
     if (r->auth) {
@@ -599,6 +603,10 @@ fail:
         if (err) snprintf(err, PT_ERRLEN, "%s", keep_err);
     }
 out_free:
+    if (data_fd >= 0) {
+        close(data_fd);
+        remove(data_tgz);
+    }
     pl_run_free(r);
     return rc;
 }

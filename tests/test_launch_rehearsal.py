@@ -25,6 +25,7 @@ exit 0
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,7 +42,9 @@ import fakehv  # noqa: E402
 
 BUILD = os.environ.get("BUILD", "build")
 PETAL = os.environ.get("PETAL_BIN") or os.path.join(ROOT, BUILD, "petal")
-AK, SK = "AKIDREHEARSAL", "rehearsalSecret/xyz+Q"   # accepted by s3rver; must never leak
+# accepted by s3rver; must never leak. Made per run: a secret written in this file
+# would be in the source tarball, which the launcher (rightly) refuses to upload
+AK, SK = "AKIDREHEARSAL", "rs/" + secrets.token_urlsafe(24)
 AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 # small, fast federations for the real agents
 REAL_SERVER_ARGS = os.environ.get("PETAL_REHEARSAL_SERVER_ARGS", "--eval-limit 300 --threads 1")
@@ -156,13 +159,13 @@ def run_id_of(state_dir):
 def no_secret_anywhere(hv):
     bad = []
     for iid, it in hv.instances.items():
-        if SK.encode() in it["user_data"] or b"rehearsalSecret" in it["user_data"]:
+        if SK.encode() in it["user_data"]:
             bad.append(iid + " user-data")
         if len(it["user_data"]) >= 16384:
             bad.append(iid + " user-data too big")
         for fn in ("manifest.json", "manifest.sh"):
             p = os.path.join(it["workdir"], fn)
-            if os.path.exists(p) and b"rehearsalSecret" in open(p, "rb").read():
+            if os.path.exists(p) and SK.encode() in open(p, "rb").read():
                 bad.append(iid + " " + fn)
     return bad
 
