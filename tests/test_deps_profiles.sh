@@ -31,12 +31,20 @@ fi
 apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
     --no-replaces --no-enhances $(cat "$tmp/runtime") 2>/dev/null |
     grep -v '^ ' | sed 's/:.*//' | sort -u >"$tmp/closure"
-# the packages that own the libraries petal links
-ldd "$BUILD/petal" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
-    pkg=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null ||
-          dpkg -S "/usr$lib" 2>/dev/null || echo "UNOWNED:$lib")
-    echo "${pkg%%:*}"
-done | sort -u >"$tmp/linked"
+# the packages that own the libraries petal links (one dpkg -S for all paths;
+# with merged /usr a library may be registered under /usr or its real path)
+ldd "$BUILD/petal" | awk '$3 ~ /^\// {print $3}' | sort -u >"$tmp/libs"
+while read -r lib; do
+    printf '%s\n%s\n/usr%s\n' "$lib" "$(readlink -f "$lib")" "$lib"
+done <"$tmp/libs" | sort -u >"$tmp/paths"
+# shellcheck disable=SC2046
+dpkg -S $(cat "$tmp/paths") 2>/dev/null >"$tmp/owners"
+while read -r lib; do
+    real=$(readlink -f "$lib")
+    grep -qE ": ($lib|$real|/usr$lib)\$" "$tmp/owners" || echo "UNOWNED:$lib"
+done <"$tmp/libs" >"$tmp/linked"
+sed 's/: .*//' "$tmp/owners" | tr ',' '\n' | sed 's/^ *//; s/:.*//' >>"$tmp/linked"
+sort -u -o "$tmp/linked" "$tmp/linked"
 notcov=$(comm -23 "$tmp/linked" "$tmp/closure" | tr '\n' ' ')
 [ -z "$notcov" ] && ok runtime_covers_petal ||
     ko runtime_covers_petal "libraries of $BUILD/petal from packages outside the runtime profile: $notcov"
