@@ -150,18 +150,23 @@ int pl_tar_dir(const char *dir, const char *out, char *err)
 }
 
 /* ---- the run ---- */
+static void random_bytes(unsigned char *b, size_t n)
+{
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(b, 1, n, f) != n) {
+        uint64_t x = pt_now_ns() ^ ((uint64_t)getpid() << 32);
+        for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(x >> (8 * (i % 8)));
+    }
+    if (f) fclose(f);
+}
+
 void pl_make_run_id(char *out, size_t cap)
 {
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    unsigned char rnd[4] = {0};
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(rnd, 1, sizeof rnd, f) != sizeof rnd) {
-        uint64_t x = pt_now_ns() ^ (uint64_t)getpid();
-        memcpy(rnd, &x, sizeof rnd);
-    }
-    if (f) fclose(f);
+    unsigned char rnd[3];
+    random_bytes(rnd, sizeof rnd);
     snprintf(out, cap, "%04d%02d%02d-%02d%02d%02d-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2]);
 }
@@ -172,6 +177,54 @@ void pl_bucket_of(const char *run_id, char *out, size_t cap)
     for (char *p = out; *p; p++)
         if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
         else if (*p == '_' || *p == '.') *p = '-';
+}
+
+static int creds_differ(const pl_creds *a, const pl_creds *b)
+{
+    return strcmp(a->access_key, b->access_key) || strcmp(a->secret_key, b->secret_key) ||
+           strcmp(a->token, b->token);
+}
+
+/* pl_aws_opts.refresh: credentials rejected mid-run (a Learner Lab session
+ * ended). The run goes on on AWS; read the files again (the environment of a
+ * running process cannot change) until the user pastes fresh ones. */
+static int refresh_creds(pl_creds *fresh, const pl_creds *rejected, void *ud)
+{
+    run *r = ud;
+    if (!r->refresh_ok) return PT_ERR_AUTH; /* before anything exists: fail fast */
+    const pl_launch_opts *o = r->o;
+    pl_creds_opts co = {.profile = o->profile, .env_file = o->env_file, .no_environment = 1};
+    int stop0 = *r->stop, told = 0;
+    double t0 = pt_now();
+    for (;;) {
+        char e[PT_ERRLEN];
+        if (!pl_creds_load(fresh, &co, e) && creds_differ(fresh, rejected)) {
+            pl_ui_end(r);
+            PT_WARN("fresh credentials read from %s: carrying on", fresh->source);
+            return PT_OK;
+        }
+        pl_creds_wipe(fresh);
+        if (!told) {
+            pl_ui_end(r);
+            PT_WARN("AWS rejected the credentials from %s (expired session?). The run goes on "
+                    "on AWS meanwhile. Paste fresh ones (Learner Lab: AWS Details > AWS CLI) "
+                    "into %s or ~/.aws/credentials%s%s%s; waiting up to %.0f min (Ctrl-C gives "
+                    "up)", rejected->source[0] ? rejected->source : "?",
+                    o->env_file && o->env_file[0] ? o->env_file : "./.env",
+                    o->profile ? " [" : "", o->profile ? o->profile : "", o->profile ? "]" : "",
+                    o->creds_wait_s / 60);
+            told = 1;
+        }
+        if (*r->stop != stop0) return PT_ERR_INTERRUPTED;
+        if (pt_now() - t0 > o->creds_wait_s) {
+            PT_ERROR("no fresh credentials after %.0f min: the instances terminate themselves at "
+                     "their deadline; 'petal launch --cleanup %s' with fresh credentials "
+                     "collects and removes the rest",
+                     o->creds_wait_s / 60, r->run_id);
+            return PT_ERR_TIMEOUT;
+        }
+        for (int i = 0; i < 10 && *r->stop == stop0; i++) pt_sleep(0.2, NULL);
+    }
 }
 
 int pl_run_setup_client(run *r, int dry, char *err)
@@ -192,7 +245,8 @@ int pl_run_setup_client(run *r, int dry, char *err)
     if ((!region || !region[0]) && dry) region = getenv("AWS_DEFAULT_REGION");
     if (!region || !region[0]) region = "us-east-1";
     snprintf(r->region, sizeof r->region, "%s", region);
-    pl_aws_opts ao = {.region = r->region, .stop = r->stop};
+    pl_aws_opts ao = {.region = r->region, .stop = r->stop, .refresh = dry ? NULL : refresh_creds,
+                      .refresh_ud = r};
     for (int s = 0; s < PL_NSERVICES; s++)
         ao.endpoint[s] = o->service_endpoint[s] ? o->service_endpoint[s] : o->endpoint_url;
     return pl_aws_new(&r->aws, &r->creds, &ao, err);
@@ -232,6 +286,9 @@ void pl_run_init(run *r, pl_launch_opts *o, volatile int *stop)
     memset(r, 0, sizeof *r);
     r->o = o;
     r->stop = stop ? stop : &never;
+    unsigned char b[4];
+    random_bytes(b, sizeof b);
+    snprintf(r->nonce, sizeof r->nonce, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
 }
 
 void pl_run_free(run *r)
@@ -240,6 +297,7 @@ void pl_run_free(run *r)
     pl_creds_wipe(&r->creds);
     free(r->ids);
     free(r->clients);
+    free(r->agents);
 }
 
 /* ---- clean-up ---- */
@@ -280,13 +338,26 @@ static int terminate_and_wait(run *r, char (*ids)[32], size_t n, char *err)
     return rc;
 }
 
+/* A kept bucket keeps the results only: the source, dataset, model,
+ * binary, manifests (presigned URLs) and the run's keys and token go. */
+static void strip_kept_bucket(run *r)
+{
+    static const char *const prefixes[] = {"artifacts/", "bin/", "manifest/", PL_KEY_AUTH_PREFIX};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        char e2[PT_ERRLEN];
+        size_t n = 0;
+        if (pl_s3_delete_prefix(r->aws, r->bucket, prefixes[i], &n, e2))
+            PT_WARN("clean-up: %s", e2);
+    }
+}
+
 /* Returns the first clean-up error (others are logged). */
-int pl_run_cleanup(run *r, int delete_bucket, char *err)
+int pl_run_cleanup(run *r, int delete_bucket, int keep_instances, char *err)
 {
     int first = PT_OK;
     char e2[PT_ERRLEN];
     pl_aws_set_stop(r->aws, NULL);
-    if (r->n_ids && !r->o->keep) {
+    if (r->n_ids && !keep_instances) {
         if (r->o->progress) fprintf(stderr, "      terminating %zu instance(s)\n", r->n_ids);
         int rc = terminate_and_wait(r, r->ids, r->n_ids, e2);
         if (rc) {
@@ -294,10 +365,10 @@ int pl_run_cleanup(run *r, int delete_bucket, char *err)
             if (!first) first = pt_seterr(err, rc, "clean-up: %s", e2);
         }
     } else if (r->n_ids) {
-        PT_WARN("--keep: %zu instance(s) left running (petal launch --cleanup %s removes them)",
-                r->n_ids, r->run_id);
+        PT_WARN("%s: %zu instance(s) left running (petal launch --cleanup %s removes them)",
+                r->o->keep ? "--keep" : "--keep-on-failure", r->n_ids, r->run_id);
     }
-    if (r->sg[0] && !r->o->keep) {
+    if (r->sg[0] && !keep_instances) {
         int rc = pl_ec2_delete_security_group(r->aws, r->sg, 300, e2);
         if (rc) {
             PT_ERROR("clean-up: %s", e2);
@@ -318,24 +389,59 @@ int pl_run_cleanup(run *r, int delete_bucket, char *err)
             }
         } else {
             pl_ui_end(r);
-            /* the results stay; the run's keys and token do not */
-            for (size_t i = 0; r->auth && i < PL_N_AUTH_FILES; i++)
-                if (pl_s3_delete(r->aws, r->bucket, pl_auth_files[i].key, e2))
-                    PT_WARN("clean-up: %s", e2);
-            PT_WARN("keeping bucket %s: not every object in it was downloaded and verified",
-                    r->bucket);
+            strip_kept_bucket(r);
+            PT_WARN("keeping bucket %s (results only): not every object in it was downloaded "
+                    "and verified; 'petal launch --cleanup %s' tries again",
+                    r->bucket, r->run_id);
             fprintf(stderr, "petal launch: results bucket kept: s3://%s\n", r->bucket);
         }
     }
-    if (r->auth_dir[0] && !r->o->keep) {
+    if (r->auth_dir[0] && !keep_instances) {
         pl_auth_dir_remove(r);
     } else if (r->auth_dir[0]) {
-        PT_WARN("--keep: the run's certificates and token stay in %s (removed by petal launch "
-                "--cleanup %s)", r->auth_dir, r->run_id);
+        PT_WARN("the run's certificates and token stay in %s with the instances (removed by "
+                "petal launch --cleanup %s)", r->auth_dir, r->run_id);
     }
-    r->status = first ? "cleanup-failed" : "cleaned";
+    r->status = first                                   ? "cleanup-failed"
+                : keep_instances && r->n_ids            ? "kept"
+                : r->bucket_created                     ? "bucket-kept"
+                                                        : "cleaned";
     pl_state_save(r);
     return first;
+}
+
+void pl_state_load(run *r, pl_launch_opts *o)
+{
+    pl_str js = {0};
+    char e2[PT_ERRLEN];
+    if (pl_file_read(r->state_path, &js, 1 << 20, e2)) return;
+    cJSON *j = cJSON_ParseWithLength(pl_str_c(&js), js.len);
+    const cJSON *reg = cJSON_GetObjectItemCaseSensitive(j, "region");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bucket");
+    if (cJSON_IsString(reg) && !o->region && pl_valid_name(reg->valuestring, 31)) {
+        snprintf(r->opt_region, sizeof r->opt_region, "%s", reg->valuestring);
+        o->region = r->opt_region;
+    }
+    if (cJSON_IsString(b) && b->valuestring[0] && pl_valid_name(b->valuestring, 63))
+        snprintf(r->bucket, sizeof r->bucket, "%s", b->valuestring);
+    cJSON_Delete(j);
+    pl_str_free(&js);
+}
+
+/* Set up r for a run that exists (o->run_id): state file, client, checked
+ * credentials. */
+int pl_run_attach(run *r, pl_launch_opts *o, const char *what, char *err)
+{
+    if (!o->run_id || !pl_valid_name(o->run_id, 40))
+        return pt_seterr(err, PT_ERR_INVAL, "%s needs a run id", what);
+    snprintf(r->run_id, sizeof r->run_id, "%s", o->run_id);
+    pl_bucket_of(r->run_id, r->bucket, sizeof r->bucket);
+    int rc = pl_state_path(r, err);
+    if (!rc) pl_state_load(r, o);
+    if (!rc) rc = pl_run_setup_client(r, 0, err);
+    if (!rc) rc = pl_aws_check_credentials(r->aws, err);
+    if (!rc) r->refresh_ok = 1;
+    return rc;
 }
 
 int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
@@ -343,32 +449,7 @@ int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
     pl_launch_opts o = *oin;
     run R, *r = &R;
     pl_run_init(r, &o, stop);
-    if (!o.run_id || !pl_valid_name(o.run_id, 40))
-        return pt_seterr(err, PT_ERR_INVAL, "--cleanup needs a run id");
-    snprintf(r->run_id, sizeof r->run_id, "%s", o.run_id);
-    pl_bucket_of(r->run_id, r->bucket, sizeof r->bucket);
-    int rc = pl_state_path(r, err);
-    if (!rc) {
-        /* the state file may name the region and the bucket */
-        pl_str js = {0};
-        char e2[PT_ERRLEN];
-        if (!pl_file_read(r->state_path, &js, 1 << 20, e2)) {
-            cJSON *j = cJSON_ParseWithLength(pl_str_c(&js), js.len);
-            const cJSON *reg = cJSON_GetObjectItemCaseSensitive(j, "region");
-            const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bucket");
-            static char region[32];
-            if (cJSON_IsString(reg) && !o.region && strlen(reg->valuestring) < sizeof region) {
-                snprintf(region, sizeof region, "%s", reg->valuestring);
-                o.region = region;
-            }
-            if (cJSON_IsString(b) && b->valuestring[0] && strlen(b->valuestring) < sizeof r->bucket)
-                snprintf(r->bucket, sizeof r->bucket, "%s", b->valuestring);
-            cJSON_Delete(j);
-        }
-        pl_str_free(&js);
-    }
-    if (!rc) rc = pl_run_setup_client(r, 0, err);
-    if (!rc) rc = pl_aws_check_credentials(r->aws, err);
+    int rc = pl_run_attach(r, &o, "--cleanup", err);
     if (rc) goto done;
     pl_instance *v = NULL;
     size_t n = 0;
@@ -383,15 +464,35 @@ int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
     if (rc) goto done;
     fprintf(stderr, "petal launch --cleanup %s: %zu instance(s), %zu group(s), bucket %s\n",
             r->run_id, r->n_ids, nsg, r->bucket);
-    r->bucket_created = 1;
+    /* collect first: a failed or abandoned run's results come home */
+    size_t saved = 0, bad = 0;
+    char e2[PT_ERRLEN];
+    int crc = pl_run_collect(r, &saved, &bad, e2);
+    if (crc == PT_ERR_NOTFOUND) {
+        fprintf(stderr, "petal launch --cleanup %s: no bucket %s\n", r->run_id, r->bucket);
+    } else if (crc) {
+        rc = pt_seterr(err, crc, "cannot collect the results first: %s", e2);
+        free(sgs);
+        goto done;
+    } else {
+        r->bucket_created = 1;
+        fprintf(stderr, "petal launch --cleanup %s: %zu result/log file(s) saved under %s%s\n",
+                r->run_id, saved, o.out_dir, bad ? " (some could not be verified)" : "");
+    }
     o.keep = 0;
     rc = terminate_and_wait(r, r->ids, r->n_ids, err);
     for (size_t i = 0; i < nsg && !rc; i++)
         rc = pl_ec2_delete_security_group(r->aws, sgs[i], 300, err);
     free(sgs);
-    if (!rc) {
+    if (!rc && r->bucket_created && !bad) {
         size_t del = 0;
         rc = pl_s3_empty_and_delete_bucket(r->aws, r->bucket, &del, err);
+        if (!rc) r->bucket_created = 0;
+    } else if (!rc && bad) {
+        strip_kept_bucket(r);
+        rc = pt_seterr(err, PT_ERR_IO, "%zu object(s) of s3://%s could not be downloaded and "
+                       "verified: the bucket stays (results only); run --cleanup again", bad,
+                       r->bucket);
     }
     if (!rc) {
         pl_auth_dir_set(r);
@@ -399,7 +500,6 @@ int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
     }
     r->status = rc ? "cleanup-failed" : "cleaned";
     r->n_ids = 0;
-    r->bucket_created = 0;
     pl_state_save(r);
 done:
     pl_run_free(r);

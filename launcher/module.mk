@@ -7,6 +7,14 @@ PETAL_ARCHIVES += $(LAUNCHER_LIB)
 LAUNCHER_LDLIBS := -lcurl -lexpat -lcjson -lssl -lcrypto -lz
 PETAL_LDLIBS  += $(LAUNCHER_LDLIBS)
 
+# The instances' bootstrap script, compiled into userdata.o as a C string.
+LAUNCHER_AGENT_SH := $(BUILD)/gen/launcher/agent_sh.h
+$(LAUNCHER_AGENT_SH): launcher/agent.sh
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@.tmp
+	@mv $@.tmp $@
+$(BUILD)/launcher/userdata.o: $(LAUNCHER_AGENT_SH)
+
 $(LAUNCHER_LIB): $(LAUNCHER_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^

@@ -296,17 +296,17 @@ int pl_check_artifact(const char *path, const char *what, const pl_creds *c, int
     }
     if (!rc && ferror(f)) rc = pt_seterr(err, PT_ERR_IO, "cannot read %s", path);
     if (rc) goto done;
-    if (s.found)
-        rc = pt_seterr(err, PT_ERR_INVAL,
-                       "%s (%s) contains your AWS %s: refusing to upload it (remove the "
-                       "file that holds it from what is packed)",
-                       what, path, s.found == 1 ? "secret access key" : "session token");
-    else if (s.bad_member)
+    if (s.bad_member)
         rc = pt_seterr(err, PT_ERR_INVAL,
                        "%s (%s) holds '%s', which looks like a credential file: refusing to "
                        "upload it ('make dist' packs only the files git tracks; remove it "
                        "from what you pack)",
                        what, path, s.member);
+    else if (s.found)
+        rc = pt_seterr(err, PT_ERR_INVAL,
+                       "%s (%s) contains your AWS %s: refusing to upload it (remove the "
+                       "file that holds it from what is packed)",
+                       what, path, s.found == 1 ? "secret access key" : "session token");
     else if (tarball && !s.members)
         rc = pt_seterr(err, PT_ERR_FORMAT, "%s (%s) is an empty archive", what, path);
 done:

@@ -51,24 +51,25 @@ for p in $pkgs; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$st" in *"install ok installed"*) ;; *) missing="$missing $p" ;; esac
 done
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        echo "deps ($profile): installing:$missing"
-        export DEBIAN_FRONTEND=noninteractive
-        lock="-o DPkg::Lock::Timeout=600"
-        n=0
-        # shellcheck disable=SC2086
-        until apt-get $lock update -qq; do
-            n=$((n + 1)); [ $n -lt 5 ] || exit 1
-            echo "deps: apt-get update failed, retrying in 10 s"; sleep 10
-        done
-        # shellcheck disable=SC2086
-        apt-get $lock install -y -qq --no-install-recommends $missing >/dev/null
-    else
-        echo "deps: missing Debian packages:$missing"
-        echo "deps: run: sudo apt-get install -y$missing"
-        exit 1
-    fi
+n=$(echo "$pkgs" | grep -c .)
+if [ -z "$missing" ]; then
+    echo "deps ($profile): $n packages, all installed"
+elif [ "$(id -u)" -eq 0 ]; then
+    echo "deps ($profile): installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    lock="-o DPkg::Lock::Timeout=600"
+    tries=0
+    # shellcheck disable=SC2086
+    until apt-get $lock update -qq; do
+        tries=$((tries + 1)); [ $tries -lt 5 ] || exit 1
+        echo "deps: apt-get update failed, retrying in 10 s"; sleep 10
+    done
+    # shellcheck disable=SC2086
+    apt-get $lock install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "deps: missing Debian packages:$missing"
+    echo "deps: run: sudo apt-get install -y$missing"
+    exit 1
 fi
 if [ "$profile" = test ] && [ -s scripts/deps/npm.list ]; then
     want=$(sed 's/#.*//' scripts/deps/npm.list | grep -v '^ *$' | tr '\n' ' ')

@@ -241,7 +241,7 @@ static void moto_ec2_lifecycle(void)
                    ami, sizeof ami, err),
                "%s", err);
     pl_tag tags[] = {{"petal:run-id", "t-moto-1"}, {"Name", "petal test"}};
-    ASSERT_MSG(!pl_ec2_create_security_group(a, "petal-t-moto-1", "petal test group", tags, 2,
+    ASSERT_MSG(!pl_ec2_create_security_group(a, "petal-t-moto-1", "petal test group", NULL, tags, 2,
                                              sg, err),
                "%s", err);
     ASSERT_MSG(!pl_ec2_authorize_ingress(a, sg, 8080, 8083, sg, NULL, err), "%s", err);

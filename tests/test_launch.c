@@ -143,38 +143,96 @@ static void t_creds_profiles(void)
     ASSERT_CONTAINS(err, "AWS_ACCESS_KEY_ID");
 }
 
+static pl_user_data ud_base(const char *role, const char *url)
+{
+    pl_user_data u = {.run_id = "20261128-1-abc",
+                      .role = role,
+                      .manifest_url = url,
+                      .upload_mode = "presigned",
+                      .bucket = "petal-20261128-1-abc",
+                      .region = "us-east-1",
+                      .s3_endpoint = "https://s3.us-east-1.amazonaws.com",
+                      .deadline = 1800000000,
+                      .keep = "no",
+                      .heartbeat_s = 10};
+    return u;
+}
+
 static void t_user_data(void)
 {
     pl_str ud = {0};
     char err[PT_ERRLEN];
     const char *url = "https://s3.us-east-1.amazonaws.com/petal-r/manifest/client.json?"
                       "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc";
-    ASSERT_MSG(!pl_render_user_data("20261128-1-abc", "client", url, 200, &ud, err), "%s", err);
+    pl_user_data u = ud_base("client", url);
+    ASSERT_MSG(!pl_render_user_data(&u, &ud, err), "%s", err);
     ASSERT(!strncmp(pl_str_c(&ud), "#!/bin/sh\n", 10));
     ASSERT_CONTAINS(pl_str_c(&ud), url);
     ASSERT_CONTAINS(pl_str_c(&ud), "PETAL_ROLE='client'");
-    ASSERT_CONTAINS(pl_str_c(&ud), "shutdown -h +200");
+    ASSERT_CONTAINS(pl_str_c(&ud), "DEADLINE=1800000000");
+    ASSERT_CONTAINS(pl_str_c(&ud), "petal-guard.service");
     ASSERT_CONTAINS(pl_str_c(&ud), "latest/api/token");
-    ASSERT(!strstr(pl_str_c(&ud), "@URL@") && !strstr(pl_str_c(&ud), "@RUN@"));
-    ASSERT(ud.len < 8192);
+    ASSERT_CONTAINS(pl_str_c(&ud), "--aws-sigv4");
+    ASSERT(!strstr(pl_str_c(&ud), "@URL@") && !strstr(pl_str_c(&ud), "@RUN@") &&
+           !strstr(pl_str_c(&ud), "@DEADLINE@") && !strstr(pl_str_c(&ud), "@HB@"));
+    ASSERT(ud.len < 14000);
     pl_str_free(&ud);
     /* quoting: nothing can escape the single-quoted strings */
-    ASSERT_EQ_INT(pl_render_user_data("r1", "client", "https://x/'; rm -rf /", 1, &ud, err),
-                  PT_ERR_INVAL);
-    ASSERT_EQ_INT(pl_render_user_data("r1'", "client", url, 1, &ud, err), PT_ERR_INVAL);
-    ASSERT_EQ_INT(pl_render_user_data("r1", "admin", url, 1, &ud, err), PT_ERR_INVAL);
+    const char *bad_urls[] = {"https://x/'; rm -rf /", "https://x/$(id)", "https://x/`id`",
+                              "ftp://x/", "https://x/a b"};
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        u = ud_base("client", bad_urls[i]);
+        ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    }
+    u = ud_base("client", url);
+    u.run_id = "r1'";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("admin", url);
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.bucket = "b'; x";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.s3_endpoint = "http://h/$(x)";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.keep = "maybe";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.upload_mode = "ftp";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
     pl_str_free(&ud);
-    /* the script is valid POSIX sh */
-    ASSERT_OK(pl_render_user_data("r1", "server", url, 10, &ud, err));
-    char p[512];
-    snprintf(p, sizeof p, "%s/ud.sh", tmpdir);
-    FILE *f = fopen(p, "w");
-    fwrite(ud.data, 1, ud.len, f);
-    fclose(f);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "sh -n %s", p);
-    ASSERT_EQ_INT(system(cmd), 0);
-    pl_str_free(&ud);
+    /* the script is valid POSIX sh, in both modes */
+    for (int mode = 0; mode < 2; mode++) {
+        u = ud_base("server", url);
+        u.upload_mode = mode ? "role" : "presigned";
+        ASSERT_OK(pl_render_user_data(&u, &ud, err));
+        char p[512];
+        snprintf(p, sizeof p, "%s/ud.sh", tmpdir);
+        FILE *f = fopen(p, "w");
+        fwrite(ud.data, 1, ud.len, f);
+        fclose(f);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "sh -n %s", p);
+        ASSERT_EQ_INT(system(cmd), 0);
+        pl_str_free(&ud);
+    }
+}
+
+static void t_lab_and_prices(void)
+{
+    ASSERT(pl_is_learner_lab("arn:aws:sts::123456789012:assumed-role/voclabs/user1234567=Jo_Doe"));
+    ASSERT(!pl_is_learner_lab("arn:aws:sts::123456789012:assumed-role/LabRole/i-0abc"));
+    ASSERT(!pl_is_learner_lab("arn:aws:iam::123456789012:user/voclabs"));
+    ASSERT(!pl_is_learner_lab("assumed-role/voclabs/x"));
+    ASSERT(!pl_is_learner_lab(NULL));
+    ASSERT_EQ_INT(pl_instance_vcpus("r5.large"), 2);
+    ASSERT_EQ_INT(pl_instance_vcpus("t2.micro"), 1);
+    ASSERT_EQ_INT(pl_instance_vcpus("m5.4xlarge"), 16);
+    ASSERT_EQ_INT(pl_instance_vcpus("x9.xlarge"), 4);
+    ASSERT_NEAR(pl_instance_price("r5.large"), 0.126, 1e-9);
+    ASSERT_NEAR(pl_instance_price("t3.large"), 0.0832, 1e-9);
+    ASSERT_NEAR(pl_instance_price("x9.large"), 0, 0);
 }
 
 static pl_launch_opts base_opts(void)
@@ -380,7 +438,7 @@ int main(void)
     static const test_case_ cases[] = {TEST(t_creds_env), TEST(t_creds_dotenv_lab_names),
                                        TEST(t_creds_profiles), TEST(t_user_data),
                                        TEST(t_limits_before_aws), TEST(t_dry_run_plan),
-                                       TEST(t_secret_names), TEST(t_check_artifact),
+                                       TEST(t_secret_names), TEST(t_check_artifact), TEST(t_lab_and_prices),
                                        TEST(t_xml_hostile)};
     char *argv[] = {"test_launch", NULL};
     int rc = test_run_all_("test_launch", cases, (int)(sizeof cases / sizeof cases[0]), 1, argv);

@@ -387,7 +387,7 @@ static int emit(void)
             pl_ec2_run_instances(a, &ro, &inst, &n, NULL);
             free(inst);
             char gid[32];
-            pl_ec2_create_security_group(a, "petal-r-1", "Petal run r-1: Flower port", tags, 2,
+            pl_ec2_create_security_group(a, "petal-r-1", "Petal run r-1: Flower port", NULL, tags, 2,
                                          gid, NULL);
             pl_ec2_authorize_ingress(a, "sg-0123456789abcdef0", 8080, 8083,
                                      "sg-0123456789abcdef0", NULL, NULL);
