@@ -232,9 +232,16 @@ int pl_run_setup_client(run *r, int dry, char *err)
     const pl_launch_opts *o = r->o;
     int rc;
     if (dry) {
+        /* placeholders; a session token of the real one's length keeps the
+         * presigned URLs, and so the user-data, as long as in the real run */
+        pl_creds real;
+        pl_creds_opts co = {.profile = o->profile, .env_file = o->env_file};
+        size_t tl = pl_creds_load(&real, &co, NULL) ? 0 : strlen(real.token);
+        pl_creds_wipe(&real);
         memset(&r->creds, 0, sizeof r->creds);
         snprintf(r->creds.access_key, sizeof r->creds.access_key, "AKIADRYRUNEXAMPLE");
         snprintf(r->creds.secret_key, sizeof r->creds.secret_key, "dry-run-placeholder");
+        memset(r->creds.token, 'T', tl < sizeof r->creds.token ? tl : sizeof r->creds.token - 1);
     } else {
         pl_creds_opts co = {.profile = o->profile, .env_file = o->env_file};
         rc = pl_creds_load(&r->creds, &co, err);
