@@ -26,6 +26,9 @@
 #             --cleanup collects the results before it deletes anything
 #   lab       Learner Lab caller identity: instance sizes and running instances checked
 #             before anything is created
+#   hup       on a terminal: the live per-agent display; the terminal closes (SIGHUP):
+#             clean-up as after Ctrl-C
+#   keepfail  --keep-on-failure leaves the failed instance up; --cleanup removes it
 # The stand-in agent (tests/harness/standin_agent.sh, uploaded as the binary) keeps the
 # rehearsals that test the launcher rather than the agents fast.
 ''':'
@@ -72,7 +75,8 @@ AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 REAL_SERVER_ARGS = os.environ.get("PETAL_REHEARSAL_SERVER_ARGS", "--eval-limit 300 --threads 1")
 REAL_CLIENT_ARGS = os.environ.get("PETAL_REHEARSAL_CLIENT_ARGS",
                                   "--limit 600 --eval-limit 100 --threads 1")
-POLL = 0.5
+POLL = 0.5      # the launcher's poll where it is measured (buildfail) ...
+POLL_IDLE = 1.0  # ... and elsewhere (a dozen rehearsals share the emulators)
 failed = 0
 
 
@@ -129,7 +133,7 @@ def rid_of(name):
 
 
 def launch_cmd(env, name, port, strategies, extra=(), rounds=1, agent=STANDIN, tarball=None,
-               rid=None):
+               rid=None, poll=POLL_IDLE):
     """the launcher's command line; agent=None: the server builds from the tarball"""
     out = os.path.join(env.tmp, name, "results")
     state = os.path.join(env.tmp, name, "state")
@@ -137,7 +141,7 @@ def launch_cmd(env, name, port, strategies, extra=(), rounds=1, agent=STANDIN, t
            "--strategy", ",".join(strategies), "--endpoint-url", env.moto.endpoint,
            "--s3-endpoint", env.s3.endpoint, "--ami-parameter", AL2023,
            "--dist-tarball", tarball or env.tarball, "--port", str(port),
-           "--poll-interval", str(POLL), "--heartbeat", "1", "--boot-timeout", "60",
+           "--poll-interval", str(poll), "--heartbeat", "1", "--boot-timeout", "60",
            "--timeout", "300", "--out", out, "--state-dir", state, "--key-name", "vockey"]
     if agent:
         cmd += ["--agent-binary", agent]
@@ -501,6 +505,16 @@ def rehearsal_role(env, port):
     check("role_launcher_binary_used", "stage binary" in clog and "stage build" not in clog and
           sha256(os.path.join(it["workdir"], "petal.bin")) == sha256(PETAL), clog[-500:])
     check("role_no_secret_to_instances", not no_secret_anywhere(hv), no_secret_anywhere(hv))
+    # the clients start with the server, not after its status checks
+    boots = []
+    for a in ("server", "client_0", "client_1"):
+        try:
+            boots.append(json.load(open(os.path.join(out, "agents", rid, a + ".status")))
+                         ["phases"]["boot"])
+        except (OSError, ValueError, KeyError):
+            pass
+    check("role_clients_start_with_server", len(boots) == 3 and max(boots) - min(boots) <= 3,
+          boots)
 
 
 # ---- buildfail: visible within one poll, both upload modes ------------------------------
@@ -529,7 +543,7 @@ def rehearsal_buildfail(env, port, role):
     hv.start()
     extra = ["--instance-profile", "LabInstanceProfile"] if role else []
     cmd, out, state = launch_cmd(env, tag, port, ["FedAvg"], extra, agent=None,
-                                 tarball=broken_tarball(env), rid=rid)
+                                 tarball=broken_tarball(env), rid=rid, poll=POLL)
     la = Launcher(cmd, run_env(hv_root))
     t_fail = la.wait_line(r"failed at stage 'build'", 240)
     rc = la.wait(240)
@@ -734,6 +748,7 @@ def rehearsal_kill(env, port):
     hv.stop()
     se = la.se
     check("kill_exit_1", rc == 1, se)
+    check("kill_quiet_in_pipes", "[1/8]" not in se and "result files," not in se, se[:600])
     check("kill_clear_message", iid is not None and iid in se and "client_1" in se and
           ("terminated" in se or "shutting-down" in se) and "before its results arrived" in se,
           se)
@@ -809,6 +824,84 @@ def rehearsal_keep_cleanup(env, port):
     live, groups, buckets = leftovers(env, rid)
     check("keep_reuse_nothing_left", not live and not groups and not buckets,
           (live, groups, buckets))
+
+
+def rehearsal_hup(env, port):
+    """on a terminal: the live display; the terminal closes (SIGHUP, writes fail): the
+    launcher cleans up like after Ctrl-C"""
+    import pty
+    hv_root = os.path.join(env.tmp, "hup-hv")
+    os.makedirs(hv_root)
+    rid = rid_of("hup")
+    hv = fakehv.FakeHypervisor(env.ec2, hv_root, extra_env={"STANDIN_SECONDS": "30"}, run_id=rid)
+    hv.start()
+    cmd, out, state = launch_cmd(env, "hup", port, ["FedAvg"], rid=rid)
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, env=run_env(hv_root), stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = []
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            seen.append(b.decode("utf-8", "replace"))
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    def started():
+        iid, it = hv.find("client", 1)
+        return it is not None and agent_started(it)
+    check("hup_agents_started", wait_for(started, 120) is not None)
+    time.sleep(1.5)   # a redraw or two of the live display
+    shown = "".join(seen)
+    check("hup_live_display", "[5/8] agents" in shown and re.search(
+        r"server +i-[0-9a-f]+ +FedAvg 1/1: waiting for clients", shown) and
+        re.search(r"client_1 +i-[0-9a-f]+ +FedAvg 1/1: joining", shown) and
+        "result files, 0/1 strategies complete" in shown and "\033[" in shown, shown[-1500:])
+    os.close(master)              # the terminal is gone ...
+    p.send_signal(signal.SIGHUP)  # ... and the kernel says so
+    try:
+        rc = p.wait(240)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    hv.stop()
+    check("hup_exit_130", rc == 130, rc)
+    check_clean("hup", env, state)
+
+
+def rehearsal_keep_on_failure(env, port):
+    """--keep-on-failure: the failed agent's instance stays up (the launcher terminates
+    nothing); --cleanup removes what is left later"""
+    hv_root = os.path.join(env.tmp, "keepfail-hv")
+    os.makedirs(hv_root)
+    rid = rid_of("keepfail")
+    # the server fails (a client's quick failure would be retried: it may be early)
+    hv = fakehv.FakeHypervisor(env.ec2, hv_root, extra_env={"STANDIN_FAIL": "server"},
+                               run_id=rid)
+    hv.start()
+    cmd, out, state = launch_cmd(env, "keepfail", port, ["FedAvg"], ["--keep-on-failure"],
+                                 rid=rid)
+    p = subprocess.run(cmd, env=run_env(hv_root), capture_output=True, text=True, timeout=300)
+    check("keepfail_exit_1", p.returncode == 1 and "agent server" in p.stderr and
+          "failing as asked" in p.stderr, p.stderr[-800:])
+    iid, it = hv.find("server")
+    check("keepfail_failed_instance_kept", iid in leftovers(env, rid)[0] and
+          not any(c.startswith("-h now") for c in hv.shutdown_calls(iid)) and
+          "--keep-on-failure" in p.stderr, (hv.shutdown_calls(iid), p.stderr[-400:]))
+    _, st = run_id_of(state)
+    check("keepfail_state_kept", st and st["status"] == "kept", st)
+    c = subprocess.run([PETAL, "launch", "--cleanup", rid, "--endpoint-url", env.moto.endpoint,
+                        "--s3-endpoint", env.s3.endpoint, "--state-dir", state, "--out", out],
+                       env=run_env(hv_root), capture_output=True, text=True, timeout=300)
+    hv.stop()
+    check("keepfail_cleanup", c.returncode == 0, c.stderr[-500:])
+    check_clean("keepfail", env, state)
 
 
 # ---- abandoned: the launcher dies; --status, --collect, --cleanup ------------------------
@@ -892,7 +985,7 @@ def main():
     t0 = time.time()
     try:
         only = os.environ.get("PETAL_REHEARSAL_ONLY", "full,role,buildfail,secrets,expiry,kill,"
-                              "sigint,keep,abandoned,lab").split(",")
+                              "sigint,keep,abandoned,lab,hup,keepfail").split(",")
         # the "within one poll" measurements first, on a quiet machine
         if "buildfail" in only:
             rehearsal_buildfail(env, emu.free_port_range(1), role=False)
@@ -903,7 +996,8 @@ def main():
                  ("secrets", rehearsal_secrets), ("expiry", rehearsal_expiry),
                  ("kill", rehearsal_kill), ("sigint", rehearsal_sigint),
                  ("keep", rehearsal_keep_cleanup), ("abandoned", rehearsal_abandoned),
-                 ("lab", rehearsal_lab)]
+                 ("lab", rehearsal_lab), ("hup", rehearsal_hup),
+                 ("keepfail", rehearsal_keep_on_failure)]
 
         def one(name, fn):
             t1 = time.time()

@@ -86,7 +86,7 @@ class _Imds:
 
 
 class FakeHypervisor(threading.Thread):
-    def __init__(self, ec2, workroot, role_creds=None, extra_env=None, poll=0.3,
+    def __init__(self, ec2, workroot, role_creds=None, extra_env=None, poll=0.5,
                  hold_clients=None, run_id=None):
         """hold_clients: a threading.Event; client instances boot only once it is set.
         run_id: only the instances tagged petal:run-id=run_id (rehearsals side by side)."""
