@@ -471,9 +471,9 @@ static void read_status(run *r, pl_agent_view *a, const char *etag, int force)
     if (rc) {
         pl_ui_end(r);
         PT_WARN("%s: %s", key, e2);
-    } else {
-        snprintf(a->etag, sizeof a->etag, "%s", et[0] ? et : (etag ? etag : ""));
     }
+    /* a bad object is reported once, not at every poll */
+    snprintf(a->etag, sizeof a->etag, "%s", et[0] ? et : (etag ? etag : ""));
     pl_str_free(&body);
 }
 

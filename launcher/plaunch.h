@@ -187,7 +187,7 @@ void pl_resp_free(pl_resp *r);
 
 /* Validate credentials before creating anything: EC2 DescribeRegions for the
  * client's region. PT_OK, PT_ERR_AUTH with "refresh credentials" advice,
- * PT_ERR_AWS/NET otherwise. account (may be NULL, 32 bytes) is left empty. */
+ * PT_ERR_AWS/NET otherwise. */
 int pl_aws_check_credentials(pl_aws *a, char *err);
 
 /* ---- S3 (path-style addressing) ---- */
