@@ -678,12 +678,12 @@ def rehearsal_secrets(env, port):
     with tarfile.open(badtgz, "w:gz") as t:
         t.add(os.path.join(tree, "Makefile"), "petal/Makefile")
         t.add(os.path.join(tree, ".env"), "petal/.env")
-    nb = len(env.s3c.list_buckets().get("Buckets", []))
-    cmd, out, state = launch_cmd(env, "secrets-bad", port, ["FedAvg"], tarball=badtgz)
+    rid2 = rid_of("secrets-bad")
+    cmd, out, state = launch_cmd(env, "secrets-bad", port, ["FedAvg"], tarball=badtgz, rid=rid2)
     p = subprocess.run(cmd, env=run_env(hv_root), capture_output=True, text=True, timeout=120)
     check("secrets_tarball_with_env_refused", p.returncode != 0 and "petal/.env" in p.stderr and
-          "credential" in p.stderr and len(env.s3c.list_buckets().get("Buckets", [])) == nb,
-          p.stderr[-500:])
+          "credential" in p.stderr and leftovers(env, rid2) == ([], [], []),
+          (p.stderr[-500:], leftovers(env, rid2)))
 
 
 # ---- expiry: the session ends mid-run ---------------------------------------------------
@@ -960,20 +960,22 @@ def rehearsal_lab(env, port):
         RoleSessionName="user1234567=Student")["Credentials"]
     e = run_env(env.tmp, AWS_ACCESS_KEY_ID=c["AccessKeyId"],
                 AWS_SECRET_ACCESS_KEY=c["SecretAccessKey"], AWS_SESSION_TOKEN=c["SessionToken"])
-    nb = len(env.s3c.list_buckets().get("Buckets", []))
-    cmd, out, state = launch_cmd(env, "lab", port, ["FedAvg"], ["--instance-type", "m5.xlarge"])
+    rid, rid2 = rid_of("lab"), rid_of("lab2")
+    cmd, out, state = launch_cmd(env, "lab", port, ["FedAvg"], ["--instance-type", "m5.xlarge"],
+                                 rid=rid)
     p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=60)
     check("lab_size_refused", p.returncode == 2 and "Learner Lab" in p.stderr and
           "m5.xlarge" in p.stderr, p.stderr[-400:])
     ami = env.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     others = env.ec2.run_instances(ImageId=ami, MinCount=7, MaxCount=7,
                                    InstanceType="t3.micro")["Instances"]
-    cmd, out, state = launch_cmd(env, "lab2", port, ["FedAvg"])
+    cmd, out, state = launch_cmd(env, "lab2", port, ["FedAvg"], rid=rid2)
     p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=60)
     env.ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in others])
     check("lab_running_instances_counted", p.returncode == 2 and "already running" in p.stderr
           and "allows 9" in p.stderr, p.stderr[-400:])
-    check("lab_nothing_created", len(env.s3c.list_buckets().get("Buckets", [])) == nb)
+    check("lab_nothing_created", leftovers(env, rid) == ([], [], []) and
+          leftovers(env, rid2) == ([], [], []), (leftovers(env, rid), leftovers(env, rid2)))
 
 
 def main():
