@@ -351,6 +351,22 @@ static double rnd01(pl_aws *a)
     return (double)(a->rng >> 11) / 9007199254740992.0;
 }
 
+/* The caller's refresh hook found credentials other than the rejected ones:
+ * use them from now on. 1 when they changed. */
+static int refresh_creds(pl_aws *a)
+{
+    if (!a->refresh) return 0;
+    pl_creds fresh;
+    memset(&fresh, 0, sizeof fresh);
+    int ok = a->refresh(&fresh, &a->creds, a->refresh_ud) == PT_OK;
+    if (ok) {
+        pl_creds_wipe(&a->creds);
+        a->creds = fresh;
+    }
+    pl_creds_wipe(&fresh);
+    return ok;
+}
+
 static const char *op_name(const pl_call *c, char *buf, size_t cap)
 {
     if (c->svc == PL_EC2 || c->svc == PL_STS) {
@@ -510,20 +526,10 @@ int pl_aws_call(pl_aws *a, const pl_call *c, pl_resp *r, pl_awserr *aeo, char *e
                                  svc_label[c->svc], op, ae->code,
                                  ae->message[0] ? ae->message : "-", r->status);
             }
-            if (in_list(ae->code, auth_codes) && a->refresh && refreshed < 5) {
-                /* expired mid-way: the caller may find fresh credentials */
-                pl_creds fresh;
-                memset(&fresh, 0, sizeof fresh);
-                int frc = a->refresh(&fresh, &a->creds, a->refresh_ud);
-                if (frc == PT_OK) {
-                    pl_creds_wipe(&a->creds);
-                    a->creds = fresh;
-                    pl_creds_wipe(&fresh);
-                    refreshed++;
-                    attempt--;
-                    continue;
-                }
-                pl_creds_wipe(&fresh);
+            if (in_list(ae->code, auth_codes) && refreshed < 5 && refresh_creds(a)) {
+                refreshed++; /* expired mid-way: the same attempt with fresh credentials */
+                attempt--;
+                continue;
             }
             if (in_list(ae->code, auth_codes)) {
                 return pt_seterr(err, PT_ERR_AUTH,

@@ -203,6 +203,34 @@ static int local_matches_ami(int custom_ami)
     return -1;
 }
 
+/* --status, --collect or --cleanup RUN_ID: a run started here or elsewhere */
+static int existing_run(pl_launch_opts *o, const char *status_id, const char *collect_id,
+                        const char *cleanup_id)
+{
+    char err[PT_ERRLEN] = "";
+    int rc;
+    if (status_id) {
+        o->run_id = status_id;
+        pl_str out = {0};
+        rc = pl_launch_status(o, &out, err);
+        if (out.len) fwrite(out.data, 1, out.len, stdout);
+        pl_str_free(&out);
+        if (rc) fprintf(stderr, "petal launch --status: %s\n", err);
+    } else if (collect_id) {
+        o->run_id = collect_id;
+        rc = pl_launch_collect(o, &g_stop, err);
+        if (rc) fprintf(stderr, "petal launch --collect: %s\n", err);
+    } else {
+        o->run_id = cleanup_id;
+        rc = pl_launch_cleanup(o, &g_stop, err);
+        if (rc)
+            fprintf(stderr, "petal launch --cleanup: %s\n", err);
+        else
+            fprintf(stderr, "petal launch --cleanup %s: done\n", cleanup_id);
+    }
+    return rc ? 1 : 0;
+}
+
 enum {
     O_NCLI = 256, O_ROUNDS, O_STRAT, O_BACKEND, O_ITYPE, O_REGION, O_PROFILE, O_ENVF, O_KEY,
     O_SSH, O_MODEL, O_DATASET, O_AMI, O_AMIP, O_IPROF, O_EP, O_EC2, O_S3, O_SSM, O_STS, O_OUT,
@@ -385,31 +413,8 @@ int pt_cmd_launch(int argc, char **argv)
         fprintf(stderr, "petal launch: --status, --collect and --cleanup go alone\n");
         return 2;
     }
-    if (status_id) {
-        o.run_id = status_id;
-        pl_str out = {0};
-        int rc = pl_launch_status(&o, &out, err);
-        if (out.len) fwrite(out.data, 1, out.len, stdout);
-        pl_str_free(&out);
-        if (rc) fprintf(stderr, "petal launch --status: %s\n", err);
-        return rc ? 1 : 0;
-    }
-    if (collect_id) {
-        o.run_id = collect_id;
-        int rc = pl_launch_collect(&o, &g_stop, err);
-        if (rc) fprintf(stderr, "petal launch --collect: %s\n", err);
-        return rc ? 1 : 0;
-    }
-    if (cleanup_id) {
-        o.run_id = cleanup_id;
-        int rc = pl_launch_cleanup(&o, &g_stop, err);
-        if (rc) {
-            fprintf(stderr, "petal launch --cleanup: %s\n", err);
-            return 1;
-        }
-        fprintf(stderr, "petal launch --cleanup %s: done\n", cleanup_id);
-        return 0;
-    }
+    if (status_id || collect_id || cleanup_id)
+        return existing_run(&o, status_id, collect_id, cleanup_id);
     if (o.n_clients < 1) {
         fprintf(stderr, "petal launch: --n-client-instances is required\n");
         usage(stderr);
