@@ -19,7 +19,11 @@ struct pl_aws {
     double backoff_base, backoff_cap;
     size_t max_response;
     long timeout_s;
+    size_t timeout_body;
+    long low_speed_s;
     volatile int *stop;
+    int (*refresh)(pl_creds *fresh, const pl_creds *rejected, void *ud);
+    void *refresh_ud;
     time_t fixed_clock;
     unsigned long requests;
     uint64_t rng;
@@ -98,7 +102,11 @@ int pl_aws_new(pl_aws **out, const pl_creds *c, const pl_aws_opts *o, char *err)
     a->backoff_cap = o->backoff_cap > 0 ? o->backoff_cap : 20;
     a->max_response = o->max_response ? o->max_response : (size_t)16 << 20;
     a->timeout_s = o->timeout_s > 0 ? o->timeout_s : 60;
+    a->timeout_body = o->timeout_body ? o->timeout_body : (size_t)1 << 20;
+    a->low_speed_s = o->low_speed_s > 0 ? o->low_speed_s : 60;
     a->stop = o->stop;
+    a->refresh = o->refresh;
+    a->refresh_ud = o->refresh_ud;
     a->rng = (uint64_t)time(NULL) * 6364136223846793005ULL ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ULL;
     a->curl = curl_easy_init();
     if (!a->curl) {
@@ -343,6 +351,22 @@ static double rnd01(pl_aws *a)
     return (double)(a->rng >> 11) / 9007199254740992.0;
 }
 
+/* The caller's refresh hook found credentials other than the rejected ones:
+ * use them from now on. 1 when they changed. */
+static int refresh_creds(pl_aws *a)
+{
+    if (!a->refresh) return 0;
+    pl_creds fresh;
+    memset(&fresh, 0, sizeof fresh);
+    int ok = a->refresh(&fresh, &a->creds, a->refresh_ud) == PT_OK;
+    if (ok) {
+        pl_creds_wipe(&a->creds);
+        a->creds = fresh;
+    }
+    pl_creds_wipe(&fresh);
+    return ok;
+}
+
 static const char *op_name(const pl_call *c, char *buf, size_t cap)
 {
     if (c->svc == PL_EC2 || c->svc == PL_STS) {
@@ -397,7 +421,14 @@ static int transport(pl_aws *a, const pl_call *c, pl_resp *r, sink *sk, char *ce
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, a->timeout_s);
+    /* small calls get a whole-transfer limit; uploads and object downloads
+     * (up to 512 MiB) only a low-speed limit, so a slow link still finishes
+     * and a stalled one fails */
+    int bulk = c->body_len > a->timeout_body ||
+               (c->svc == PL_S3 && c->key && !strcmp(c->method, "GET"));
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, bulk ? 0L : a->timeout_s);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, a->low_speed_s);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, sk);
@@ -451,6 +482,7 @@ int pl_aws_call(pl_aws *a, const pl_call *c, pl_resp *r, pl_awserr *aeo, char *e
         return rc ? rc : pt_seterr(err, PT_ERR_UNSUPPORTED, "%s %s: captured, not sent",
                                    svc_label[c->svc], op);
     }
+    int refreshed = 0;
     for (int attempt = 1;; attempt++) {
         memset(ae, 0, sizeof *ae);
         pl_str_reset(&r->body);
@@ -493,6 +525,11 @@ int pl_aws_call(pl_aws *a, const pl_call *c, pl_resp *r, pl_awserr *aeo, char *e
                                  "15 minutes off; fix it (e.g. enable NTP) and try again",
                                  svc_label[c->svc], op, ae->code,
                                  ae->message[0] ? ae->message : "-", r->status);
+            }
+            if (in_list(ae->code, auth_codes) && refreshed < 5 && refresh_creds(a)) {
+                refreshed++; /* expired mid-way: the same attempt with fresh credentials */
+                attempt--;
+                continue;
             }
             if (in_list(ae->code, auth_codes)) {
                 return pt_seterr(err, PT_ERR_AUTH,
@@ -542,14 +579,14 @@ int pl_form_add(pl_str *f, const char *name, const char *value)
     return PT_OK;
 }
 
-int pl_ec2_call(pl_aws *a, const char *action, const char *params, pl_xml **doc, pl_awserr *ae,
-                char *err)
+static int query_call(pl_aws *a, pl_service svc, const char *action, const char *version,
+                      const char *params, pl_xml **doc, pl_awserr *ae, char *err)
 {
     pl_str body = {0};
     *doc = NULL;
-    if (pl_str_addf(&body, "Action=%s&Version=2016-11-15%s", action, params ? params : ""))
+    if (pl_str_addf(&body, "Action=%s&Version=%s%s", action, version, params ? params : ""))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
-    pl_call c = {.svc = PL_EC2, .method = "POST", .body = body.data, .body_len = body.len};
+    pl_call c = {.svc = svc, .method = "POST", .body = body.data, .body_len = body.len};
     c.headers[0] = (pl_header){"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"};
     c.n_headers = 1;
     pl_resp r = {0};
@@ -557,10 +594,32 @@ int pl_ec2_call(pl_aws *a, const char *action, const char *params, pl_xml **doc,
     if (!rc) {
         char perr[PT_ERRLEN];
         rc = pl_xml_parse(r.body.data, r.body.len, doc, perr);
-        if (rc) pt_seterr(err, rc, "EC2 %s: bad reply: %s", action, perr);
+        if (rc) pt_seterr(err, rc, "%s %s: bad reply: %s", svc_label[svc], action, perr);
     }
     pl_resp_free(&r);
     pl_str_free(&body);
+    return rc;
+}
+
+int pl_ec2_call(pl_aws *a, const char *action, const char *params, pl_xml **doc, pl_awserr *ae,
+                char *err)
+{
+    return query_call(a, PL_EC2, action, "2016-11-15", params, doc, ae, err);
+}
+
+int pl_sts_caller_arn(pl_aws *a, char *arn, size_t cap, char *err)
+{
+    pl_xml *doc = NULL;
+    arn[0] = 0;
+    int rc = query_call(a, PL_STS, "GetCallerIdentity", "2011-06-15", "", &doc, NULL, err);
+    if (!rc) {
+        const char *v = pl_xml_text(doc, "GetCallerIdentityResult/Arn");
+        if (!v || strncmp(v, "arn:", 4) || strlen(v) >= cap)
+            rc = pt_seterr(err, PT_ERR_PROTO, "STS GetCallerIdentity: no valid Arn in the reply");
+        else
+            snprintf(arn, cap, "%s", v);
+    }
+    pl_xml_free(doc);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include "launch_int.h"
 #include "petal.h"
 #include "plaunch.h"
+#include "pnet.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,8 +25,8 @@ static void on_sigint(int sig)
 {
     (void)sig;
     g_stop++;
-    static const char m1[] = "\npetal launch: interrupted, cleaning up (Ctrl-C twice more to "
-                             "abandon the clean-up)\n";
+    static const char m1[] = "\npetal launch: interrupted (or the terminal closed), cleaning up "
+                             "(Ctrl-C twice more to abandon the clean-up)\n";
     static const char m3[] = "\npetal launch: clean-up abandoned; run 'petal launch --cleanup "
                              "RUN_ID' later\n";
     if (g_stop == 1) {
@@ -41,32 +43,38 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: petal launch --n-client-instances N [options]\n"
-        "       petal launch --cleanup RUN_ID [--region R] [endpoint options]\n"
+        "       petal launch --status RUN_ID | --collect RUN_ID | --cleanup RUN_ID [options]\n"
         "\n"
         "Runs the whole experiment on AWS: an S3 bucket for artifacts and results, a\n"
         "security group that admits the Flower port only from its own members, one\n"
-        "server and N client instances (petal built from the source tarball), then\n"
-        "collects, verifies and reports the results (the same tree as 'petal run')\n"
-        "and removes everything. Ctrl-C or any failure cleans up. No long-lived\n"
-        "secret is given to the instances: their user-data holds one presigned URL.\n"
+        "server (it builds petal once and shares it through S3) and N client instances\n"
+        "(runtime packages only), then collects, verifies and reports the results (the\n"
+        "same tree as 'petal run') and removes everything. Ctrl-C, a closed terminal or\n"
+        "any failure cleans up. No secret leaves this machine: the tarball holds the\n"
+        "files git tracks, every artifact is checked for credentials, and the\n"
+        "instances' user-data holds one presigned URL.\n"
         "\n"
-        "Experiment:\n"
+        "Experiment (defaults as 'petal run'):\n"
         "  --n-client-instances N  client instances (required; Learner Lab: N+1 <= 9)\n"
         "  --num-rounds R          rounds per strategy (default 3)\n"
         "  --strategy LIST         comma-separated (default FedAvg,FedAvgM,FedAdagrad,FedAdam)\n"
         "  --backend B             agents' compute backend, results level (default openblas)\n"
-        "  --model M               model preset or JSON path on the instances\n"
-        "  --dataset D             dataset name, or a local folder (uploaded)\n"
-        "  --server-args 'ARGS'    extra 'petal server' arguments\n"
+        "  --model M               preset or a local JSON file (uploaded; default fmnist-cnn)\n"
+        "  --dataset D             name (default fashion-mnist), or folder:DIR / DIR here\n"
+        "                          (packed once, uploaded, used by every instance)\n"
+        "  --server-args 'ARGS'    extra 'petal server' arguments (override the defaults)\n"
         "  --client-args 'ARGS'    extra 'petal client' arguments\n"
         "  --out DIR               results directory (default results)\n"
         "AWS:\n"
         "  --region R              default: AWS_REGION, AWS_DEFAULT_REGION, config, us-east-1\n"
         "  --profile P             profile in ~/.aws/credentials (default $AWS_PROFILE)\n"
         "  --env-file F            .env file with AWS_* or AWS_LAB_* keys (default ./.env)\n"
-        "  --instance-type T       default r5.large\n"
-        "  --ami ID                skip the AMI lookup\n"
+        "  --instance-type T       clients (and server) (default r5.large)\n"
+        "  --server-instance-type T  the server's own type\n"
+        "  --ami ID                skip the AMI lookup (e.g. an image with the packages\n"
+        "                          baked in: see launcher/README.md)\n"
         "  --ami-parameter NAME    SSM public parameter for the AMI (default Debian 12)\n"
+        "  --subnet-id ID          launch into this subnet (accounts without a default VPC)\n"
         "  --key-name K            EC2 key pair (e.g. vockey) for SSH\n"
         "  --ssh-cidr CIDR         open SSH from this range (default: no SSH rule)\n"
         "  --instance-profile P    e.g. LabInstanceProfile: instances sign their uploads\n"
@@ -75,19 +83,30 @@ static void usage(FILE *f)
         "  --ec2-endpoint URL  --s3-endpoint URL  --ssm-endpoint URL  --sts-endpoint URL\n"
         "  --max-instances N       instance limit checked before any call (default 9)\n"
         "Run control:\n"
+        "  --build server|local    where petal is built: once on the server (default), or\n"
+        "                          here ('make build/petal'; this machine must match the\n"
+        "                          AMI: Debian 12 amd64) and uploaded\n"
+        "  --agent-binary FILE     upload this petal for every instance (no build on AWS)\n"
         "  --port P                Flower port (default 8080; strategy k uses P+k)\n"
         "  --timeout S             deadline for the results, seconds (default 7200)\n"
-        "  --boot-timeout S        per wait for instances (default 900)\n"
+        "  --boot-timeout S        an instance must report within S of running (default 900)\n"
         "  --poll-interval S       seconds between polls (default 10)\n"
+        "  --heartbeat S           agents report their round this often (default 10)\n"
+        "  --creds-wait S          expired credentials mid-run: wait this long for fresh\n"
+        "                          ones in .env / ~/.aws/credentials (default 1800)\n"
         "  --dist-tarball F        source tarball (default: 'make dist' here)\n"
-        "  --agent-binary PATH     agents use this petal instead of building (rehearsals)\n"
         "  --state-dir DIR         run state files (default ~/.petal/runs)\n"
+        "  --run-id ID             name the run (default: date and time + random)\n"
         "  --keep                  leave the instances running (and the run's local\n"
         "                          certificate directory)\n"
+        "  --keep-on-failure       leave a failed run's instances running (debugging)\n"
         "  --no-auth               agents without TLS, mutual TLS and token (default: a\n"
         "                          per-run CA, certificates and token, see README)\n"
-        "  --dry-run               print the plan, manifests and user-data; call nothing\n"
-        "  --cleanup RUN_ID        remove a run's leftovers (found by tag petal:run-id)\n"
+        "  --dry-run               print the plan (cost, timeline), manifests and\n"
+        "                          user-data; call nothing\n"
+        "  --status RUN_ID         each agent's stage and round, the run's instances\n"
+        "  --collect RUN_ID        download and verify a run's results into --out\n"
+        "  --cleanup RUN_ID        collect, then remove a run's leftovers (found by tag)\n"
         "  -q, --quiet             no progress display\n"
         "  -h, --help              this help\n");
 }
@@ -127,14 +146,22 @@ static int run_report(const char *dir, void *ud)
     return pt_cmd_report(2, argv);
 }
 
-static int make_dist(char *path, size_t cap)
+static int make_auth(const char *dir, const char *server_san, int days, char *err, void *ud)
+{
+    (void)ud;
+    return pnet_tls_make_run_dir(dir, server_san, days, err);
+}
+
+/* make -s TARGET here (dist, or the petal binary for --build local) */
+static int run_make(const char *target)
 {
     struct stat st;
     if (stat("Makefile", &st)) {
-        fprintf(stderr, "petal launch: no --dist-tarball and no Makefile here to run 'make dist'\n");
+        fprintf(stderr, "petal launch: no Makefile here to run 'make %s' (run from Petal's "
+                "source tree, or pass --dist-tarball / --agent-binary)\n", target);
         return -1;
     }
-    char *argv[] = {"make", "-s", "dist", NULL};
+    char *argv[] = {"make", "-s", (char *)target, NULL};
     pid_t pid;
     if (posix_spawnp(&pid, "make", NULL, NULL, argv, environ)) {
         fprintf(stderr, "petal launch: cannot run make: %s\n", strerror(errno));
@@ -144,19 +171,72 @@ static int make_dist(char *path, size_t cap)
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR) return -1;
     if (!WIFEXITED(ws) || WEXITSTATUS(ws)) {
-        fprintf(stderr, "petal launch: 'make dist' failed\n");
+        fprintf(stderr, "petal launch: 'make %s' failed\n", target);
         return -1;
     }
-    const char *b = getenv("BUILD");
-    snprintf(path, cap, "%s/petal-src.tar.gz", b && b[0] ? b : "build");
     return 0;
+}
+
+static const char *build_dir(void)
+{
+    const char *b = getenv("BUILD");
+    return b && b[0] ? b : "build";
+}
+
+/* --build local: this machine must run what the instances run */
+static int local_matches_ami(int custom_ami)
+{
+    struct utsname u;
+    FILE *f = fopen("/etc/os-release", "r");
+    char line[256];
+    int debian = 0, v12 = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        debian |= !strcmp(line, "ID=debian\n");
+        v12 |= !strcmp(line, "VERSION_ID=\"12\"\n");
+    }
+    if (f) fclose(f);
+    int x86 = !uname(&u) && !strcmp(u.machine, "x86_64");
+    if (debian && v12 && x86) return 0;
+    fprintf(stderr, "petal launch: --build local: this machine is not Debian 12 on x86_64 like "
+            "the default AMI, so its petal would not run there%s; use --build server\n",
+            custom_ami ? " (with --ami, pass --agent-binary if you know it matches)" : "");
+    return -1;
+}
+
+/* --status, --collect or --cleanup RUN_ID: a run started here or elsewhere */
+static int existing_run(pl_launch_opts *o, const char *status_id, const char *collect_id,
+                        const char *cleanup_id)
+{
+    char err[PT_ERRLEN] = "";
+    int rc;
+    if (status_id) {
+        o->run_id = status_id;
+        pl_str out = {0};
+        rc = pl_launch_status(o, &out, err);
+        if (out.len) fwrite(out.data, 1, out.len, stdout);
+        pl_str_free(&out);
+        if (rc) fprintf(stderr, "petal launch --status: %s\n", err);
+    } else if (collect_id) {
+        o->run_id = collect_id;
+        rc = pl_launch_collect(o, &g_stop, err);
+        if (rc) fprintf(stderr, "petal launch --collect: %s\n", err);
+    } else {
+        o->run_id = cleanup_id;
+        rc = pl_launch_cleanup(o, &g_stop, err);
+        if (rc)
+            fprintf(stderr, "petal launch --cleanup: %s\n", err);
+        else
+            fprintf(stderr, "petal launch --cleanup %s: done\n", cleanup_id);
+    }
+    return rc ? 1 : 0;
 }
 
 enum {
     O_NCLI = 256, O_ROUNDS, O_STRAT, O_BACKEND, O_ITYPE, O_REGION, O_PROFILE, O_ENVF, O_KEY,
     O_SSH, O_MODEL, O_DATASET, O_AMI, O_AMIP, O_IPROF, O_EP, O_EC2, O_S3, O_SSM, O_STS, O_OUT,
     O_STATE, O_DIST, O_AGENTBIN, O_SARGS, O_CARGS, O_PORT, O_KEEP, O_DRY, O_MAXI, O_TIMEOUT,
-    O_BOOT, O_POLL, O_CLEANUP, O_RUNID, O_APUT, O_BUCKET, O_OKEY, O_IMDS, O_NOAUTH
+    O_BOOT, O_POLL, O_CLEANUP, O_RUNID, O_NOAUTH, O_SITYPE, O_SUBNET, O_KEEPFAIL, O_STATUS,
+    O_COLLECT, O_HB, O_CWAIT, O_BUILD
 };
 
 int pt_cmd_launch(int argc, char **argv)
@@ -199,17 +279,21 @@ int pt_cmd_launch(int argc, char **argv)
         {"poll-interval", required_argument, 0, O_POLL},
         {"cleanup", required_argument, 0, O_CLEANUP},
         {"run-id", required_argument, 0, O_RUNID},
-        {"agent-put", required_argument, 0, O_APUT},
-        {"bucket", required_argument, 0, O_BUCKET},
-        {"key", required_argument, 0, O_OKEY},
-        {"imds-endpoint", required_argument, 0, O_IMDS},
+        {"server-instance-type", required_argument, 0, O_SITYPE},
+        {"subnet-id", required_argument, 0, O_SUBNET},
+        {"keep-on-failure", no_argument, 0, O_KEEPFAIL},
+        {"status", required_argument, 0, O_STATUS},
+        {"collect", required_argument, 0, O_COLLECT},
+        {"heartbeat", required_argument, 0, O_HB},
+        {"creds-wait", required_argument, 0, O_CWAIT},
+        {"build", required_argument, 0, O_BUILD},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pl_launch_opts o;
     memset(&o, 0, sizeof o);
     o.progress = isatty(2);
-    const char *cleanup_id = NULL, *aput = NULL, *bucket = NULL, *okey = NULL, *imds = NULL;
+    const char *cleanup_id = NULL, *status_id = NULL, *collect_id = NULL, *build = "server";
     static char strat_buf[1024];
     size_t strat_used = 0;
     int c;
@@ -284,10 +368,25 @@ int pt_cmd_launch(int argc, char **argv)
             break;
         case O_CLEANUP: cleanup_id = optarg; break;
         case O_RUNID: o.run_id = optarg; break;
-        case O_APUT: aput = optarg; break;
-        case O_BUCKET: bucket = optarg; break;
-        case O_OKEY: okey = optarg; break;
-        case O_IMDS: imds = optarg; break;
+        case O_SITYPE: o.server_instance_type = optarg; break;
+        case O_SUBNET: o.subnet_id = optarg; break;
+        case O_KEEPFAIL: o.keep_on_failure = 1; break;
+        case O_STATUS: status_id = optarg; break;
+        case O_COLLECT: collect_id = optarg; break;
+        case O_HB:
+            if (parse_secs(optarg, "--heartbeat", &o.heartbeat_s)) return 2;
+            break;
+        case O_CWAIT:
+            if (parse_secs(optarg, "--creds-wait", &o.creds_wait_s)) return 2;
+            break;
+        case O_BUILD:
+            if (strcmp(optarg, "server") && strcmp(optarg, "local")) {
+                fprintf(stderr, "petal launch: --build must be server or local (got '%s')\n",
+                        optarg);
+                return 2;
+            }
+            build = optarg;
+            break;
         case 'q': o.progress = 0; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -301,43 +400,39 @@ int pt_cmd_launch(int argc, char **argv)
         return 2;
     }
     char err[PT_ERRLEN] = "";
-    if (aput) { /* agent side of --instance-profile: sign with the role's credentials */
-        if (!bucket || !okey || !o.region) {
-            fprintf(stderr, "petal launch: --agent-put needs --bucket, --key and --region\n");
-            return 2;
-        }
-        int rc = pl_agent_put(aput, bucket, okey, o.region, o.service_endpoint[PL_S3]
-                                  ? o.service_endpoint[PL_S3] : o.endpoint_url, imds, err);
-        if (rc) fprintf(stderr, "petal launch: upload of %s failed: %s\n", aput, err);
-        return rc ? 1 : 0;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (cleanup_id) {
-        o.run_id = cleanup_id;
-        int rc = pl_launch_cleanup(&o, &g_stop, err);
-        if (rc) {
-            fprintf(stderr, "petal launch --cleanup: %s\n", err);
-            return 1;
-        }
-        fprintf(stderr, "petal launch --cleanup %s: done\n", cleanup_id);
-        return 0;
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal cleans up like Ctrl-C */
+    signal(SIGPIPE, SIG_IGN);     /* ... and the dead terminal's pipe is no reason to die */
+    o.report = run_report;
+    if ((cleanup_id != NULL) + (status_id != NULL) + (collect_id != NULL) > 1) {
+        fprintf(stderr, "petal launch: --status, --collect and --cleanup go alone\n");
+        return 2;
     }
+    if (status_id || collect_id || cleanup_id)
+        return existing_run(&o, status_id, collect_id, cleanup_id);
     if (o.n_clients < 1) {
         fprintf(stderr, "petal launch: --n-client-instances is required\n");
         usage(stderr);
         return 2;
     }
-    char dist[1024];
+    char dist[1024], bin[1024];
     if (!o.dry_run && !o.dist_tarball) {
-        if (make_dist(dist, sizeof dist)) return 1;
+        if (run_make("dist")) return 1;
+        snprintf(dist, sizeof dist, "%s/petal-src.tar.gz", build_dir());
         o.dist_tarball = dist;
     }
-    o.report = run_report;
+    if (!strcmp(build, "local") && !o.agent_binary) {
+        if (local_matches_ami(o.ami != NULL)) return 2;
+        snprintf(bin, sizeof bin, "%s/petal", build_dir());
+        if (!o.dry_run && run_make(bin)) return 1;
+        o.agent_binary = bin;
+    }
+    o.make_auth = make_auth;
     pl_str plan = {0};
     int rc = pl_launch_run(&o, &g_stop, &plan, err);
     if (plan.len) fwrite(plan.data, 1, plan.len, stdout);

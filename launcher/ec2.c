@@ -32,7 +32,8 @@ static int add_tags(pl_str *f, int spec, const char *type, const pl_tag *tags, s
 }
 
 int pl_ec2_create_security_group(pl_aws *a, const char *name, const char *desc,
-                                 const pl_tag *tags, size_t n_tags, char group_id[32], char *err)
+                                 const char *vpc_id, const pl_tag *tags, size_t n_tags,
+                                 char group_id[32], char *err)
 {
     pl_str f = {0};
     pl_xml *doc = NULL;
@@ -40,6 +41,7 @@ int pl_ec2_create_security_group(pl_aws *a, const char *name, const char *desc,
     if (!name || !name[0] || strlen(name) > 255 || !desc || strlen(desc) > 255)
         return pt_seterr(err, PT_ERR_INVAL, "security group name/description invalid");
     if (pl_form_add(&f, "GroupName", name) || pl_form_add(&f, "GroupDescription", desc) ||
+        (vpc_id && pl_form_add(&f, "VpcId", vpc_id)) ||
         (n_tags && add_tags(&f, 1, "security-group", tags, n_tags))) {
         pl_str_free(&f);
         return NOMEM(err);
@@ -174,6 +176,8 @@ static int parse_instance(const pl_xml *it, pl_instance *o, const char *op, char
     if (ip && strlen(ip) < sizeof o->private_ip) snprintf(o->private_ip, sizeof o->private_ip, "%s", ip);
     const char *img = pl_xml_text(it, "imageId");
     if (img && strlen(img) < sizeof o->image_id) snprintf(o->image_id, sizeof o->image_id, "%s", img);
+    const char *ty = pl_xml_text(it, "instanceType");
+    if (ty && strlen(ty) < sizeof o->type) snprintf(o->type, sizeof o->type, "%s", ty);
     const char *li = pl_xml_text(it, "amiLaunchIndex");
     o->launch_index = -1;
     if (li) {
@@ -217,6 +221,7 @@ int pl_ec2_run_instances(pl_aws *a, const pl_run_opts *o, pl_instance **out, siz
     if (!rc) rc = pl_form_add(&f, "MinCount", cnt);
     if (!rc) rc = pl_form_add(&f, "MaxCount", cnt);
     if (!rc) rc = pl_form_add(&f, "SecurityGroupId.1", o->security_group_id);
+    if (!rc && o->subnet_id && o->subnet_id[0]) rc = pl_form_add(&f, "SubnetId", o->subnet_id);
     if (!rc) rc = pl_form_add(&f, "InstanceInitiatedShutdownBehavior", "terminate");
     if (!rc) rc = pl_form_add(&f, "MetadataOptions.HttpTokens", "required");
     if (!rc) rc = pl_form_add(&f, "MetadataOptions.HttpEndpoint", "enabled");
@@ -403,11 +408,20 @@ int pl_ec2_terminate_instances(pl_aws *a, const char *const *ids, size_t n, char
 
 int pl_ec2_console_output(pl_aws *a, const char *id, pl_str *out, char *err)
 {
-    pl_str f = {0};
-    if (pl_form_add(&f, "InstanceId", id)) return NOMEM(err);
     pl_xml *doc = NULL;
-    int rc = pl_ec2_call(a, "GetConsoleOutput", f.data, &doc, NULL, err);
-    pl_str_free(&f);
+    pl_awserr ae;
+    int rc = PT_OK;
+    /* Latest=true: the newest output (the agent's lines, not the boot's);
+     * instance types without it answer UnsupportedOperation */
+    for (int latest = 1; latest >= 0; latest--) {
+        pl_str f = {0};
+        if (pl_form_add(&f, "InstanceId", id) || (latest && pl_form_add(&f, "Latest", "true")))
+            rc = NOMEM(err);
+        if (!rc) rc = pl_ec2_call(a, "GetConsoleOutput", f.data, &doc, &ae, err);
+        pl_str_free(&f);
+        if (!(rc == PT_ERR_AWS && latest && !strcmp(ae.code, "UnsupportedOperation"))) break;
+        rc = PT_OK;
+    }
     if (!rc) {
         const char *b = pl_xml_text(doc, "output");
         if (b && b[0]) {
@@ -440,6 +454,75 @@ int pl_ec2_console_output(pl_aws *a, const char *id, pl_str *out, char *err)
                 free(buf);
             }
         }
+    }
+    pl_xml_free(doc);
+    return rc;
+}
+
+int pl_ec2_count_live(pl_aws *a, int *n, int *vcpus, char *err)
+{
+    *n = *vcpus = 0;
+    char token[2048] = "";
+    for (int page = 0; page < 1000; page++) {
+        pl_str f = {0};
+        int rc = pl_form_add(&f, "Filter.1.Name", "instance-state-name");
+        if (!rc) rc = pl_form_add(&f, "Filter.1.Value.1", "pending");
+        if (!rc) rc = pl_form_add(&f, "Filter.1.Value.2", "running");
+        if (!rc) rc = pl_form_add(&f, "MaxResults", "1000");
+        if (!rc && token[0]) rc = pl_form_add(&f, "NextToken", token);
+        if (rc) {
+            pl_str_free(&f);
+            return NOMEM(err);
+        }
+        pl_xml *doc = NULL;
+        pl_instance *v = NULL;
+        size_t nv = 0;
+        rc = pl_ec2_call(a, "DescribeInstances", f.data, &doc, NULL, err);
+        pl_str_free(&f);
+        const pl_xml *rs = rc ? NULL : pl_xml_child(doc, "reservationSet");
+        for (const pl_xml *it = pl_xml_child(rs, "item"); it && !rc; it = pl_xml_next(it, "item"))
+            rc = parse_instances(pl_xml_child(it, "instancesSet"), &v, &nv, "DescribeInstances",
+                                 err);
+        for (size_t i = 0; i < nv && !rc; i++) {
+            if (*n >= 1000000) rc = pt_seterr(err, PT_ERR_PROTO, "DescribeInstances: too many");
+            (*n)++;
+            *vcpus += pl_instance_vcpus(v[i].type);
+        }
+        free(v);
+        const char *nt = rc ? NULL : pl_xml_text(doc, "nextToken");
+        token[0] = 0;
+        if (nt && nt[0]) {
+            if (strlen(nt) >= sizeof token)
+                rc = pt_seterr(err, PT_ERR_PROTO, "DescribeInstances: nextToken too long");
+            else
+                snprintf(token, sizeof token, "%s", nt);
+        }
+        pl_xml_free(doc);
+        if (rc) return rc;
+        if (!token[0]) return PT_OK;
+    }
+    return pt_seterr(err, PT_ERR_PROTO, "DescribeInstances: too many pages");
+}
+
+int pl_ec2_subnet_vpc(pl_aws *a, const char *subnet_id, char vpc[32], char *err)
+{
+    vpc[0] = 0;
+    if (!subnet_id || !valid_id(subnet_id, "subnet-"))
+        return pt_seterr(err, PT_ERR_INVAL, "--subnet-id must look like subnet-0123abcd");
+    pl_str f = {0};
+    if (pl_form_add(&f, "SubnetId.1", subnet_id)) return NOMEM(err);
+    pl_xml *doc = NULL;
+    int rc = pl_ec2_call(a, "DescribeSubnets", f.data, &doc, NULL, err);
+    pl_str_free(&f);
+    if (!rc) {
+        const pl_xml *it = pl_xml_path(doc, "subnetSet/item");
+        const char *id = it ? pl_xml_text(it, "subnetId") : NULL;
+        const char *v = it ? pl_xml_text(it, "vpcId") : NULL;
+        if (!id || strcmp(id, subnet_id) || !v || !valid_id(v, "vpc-"))
+            rc = pt_seterr(err, PT_ERR_PROTO, "DescribeSubnets %s: no such subnet in the reply",
+                           subnet_id);
+        else
+            snprintf(vpc, 32, "%s", v);
     }
     pl_xml_free(doc);
     return rc;

@@ -1,4 +1,4 @@
-/* imds.c - IMDSv2 role credentials and the agent's signed upload. */
+/* imds.c - IMDSv2 role credentials (the launcher itself on an EC2 instance, tests). */
 #include "launch_int.h"
 
 #include <cjson/cJSON.h>
@@ -113,36 +113,5 @@ done:
     pl_str_free(&tok);
     pl_str_free(&role);
     pl_str_free(&js);
-    return rc;
-}
-
-int pl_agent_put(const char *file, const char *bucket, const char *key, const char *region,
-                 const char *s3_endpoint, const char *imds_endpoint, char *err)
-{
-    FILE *f = fopen(file, "rb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", file, strerror(errno));
-    pl_str data = {0};
-    char buf[65536];
-    size_t n;
-    int rc = PT_OK;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (pl_str_add(&data, buf, n)) {
-            rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
-            break;
-        }
-    if (!rc && ferror(f)) rc = pt_seterr(err, PT_ERR_IO, "cannot read %s", file);
-    fclose(f);
-    pl_creds c;
-    if (!rc) rc = pl_imds_role_credentials(imds_endpoint, &c, NULL, err);
-    pl_aws *a = NULL;
-    if (!rc) {
-        pl_aws_opts o = {.region = region};
-        o.endpoint[PL_S3] = s3_endpoint && s3_endpoint[0] ? s3_endpoint : NULL;
-        rc = pl_aws_new(&a, &c, &o, err);
-        pl_creds_wipe(&c);
-    }
-    if (!rc) rc = pl_s3_put(a, bucket, key, data.data, data.len, NULL, NULL, err);
-    pl_aws_free(a);
-    pl_str_free(&data);
     return rc;
 }

@@ -4,8 +4,16 @@ LAUNCHER_OBJS := $(LAUNCHER_SRCS:%.c=$(BUILD)/%.o)
 LAUNCHER_LIB  := $(BUILD)/libpetal-launcher.a
 LIBS_ALL      += $(LAUNCHER_LIB)
 PETAL_ARCHIVES += $(LAUNCHER_LIB)
-LAUNCHER_LDLIBS := -lcurl -lexpat -lcjson -lssl -lcrypto
+LAUNCHER_LDLIBS := -lcurl -lexpat -lcjson -lssl -lcrypto -lz
 PETAL_LDLIBS  += $(LAUNCHER_LDLIBS)
+
+# The instances' bootstrap script, compiled into userdata.o as a C string.
+LAUNCHER_AGENT_SH := $(BUILD)/gen/launcher/agent_sh.h
+$(LAUNCHER_AGENT_SH): launcher/agent.sh
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@.tmp
+	@mv $@.tmp $@
+$(BUILD)/launcher/userdata.o: $(LAUNCHER_AGENT_SH)
 
 $(LAUNCHER_LIB): $(LAUNCHER_OBJS)
 	@rm -f $@
@@ -23,29 +31,20 @@ test_aws_LIBS := $(LAUNCHER_LIB) $(CORE_LIB)
 test_aws_LDLIBS := $(LAUNCHER_LDLIBS)
 $(BUILD)/tests/test_aws: $(LAUNCHER_LIB) $(CORE_LIB)
 
-# make dist: the source tarball the instances build from (tracked files when
-# in a git checkout, else the source folders).
+# make dist: the source tarball the instances build from: the files git
+# tracks (outside git: the source folders), never a credential-like file
+# (scripts/dist.sh).
 DIST_TARBALL := $(BUILD)/petal-src.tar.gz
 .PHONY: dist
 dist:
 	@mkdir -p $(BUILD)
-	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	    git ls-files -z --cached --others --exclude-standard | \
-	      tar --null -T - --transform 's,^,petal/,' -czf $(DIST_TARBALL).tmp; \
-	else \
-	    tar --exclude='./build*' --exclude='*/node_modules' --exclude='./results' \
-	      --transform 's,^\./,petal/,' -czf $(DIST_TARBALL).tmp \
-	      $$(ls -d ./Makefile ./README* ./core ./nn ./net ./strategies ./data ./launcher ./scripts ./tests 2>/dev/null); \
-	fi
-	@mv $(DIST_TARBALL).tmp $(DIST_TARBALL)
-	@echo "$(DIST_TARBALL)"
+	@sh scripts/dist.sh $(DIST_TARBALL)
 
 launcher_TESTS += $(BUILD)/tests/test_launch
 launcher_TEST_PREREQS += $(BUILD)/tests/test_launch
-# launch.o makes the per-run certificates through net/ (pnet_tls_make_run_dir)
-test_launch_LIBS := $(LAUNCHER_LIB) $(NET_LIB) $(CORE_LIB)
-test_launch_LDLIBS := $(LAUNCHER_LDLIBS) -lprotobuf-c -lnghttp2
-$(BUILD)/tests/test_launch: $(LAUNCHER_LIB) $(NET_LIB) $(CORE_LIB)
-launcher_TESTS += tests/test_launch_dryrun.py
+test_launch_LIBS := $(LAUNCHER_LIB) $(CORE_LIB)
+test_launch_LDLIBS := $(LAUNCHER_LDLIBS)
+$(BUILD)/tests/test_launch: $(LAUNCHER_LIB) $(CORE_LIB)
+launcher_TESTS += tests/test_launch_dryrun.py tests/test_deps_profiles.sh
 launcher_TEST_PREREQS += $(PETAL_BIN)
 launcher_TESTS += tests/test_launch_rehearsal.py

@@ -1,7 +1,8 @@
 /*
  * plaunch.h - Petal launcher: AWS SigV4, a size-capped HTTP layer over
  * libcurl, credentials, the EC2 / S3 / SSM calls 'petal launch' needs, and
- * the launch lifecycle itself. Prefix: pl_. Depends on core/petal.h only.
+ * the launch lifecycle itself. Prefix: pl_. Depends on core/petal.h only (the
+ * run's certificates and the report come through callbacks: pl_auth_fn, pl_report_fn).
  *
  * Errors follow core's convention: functions return PT_OK (0) or a negative
  * pt_err code and fill an optional caller buffer `char err[PT_ERRLEN]`.
@@ -150,8 +151,18 @@ typedef struct pl_aws_opts {
     double backoff_base;              /* 0: 0.5 s; delay = rand(0,1) * base * 2^k, capped */
     double backoff_cap;               /* 0: 20 s */
     size_t max_response;              /* 0: 16 MiB (bodies above: PT_ERR_RANGE) */
-    long timeout_s;                   /* 0: 60 s per request */
+    long timeout_s;                   /* 0: 60 s per request without a large body; */
+    size_t timeout_body;              /* 0: 1 MiB; requests that send more, or may receive
+                                         more, have no whole-transfer limit but ... */
+    long low_speed_s;                 /* 0: 60; ... fail when under 1 KiB/s for this long */
     volatile int *stop;               /* when set nonzero, retries/sleeps stop early */
+    /* Called when AWS rejects the credentials (ExpiredToken, AuthFailure...):
+     * fill *fresh with credentials read again (the user may have pasted new
+     * ones) and return PT_OK when they differ from the rejected ones; the
+     * call is then retried with them. Any other return gives up with the
+     * original error. NULL: no refresh. May block (it is the caller's wait). */
+    int (*refresh)(pl_creds *fresh, const pl_creds *rejected, void *ud);
+    void *refresh_ud;
 } pl_aws_opts;
 
 typedef struct pl_aws pl_aws;
@@ -176,7 +187,7 @@ void pl_resp_free(pl_resp *r);
 
 /* Validate credentials before creating anything: EC2 DescribeRegions for the
  * client's region. PT_OK, PT_ERR_AUTH with "refresh credentials" advice,
- * PT_ERR_AWS/NET otherwise. account (may be NULL, 32 bytes) is left empty. */
+ * PT_ERR_AWS/NET otherwise. */
 int pl_aws_check_credentials(pl_aws *a, char *err);
 
 /* ---- S3 (path-style addressing) ---- */
@@ -212,6 +223,9 @@ int pl_s3_list(pl_aws *a, const char *bucket, const char *prefix, int max_keys,
                pl_s3_object **objs, size_t *n, char *err);
 /* Delete one object (missing keys are not an error). */
 int pl_s3_delete(pl_aws *a, const char *bucket, const char *key, char *err);
+/* Delete every object whose key starts with prefix; *deleted gets the count. */
+int pl_s3_delete_prefix(pl_aws *a, const char *bucket, const char *prefix, size_t *deleted,
+                        char *err);
 /* Delete every object, then the bucket. *deleted gets the object count. */
 int pl_s3_empty_and_delete_bucket(pl_aws *a, const char *bucket, size_t *deleted, char *err);
 /* Presigned URL for method ("GET" or "PUT") valid expires seconds, appended
@@ -223,6 +237,7 @@ int pl_s3_presign(pl_aws *a, const char *method, const char *bucket, const char 
 typedef struct pl_instance {
     char id[32];
     char image_id[32];
+    char type[32];
     char state[24];
     int state_code;
     char private_ip[48];
@@ -238,6 +253,7 @@ typedef struct pl_tag {
 
 typedef struct pl_run_opts {
     const char *image_id;
+    const char *subnet_id;      /* NULL: the default VPC */
     const char *instance_type;
     int count;                  /* MinCount = MaxCount */
     const char *user_data;      /* raw script (base64-encoded here); <= 16383 bytes */
@@ -251,10 +267,11 @@ typedef struct pl_run_opts {
     const char *root_device;    /* with root_gb, e.g. "/dev/xvda" */
 } pl_run_opts;
 
-/* Create a security group with tags; group_id[32] gets its id. */
+/* Create a security group (in vpc_id, NULL: the default VPC) with tags;
+ * group_id[32] gets its id. */
 int pl_ec2_create_security_group(pl_aws *a, const char *name, const char *desc,
-                                 const pl_tag *tags, size_t n_tags, char group_id[32],
-                                 char *err);
+                                 const char *vpc_id, const pl_tag *tags, size_t n_tags,
+                                 char group_id[32], char *err);
 /* Allow tcp from_port..to_port from members of source_group (when not NULL)
  * or from cidr (when not NULL). InvalidPermission.Duplicate is success. */
 int pl_ec2_authorize_ingress(pl_aws *a, const char *group_id, int from_port, int to_port,
@@ -277,11 +294,22 @@ int pl_ec2_describe_instances(pl_aws *a, const char *const *ids, size_t n_ids,
  * matching entries in inst[0..n). */
 int pl_ec2_instance_status(pl_aws *a, pl_instance *inst, size_t n, char *err);
 int pl_ec2_terminate_instances(pl_aws *a, const char *const *ids, size_t n, char *err);
-/* GetConsoleOutput, decoded, appended to out (may be empty). */
+/* GetConsoleOutput (Latest=true: the most recent output, where the agent's
+ * lines are; falls back to the boot-time output on instance types without
+ * it), decoded, appended to out (may be empty). */
 int pl_ec2_console_output(pl_aws *a, const char *id, pl_str *out, char *err);
+/* Instances of the account in the region that are pending or running: count
+ * and vCPUs (from their types), every page. */
+int pl_ec2_count_live(pl_aws *a, int *n, int *vcpus, char *err);
+/* DescribeSubnets: the VPC of subnet_id into vpc[32]. */
+int pl_ec2_subnet_vpc(pl_aws *a, const char *subnet_id, char vpc[32], char *err);
 /* DescribeImages owner + name pattern; newest (max creationDate) into ami[32]. */
 int pl_ec2_newest_image(pl_aws *a, const char *owner, const char *name_pattern, char ami[32],
                         char *err);
+
+/* ---- STS ---- */
+/* GetCallerIdentity: the ARN (cap bytes) of the credentials' identity. */
+int pl_sts_caller_arn(pl_aws *a, char *arn, size_t cap, char *err);
 
 /* ---- SSM ---- */
 /* GetParameter Name=name; value (size cap) gets its string value.
@@ -290,10 +318,17 @@ int pl_ssm_get_parameter(pl_aws *a, const char *name, char *value, size_t cap, c
 
 /* ---- launch ------------------------------------------------------------------ */
 #define PL_MAX_STRATEGIES 16
-#define PL_LAB_MAX_INSTANCES 9
+#define PL_LAB_MAX_INSTANCES 9 /* AWS Academy Learner Lab: concurrent instances */
+#define PL_LAB_MAX_VCPUS 32
 
 /* Runs 'petal report DIR' (or equivalent); 0 on success. */
 typedef int (*pl_report_fn)(const char *dir, void *ud);
+/* Makes the run's authentication material in the existing 0700 directory
+ * dir: ca.pem, ca.key, server.pem, server.key (SAN server_san), client.pem,
+ * client.key and token, valid for days (the petal command passes net/'s
+ * pnet_tls_make_run_dir). PT_OK or an error code with err set. */
+typedef int (*pl_auth_fn)(const char *dir, const char *server_san, int days, char *err,
+                          void *ud);
 
 typedef struct pl_launch_opts {
     int n_clients;              /* required, 1..max_instances-1 */
@@ -301,15 +336,18 @@ typedef struct pl_launch_opts {
     const char *strategies[PL_MAX_STRATEGIES];
     int n_strategies;           /* default FedAvg FedAvgM FedAdagrad FedAdam */
     const char *backend;        /* agents' compute backend + results tree level */
-    const char *instance_type;  /* default r5.large (as the original) */
+    const char *instance_type;  /* clients (and server): default r5.large, as the original */
+    const char *server_instance_type; /* NULL: instance_type */
     const char *region;         /* NULL: from credentials/config, else us-east-1 */
     const char *profile;        /* AWS profile (NULL: $AWS_PROFILE / default) */
     const char *env_file;       /* NULL: ./.env */
     const char *key_name;       /* NULL: no key pair */
     const char *ssh_cidr;       /* NULL: no SSH rule */
-    const char *model;          /* passed to the agents (NULL: their default) */
-    const char *dataset;        /* name, or a local folder (uploaded as an archive) */
-    const char *ami;            /* overrides SSM / DescribeImages */
+    const char *subnet_id;      /* NULL: the default VPC (accounts without one need it) */
+    const char *model;          /* preset or local JSON file (uploaded); default fmnist-cnn */
+    const char *dataset;        /* name, or a local folder ("folder:DIR" or DIR: packed once,
+                                   uploaded, used by every instance); default fashion-mnist */
+    const char *ami;            /* overrides SSM / DescribeImages (e.g. a baked image) */
     const char *ami_parameter;  /* SSM public parameter (default: Debian 12 amd64) */
     const char *instance_profile; /* instances sign their uploads with the role */
     const char *endpoint_url;   /* every service */
@@ -317,22 +355,29 @@ typedef struct pl_launch_opts {
     const char *out_dir;        /* default "results" */
     const char *state_dir;      /* default $HOME/.petal/runs */
     const char *dist_tarball;   /* source tarball ('make dist'); required unless dry_run */
-    const char *agent_binary;   /* rehearsal: agents use this prebuilt petal */
+    const char *agent_binary;   /* a petal built here (same OS as the AMI), uploaded and
+                                   run by every instance: nothing is built on AWS */
     const char *server_args;    /* extra arguments for 'petal server' (space separated) */
     const char *client_args;    /* extra arguments for 'petal client' */
     int port;                   /* Flower port, default 8080 (+k for strategy k) */
     int keep;                   /* leave instances (and their group) up; also keeps the
                                    run's local certificate directory */
+    int keep_on_failure;        /* a failed run leaves its instances up (debugging) */
     int no_auth;                /* no per-run TLS / mutual TLS / token (default: on) */
     int dry_run;                /* no AWS call: plan + rendered user-data into *plan */
     int max_instances;          /* default 9 (Learner Lab) */
     double timeout_s;           /* deadline for the agents' results, default 7200 */
-    double boot_timeout_s;      /* per wait for running/status ok, default 900 */
+    double boot_timeout_s;      /* an instance must report its first stage by then, 900 */
     double poll_s;              /* poll interval, default 10 */
-    int progress;               /* step display on stderr (callers: isatty(2)) */
+    double heartbeat_s;         /* agents upload round progress this often, default 10 */
+    double creds_wait_s;        /* expired credentials mid-run: wait this long for fresh
+                                   ones in the files (.env, ~/.aws), default 1800 */
+    int progress;               /* live display on stderr (callers: isatty(2)) */
     pl_report_fn report;        /* run after collection (may be NULL) */
     void *report_ud;
-    const char *run_id;         /* NULL: generated; for --cleanup: the run */
+    pl_auth_fn make_auth;       /* required unless no_auth or dry_run */
+    void *auth_ud;
+    const char *run_id;         /* NULL: generated; --status/--collect/--cleanup: the run */
 } pl_launch_opts;
 
 /* Fill defaults into a zeroed struct. */
@@ -345,23 +390,46 @@ void pl_launch_opts_default(pl_launch_opts *o);
 /* Run the whole lifecycle. Unless o->no_auth, the run is authenticated: a
  * per-run CA, a server certificate (SAN DNS:PL_AUTH_SERVER_NAME), one client
  * certificate shared by the run's clients and a random token are made
- * (pnet_tls_make_run_dir) in the 0700 directory <state_dir>/<run id>.auth,
- * uploaded under auth/ in the bucket and reachable by the instances only
- * through the presigned GET URLs of their role's manifest; 'petal server'
- * runs with --tls-cert/--tls-key/--tls-client-ca/--auth-token-file and the
- * clients with --tls-ca/--server-name/--tls-cert/--tls-key/--auth-token-file.
- * The local directory is removed at clean-up (kept with o->keep). With o->dry_run, nothing is sent and plan gets
- * the plan, the manifests and the rendered user-data (placeholder URLs signed
- * with a dummy key). stop is polled (a SIGINT handler sets it): on failure
- * or stop every resource created is cleaned up (results already uploaded are
- * downloaded first; the bucket is kept, and named, only when some object
- * could not be verified). Returns PT_OK, PT_ERR_INTERRUPTED, PT_ERR_AUTH,
- * PT_ERR_TIMEOUT, PT_ERR_AWS, ... with err set. */
+ * (o->make_auth) in the 0700 directory <state_dir>/<run id>.auth, uploaded
+ * under auth/ in the bucket and reachable by the instances only through the
+ * presigned GET URLs of their role's manifest. Nothing is created before the
+ * credentials, the account's limits (Learner Lab: detected from the caller
+ * identity; instances already running count) and every artifact (no
+ * credential file, none of the user's secret bytes) have been checked. The
+ * server builds petal once and shares it through S3 (or every instance runs
+ * o->agent_binary); the clients install runtime packages only. The agents'
+ * status objects drive a live display (o->progress) and fail the run within
+ * one poll. With o->dry_run, nothing is sent and plan gets the plan (cost
+ * and timeline estimates), the manifests and the rendered user-data
+ * (placeholder URLs signed with a dummy key). stop is polled (SIGINT/SIGTERM/
+ * SIGHUP handlers set it): on failure or stop every resource created is
+ * cleaned up (results already uploaded are downloaded first; the bucket is
+ * kept, without its artifacts, manifests and auth material, only when some
+ * object could not be verified; o->keep_on_failure keeps the instances).
+ * Credentials that expire mid-run are read again from the files (the user
+ * pastes fresh ones) for up to o->creds_wait_s. Returns PT_OK,
+ * PT_ERR_INTERRUPTED, PT_ERR_AUTH, PT_ERR_TIMEOUT, PT_ERR_AWS, ... */
 int pl_launch_run(const pl_launch_opts *o, volatile int *stop, pl_str *plan, char *err);
-/* Remove every resource of run o->run_id: instances and groups found by the
- * petal:run-id tag, the run's bucket (from the state file, or its derived
- * name) and, once those are gone, the local <state_dir>/<run id>.auth. */
+/* Collect first (download and verify whatever results are in the run's
+ * bucket into o->out_dir), then remove every resource of run o->run_id:
+ * instances and groups found by the petal:run-id tag, the bucket (from the
+ * state file, or its derived name) and the local <state_dir>/<run id>.auth. */
 int pl_launch_cleanup(const pl_launch_opts *o, volatile int *stop, char *err);
+/* A run started here or elsewhere (o->run_id; region/endpoints from the
+ * state file when there is one, else o): each agent's stage, round and
+ * instance state, and the result files, as text appended to out. */
+int pl_launch_status(const pl_launch_opts *o, pl_str *out, char *err);
+/* Download and verify the run's results into o->out_dir, merge events, run
+ * o->report; leaves every resource in place. */
+int pl_launch_collect(const pl_launch_opts *o, volatile int *stop, char *err);
+
+/* Learner Lab: the caller identity of its session credentials is an
+ * assumed role named voclabs (arn:aws:sts::ACCOUNT:assumed-role/voclabs/...). */
+int pl_is_learner_lab(const char *caller_arn);
+/* vCPUs of an instance type (known table, else from its size) and its
+ * us-east-1 on-demand Linux price in USD per hour (0 when unknown). */
+int pl_instance_vcpus(const char *type);
+double pl_instance_price(const char *type);
 
 #ifdef __cplusplus
 }

@@ -333,6 +333,22 @@ static int delete_batch(pl_aws *a, const char *bucket, const pl_s3_object *o, si
     return rc;
 }
 
+int pl_s3_delete_prefix(pl_aws *a, const char *bucket, const char *prefix, size_t *deleted,
+                        char *err)
+{
+    if (deleted) *deleted = 0;
+    if (!prefix || !prefix[0])
+        return pt_seterr(err, PT_ERR_INVAL, "S3 delete: an empty prefix would mean everything");
+    pl_s3_object *objs = NULL;
+    size_t n = 0;
+    int rc = pl_s3_list(a, bucket, prefix, 1000, &objs, &n, err);
+    for (size_t i = 0; i < n && !rc; i += 1000)
+        rc = delete_batch(a, bucket, objs + i, n - i > 1000 ? 1000 : n - i, err);
+    free(objs);
+    if (!rc && deleted) *deleted = n;
+    return rc;
+}
+
 int pl_s3_empty_and_delete_bucket(pl_aws *a, const char *bucket, size_t *deleted, char *err)
 {
     if (deleted) *deleted = 0;

@@ -241,7 +241,7 @@ static void moto_ec2_lifecycle(void)
                    ami, sizeof ami, err),
                "%s", err);
     pl_tag tags[] = {{"petal:run-id", "t-moto-1"}, {"Name", "petal test"}};
-    ASSERT_MSG(!pl_ec2_create_security_group(a, "petal-t-moto-1", "petal test group", tags, 2,
+    ASSERT_MSG(!pl_ec2_create_security_group(a, "petal-t-moto-1", "petal test group", NULL, tags, 2,
                                              sg, err),
                "%s", err);
     ASSERT_MSG(!pl_ec2_authorize_ingress(a, sg, 8080, 8083, sg, NULL, err), "%s", err);
@@ -360,6 +360,75 @@ static void http_expired_token(void)
     pl_aws_free(a);
 }
 
+/* uploads and object downloads have a low-speed limit, not a whole-call one: a
+ * slow but moving transfer finishes, a stalled one fails */
+static void http_low_speed(void)
+{
+    char err[PT_ERRLEN] = "";
+    pl_aws_opts o = {.region = "us-east-1", .timeout_s = 1, .low_speed_s = 1, .max_attempts = 1};
+    pl_creds c = mk("AKIDX", "secret", NULL);
+    for (int s = 0; s < PL_NSERVICES; s++) o.endpoint[s] = env("PL_T_SLOW");
+    pl_aws *a = NULL;
+    ASSERT_OK(pl_aws_new(&a, &c, &o, err));
+    pl_str body = {0};
+    double t0 = pt_now();
+    ASSERT_MSG(!pl_s3_get(a, "petal-bucket", "results/big.log", 1 << 20, &body, NULL, err), "%s",
+               err);
+    ASSERT_EQ_INT(body.len, 256 << 10);
+    ASSERT(pt_now() - t0 > 1.2); /* longer than the small-call limit */
+    pl_str_free(&body);
+    pl_aws_free(a);
+    for (int s = 0; s < PL_NSERVICES; s++) o.endpoint[s] = env("PL_T_STALL");
+    ASSERT_OK(pl_aws_new(&a, &c, &o, err));
+    t0 = pt_now();
+    ASSERT_EQ_INT(pl_s3_get(a, "petal-bucket", "results/big.log", 1 << 20, &body, NULL, err),
+                  PT_ERR_NET);
+    ASSERT(pt_now() - t0 < 4.5); /* the stall is noticed, not waited out */
+    pl_str_free(&body);
+    pl_aws_free(a);
+}
+
+typedef struct refresh_state {
+    int calls;
+    const char *ak;
+} refresh_state;
+
+static int refresh_fn(pl_creds *fresh, const pl_creds *rejected, void *ud)
+{
+    refresh_state *s = ud;
+    s->calls++;
+    if (!s->ak || !strcmp(rejected->access_key, s->ak)) return PT_ERR_AUTH;
+    *fresh = mk(s->ak, "fresh-secret", "fresh-token");
+    return PT_OK;
+}
+
+/* credentials rejected mid-way: the refresh hook's fresh ones are used */
+static void http_refresh(void)
+{
+    char err[PT_ERRLEN] = "";
+    refresh_state st = {0, "AKIDFRESH"};
+    pl_aws_opts o = {.region = "us-east-1", .refresh = refresh_fn, .refresh_ud = &st};
+    for (int s = 0; s < PL_NSERVICES; s++) o.endpoint[s] = env("PL_T_ROTATE");
+    pl_creds c = mk("ASIAOLD", "old-secret", "old-token");
+    pl_aws *a = NULL;
+    ASSERT_OK(pl_aws_new(&a, &c, &o, err));
+    ASSERT_MSG(!pl_aws_check_credentials(a, err), "%s", err);
+    ASSERT_EQ_INT(st.calls, 1);
+    ASSERT_EQ_INT(pl_aws_request_count(a), 2);
+    ASSERT_MSG(!pl_aws_check_credentials(a, err), "%s", err); /* the fresh ones stay */
+    ASSERT_EQ_INT(st.calls, 1);
+    pl_aws_free(a);
+    /* nothing fresh: the original error, not a loop */
+    refresh_state none = {0, NULL};
+    o.refresh_ud = &none;
+    ASSERT_OK(pl_aws_new(&a, &c, &o, err));
+    ASSERT_EQ_INT(pl_aws_check_credentials(a, err), PT_ERR_AUTH);
+    ASSERT_CONTAINS(err, "ExpiredToken");
+    ASSERT_EQ_INT(none.calls, 1);
+    ASSERT_EQ_INT(pl_aws_request_count(a), 1);
+    pl_aws_free(a);
+}
+
 static void http_response_cap(void)
 {
     char err[PT_ERRLEN] = "";
@@ -407,4 +476,4 @@ TEST_MAIN(TEST(s3rver_objects), TEST(s3rver_presign), TEST(s3rver_bad_secret),
           TEST(s3rver_cleanup), TEST(moto_credentials), TEST(moto_ssm_images),
           TEST(moto_ec2_lifecycle), TEST(moto_s3), TEST(http_throttle_then_ok),
           TEST(http_5xx_gives_up), TEST(http_expired_token), TEST(http_response_cap),
-          TEST(http_s3_list_broken))
+          TEST(http_s3_list_broken), TEST(http_low_speed), TEST(http_refresh))

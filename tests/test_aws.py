@@ -12,10 +12,13 @@ echo "SKIP: test_aws no python3 with botocore"
 exit 0
 '''
 import http.server
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
@@ -44,8 +47,27 @@ def scripted(mode, state=None):
             pass
 
         def do_GET(self):
-            # S3 ListObjectsV2 replies a broken endpoint might give
             state["n"] += 1
+            if mode in ("slow", "stall"):
+                # an object download: 256 KiB at ~128 KiB/s (2 s, slower than the
+                # client's 1 s whole-call limit), or 1 KiB then nothing for 5 s
+                size = 256 << 10
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.send_header("ETag", '"x"')
+                self.end_headers()
+                chunk = b"p" * 8192
+                if mode == "stall":
+                    self.wfile.write(chunk[:1024])
+                    self.wfile.flush()
+                    time.sleep(5)
+                    return
+                for _ in range(size // len(chunk)):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(len(chunk) / float(128 << 10))
+                return
+            # S3 ListObjectsV2 replies a broken endpoint might give
             if mode == "s3loop":  # truncated forever with the same token
                 body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
                         b'<IsTruncated>true</IsTruncated><NextContinuationToken>same-token'
@@ -71,6 +93,11 @@ def scripted(mode, state=None):
             elif mode == "expired":
                 st, body = 400, ec2_err("ExpiredToken", "The security token included in the "
                                         "request is expired", "req-exp")
+            elif mode == "rotate":  # only the fresh credentials are still valid
+                fresh = "Credential=AKIDFRESH/" in self.headers["Authorization"]
+                st, body = (200, OK_XML) if fresh else (400, ec2_err(
+                    "ExpiredToken", "The security token included in the request is expired",
+                    "req-rot"))
             else:  # huge
                 st, body = 200, OK_XML + b" " * (1 << 20)
             self.send_response(st)
@@ -91,9 +118,11 @@ def cli_checks(expired_ep, expired_state, moto):
     import tempfile
     failed = 0
     d = tempfile.mkdtemp(prefix="petal-awscli-")
-    tar = os.path.join(d, "src.tar.gz")
-    with open(tar, "wb") as f:
-        f.write(b"not used")
+    tar = os.path.join(d, "src.tar.gz")   # read (checked for secrets) before any call
+    with tarfile.open(tar, "w:gz") as t:
+        info = tarfile.TarInfo("petal/README.md")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"petal"))
     base = [PETAL, "launch", "--n-client-instances", "1", "--dist-tarball", tar, "--state-dir", d,
             "--env-file", ""]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -144,7 +173,8 @@ def main():
     procs = []
     servers = []
     states = {}
-    for mode in ("throttle", "fail500", "expired", "huge", "s3loop", "s3root"):
+    for mode in ("throttle", "fail500", "expired", "huge", "s3loop", "s3root", "slow", "stall",
+                 "rotate"):
         states[mode] = {"n": 0}
         srv, ep = scripted(mode, states[mode])
         servers.append(srv)

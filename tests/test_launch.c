@@ -143,38 +143,96 @@ static void t_creds_profiles(void)
     ASSERT_CONTAINS(err, "AWS_ACCESS_KEY_ID");
 }
 
+static pl_user_data ud_base(const char *role, const char *url)
+{
+    pl_user_data u = {.run_id = "20261128-1-abc",
+                      .role = role,
+                      .manifest_url = url,
+                      .upload_mode = "presigned",
+                      .bucket = "petal-20261128-1-abc",
+                      .region = "us-east-1",
+                      .s3_endpoint = "https://s3.us-east-1.amazonaws.com",
+                      .deadline = 1800000000,
+                      .keep = "no",
+                      .heartbeat_s = 10};
+    return u;
+}
+
 static void t_user_data(void)
 {
     pl_str ud = {0};
     char err[PT_ERRLEN];
     const char *url = "https://s3.us-east-1.amazonaws.com/petal-r/manifest/client.json?"
                       "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc";
-    ASSERT_MSG(!pl_render_user_data("20261128-1-abc", "client", url, 200, &ud, err), "%s", err);
+    pl_user_data u = ud_base("client", url);
+    ASSERT_MSG(!pl_render_user_data(&u, &ud, err), "%s", err);
     ASSERT(!strncmp(pl_str_c(&ud), "#!/bin/sh\n", 10));
     ASSERT_CONTAINS(pl_str_c(&ud), url);
     ASSERT_CONTAINS(pl_str_c(&ud), "PETAL_ROLE='client'");
-    ASSERT_CONTAINS(pl_str_c(&ud), "shutdown -h +200");
+    ASSERT_CONTAINS(pl_str_c(&ud), "DEADLINE=1800000000");
+    ASSERT_CONTAINS(pl_str_c(&ud), "petal-guard.service");
     ASSERT_CONTAINS(pl_str_c(&ud), "latest/api/token");
-    ASSERT(!strstr(pl_str_c(&ud), "@URL@") && !strstr(pl_str_c(&ud), "@RUN@"));
-    ASSERT(ud.len < 8192);
+    ASSERT_CONTAINS(pl_str_c(&ud), "--aws-sigv4");
+    ASSERT(!strstr(pl_str_c(&ud), "@URL@") && !strstr(pl_str_c(&ud), "@RUN@") &&
+           !strstr(pl_str_c(&ud), "@DEADLINE@") && !strstr(pl_str_c(&ud), "@HB@"));
+    ASSERT(ud.len < 14000);
     pl_str_free(&ud);
     /* quoting: nothing can escape the single-quoted strings */
-    ASSERT_EQ_INT(pl_render_user_data("r1", "client", "https://x/'; rm -rf /", 1, &ud, err),
-                  PT_ERR_INVAL);
-    ASSERT_EQ_INT(pl_render_user_data("r1'", "client", url, 1, &ud, err), PT_ERR_INVAL);
-    ASSERT_EQ_INT(pl_render_user_data("r1", "admin", url, 1, &ud, err), PT_ERR_INVAL);
+    const char *bad_urls[] = {"https://x/'; rm -rf /", "https://x/$(id)", "https://x/`id`",
+                              "ftp://x/", "https://x/a b"};
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        u = ud_base("client", bad_urls[i]);
+        ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    }
+    u = ud_base("client", url);
+    u.run_id = "r1'";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("admin", url);
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.bucket = "b'; x";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.s3_endpoint = "http://h/$(x)";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.keep = "maybe";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
+    u = ud_base("server", url);
+    u.upload_mode = "ftp";
+    ASSERT_EQ_INT(pl_render_user_data(&u, &ud, err), PT_ERR_INVAL);
     pl_str_free(&ud);
-    /* the script is valid POSIX sh */
-    ASSERT_OK(pl_render_user_data("r1", "server", url, 10, &ud, err));
-    char p[512];
-    snprintf(p, sizeof p, "%s/ud.sh", tmpdir);
-    FILE *f = fopen(p, "w");
-    fwrite(ud.data, 1, ud.len, f);
-    fclose(f);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "sh -n %s", p);
-    ASSERT_EQ_INT(system(cmd), 0);
-    pl_str_free(&ud);
+    /* the script is valid POSIX sh, in both modes */
+    for (int mode = 0; mode < 2; mode++) {
+        u = ud_base("server", url);
+        u.upload_mode = mode ? "role" : "presigned";
+        ASSERT_OK(pl_render_user_data(&u, &ud, err));
+        char p[512];
+        snprintf(p, sizeof p, "%s/ud.sh", tmpdir);
+        FILE *f = fopen(p, "w");
+        fwrite(ud.data, 1, ud.len, f);
+        fclose(f);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "sh -n %s", p);
+        ASSERT_EQ_INT(system(cmd), 0);
+        pl_str_free(&ud);
+    }
+}
+
+static void t_lab_and_prices(void)
+{
+    ASSERT(pl_is_learner_lab("arn:aws:sts::123456789012:assumed-role/voclabs/user1234567=Jo_Doe"));
+    ASSERT(!pl_is_learner_lab("arn:aws:sts::123456789012:assumed-role/LabRole/i-0abc"));
+    ASSERT(!pl_is_learner_lab("arn:aws:iam::123456789012:user/voclabs"));
+    ASSERT(!pl_is_learner_lab("assumed-role/voclabs/x"));
+    ASSERT(!pl_is_learner_lab(NULL));
+    ASSERT_EQ_INT(pl_instance_vcpus("r5.large"), 2);
+    ASSERT_EQ_INT(pl_instance_vcpus("t2.micro"), 1);
+    ASSERT_EQ_INT(pl_instance_vcpus("m5.4xlarge"), 16);
+    ASSERT_EQ_INT(pl_instance_vcpus("x9.xlarge"), 4);
+    ASSERT_NEAR(pl_instance_price("r5.large"), 0.126, 1e-9);
+    ASSERT_NEAR(pl_instance_price("t3.large"), 0.0832, 1e-9);
+    ASSERT_NEAR(pl_instance_price("x9.large"), 0, 0);
 }
 
 static pl_launch_opts base_opts(void)
@@ -245,6 +303,74 @@ static void t_dry_run_plan(void)
     clear_env();
 }
 
+static int sh_run(const char *cmd)
+{
+    return system(cmd);
+}
+
+static void t_secret_names(void)
+{
+    const char *bad[] = {".env", "petal/.env", ".env.local", "prod.env", "labsuser.pem",
+                         "a/b/labsuser.ppk", "server.key", "x/.aws/credentials", ".aws/config",
+                         "home/.ssh/id_ed25519", "id_rsa.pub", "credentials", "LABSUSER.PEM",
+                         "keys/me.p12", ".netrc", "petal/.git-credentials"};
+    const char *good[] = {"launcher/creds.c", "tests/fuzz/corpus/aws_creds/dotenv", "README.md",
+                          "env.c", "keyboard.c", "data/monkey.png", "scripts/deps/nn.txt",
+                          "environment/x", "petal/launcher/secrets.c"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_MSG(pl_secret_name(bad[i]), "%s should look like a credential", bad[i]);
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ASSERT_MSG(!pl_secret_name(good[i]), "%s should not look like a credential", good[i]);
+}
+
+static void t_check_artifact(void)
+{
+    pl_creds c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.secret_key, sizeof c.secret_key, "UserSecret/Key+abcdefghijklmnopqrstuvwx");
+    snprintf(c.token, sizeof c.token, "IQoJb3JpZ2luX2VjEUserSessionToken0123456789");
+    char cmd[16384], p[600], err[PT_ERRLEN];
+    /* a clean tree (long names too: GNU and pax headers) */
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd %s; rm -rf art; mkdir art; cd art;"
+             "D=$(printf 'a%%.0s' $(seq 120)); mkdir -p t/src/$D;"
+             "echo 'int main(void){return 0;}' > t/src/main.c;"
+             "echo x > t/src/$D/long-name-beyond-one-hundred-bytes.c;"
+             "tar -czf clean.tgz t; tar --format=pax -czf clean-pax.tgz t;"
+             "cp -r t t2; echo 'AWS_SECRET_ACCESS_KEY=x' > t2/.env; tar -czf env.tgz t2;"
+             "cp -r t t3; mkdir t3/$D; echo k > t3/$D/labsuser.pem;"
+             "tar --format=pax -czf pem-pax.tgz t3; tar --format=gnu -czf pem-gnu.tgz t3;"
+             "cp -r t t4; printf 'notes: %%s\\n' '%s' > t4/notes.txt; tar -czf secret.tgz t4;"
+             "cp -r t t5; head -c 300000 /dev/urandom > t5/noise; printf '%%s' '%s' >> t5/noise;"
+             "tar -czf token.tgz t5; printf 'model %%s' '%s' > model.json; echo plain > plain.json;"
+             "echo notgzip > bad.tgz",
+             tmpdir, c.secret_key, c.token, c.secret_key);
+    ASSERT_EQ_INT(sh_run(cmd), 0);
+#define ART(f) (snprintf(p, sizeof p, "%s/art/%s", tmpdir, f), p)
+    ASSERT_MSG(!pl_check_artifact(ART("clean.tgz"), "source", &c, 1, err), "%s", err);
+    ASSERT_MSG(!pl_check_artifact(ART("clean-pax.tgz"), "source", &c, 1, err), "%s", err);
+    ASSERT_EQ_INT(pl_check_artifact(ART("env.tgz"), "source", &c, 1, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "t2/.env");
+    ASSERT_CONTAINS(err, "credential");
+    ASSERT_EQ_INT(pl_check_artifact(ART("pem-pax.tgz"), "source", &c, 1, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "/labsuser.pem");
+    ASSERT_EQ_INT(pl_check_artifact(ART("pem-gnu.tgz"), "source", &c, 1, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "/labsuser.pem");
+    ASSERT_EQ_INT(pl_check_artifact(ART("secret.tgz"), "source", &c, 1, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "secret access key");
+    ASSERT(!strstr(err, c.secret_key));
+    ASSERT_EQ_INT(pl_check_artifact(ART("token.tgz"), "dataset", &c, 1, err), PT_ERR_INVAL);
+    ASSERT_CONTAINS(err, "session token");
+    ASSERT_EQ_INT(pl_check_artifact(ART("model.json"), "model", &c, 0, err), PT_ERR_INVAL);
+    ASSERT_OK(pl_check_artifact(ART("plain.json"), "model", &c, 0, err));
+    ASSERT_EQ_INT(pl_check_artifact(ART("bad.tgz"), "source", &c, 1, err), PT_ERR_FORMAT);
+    ASSERT_EQ_INT(pl_check_artifact(ART("missing.tgz"), "source", &c, 1, err), PT_ERR_IO);
+    /* no credentials to look for: names are still checked */
+    ASSERT_EQ_INT(pl_check_artifact(ART("env.tgz"), "source", NULL, 1, err), PT_ERR_INVAL);
+    ASSERT_OK(pl_check_artifact(ART("secret.tgz"), "source", NULL, 1, err));
+#undef ART
+}
+
 static void t_xml_hostile(void)
 {
     char err[PT_ERRLEN];
@@ -312,6 +438,7 @@ int main(void)
     static const test_case_ cases[] = {TEST(t_creds_env), TEST(t_creds_dotenv_lab_names),
                                        TEST(t_creds_profiles), TEST(t_user_data),
                                        TEST(t_limits_before_aws), TEST(t_dry_run_plan),
+                                       TEST(t_secret_names), TEST(t_check_artifact), TEST(t_lab_and_prices),
                                        TEST(t_xml_hostile)};
     char *argv[] = {"test_launch", NULL};
     int rc = test_run_all_("test_launch", cases, (int)(sizeof cases / sizeof cases[0]), 1, argv);

@@ -14,7 +14,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PETAL = os.environ.get("PETAL_BIN") or os.path.join(ROOT, os.environ.get("BUILD", "build"), "petal")
 SECRET = "RealSecretKeyDoNotLeak/abc+def"
-TOKEN = "RealSessionTokenDoNotLeakFQoGZXIvYXdz"
+# as long as a Learner Lab session token (they run to ~1000 characters): the dry run signs
+# its placeholder URLs with a token of the same length, so the user-data sizes are real
+TOKEN = "RealSessionTokenDoNotLeakFQoGZXIvYXdz" + "IQoJb3JpZ2luX2VjEB" * 60
 AKID = "ASIAREALKEYEXAMPLE42"
 failed = 0
 
@@ -25,6 +27,14 @@ def check(name, cond, detail=""):
                                            "" if cond else " " + detail))
     if not cond:
         failed += 1
+
+
+def on_debian12():
+    try:
+        rel = open("/etc/os-release").read()
+    except OSError:
+        return False
+    return "ID=debian\n" in rel and 'VERSION_ID="12"' in rel and os.uname().machine == "x86_64"
 
 
 def main():
@@ -91,13 +101,52 @@ def main():
     check("auth_urls_only", ok)
     check("no_key_material", "-----BEGIN" not in out and "PRIVATE KEY" not in out)
     check("plan_names_authentication", "authentication   TLS with a per-run CA" in out)
+    # what a user decides on: cost, timeline, what builds where, the deadline
+    check("plan_cost", re.search(r"cost +\$1\.134 per hour for the 9 instances \(r5\.large "
+                                 r"\$0\.1260/h each", out) is not None, out[:2500])
+    check("plan_timeline", re.search(r"timeline +launch -> round 1 in about \d+ min", out) and
+          "server build: make -j2 build/petal" in out, out[:2500])
+    check("plan_build_once", "builds petal once" in out and "runtime packages only" in out)
+    check("plan_deadline", re.search(r"deadline +the instances terminate themselves 3\.0 h", out)
+          is not None, out[:2500])
+    p4 = subprocess.run(base + ["--n-client-instances", "2"], env=env, capture_output=True,
+                        text=True, timeout=60)
+    check("plan_defaults_as_petal_run", "model            fmnist-cnn" in p4.stdout and
+          "dataset          fashion-mnist" in p4.stdout, p4.stdout[:1200])
+    try:
+        sa = ms["agents"][0]["runs"][0]["argv"]
+        ca = mc["agents"][0]["runs"][0]["argv"]
+        ok = (sa[sa.index("--dataset") + 1] == "fashion-mnist" and
+              sa[sa.index("--model") + 1] == "cnn" and "--epochs" in sa and
+              ca[ca.index("--limit") + 1] == str(4000 * 8) and "--id" in ca)
+    except (ValueError, KeyError, NameError) as e:
+        ok = False
+        print("  argv: %r" % e)
+    check("agents_get_petal_run_defaults", ok)
     # --no-auth: no auth section, no TLS arguments, the plan says so
     p2 = subprocess.run(base + ["--n-client-instances", "2", "--no-auth"], env=env,
                         capture_output=True, text=True, timeout=60)
     check("no_auth", p2.returncode == 0 and '"auth"' not in p2.stdout and
           "--tls" not in p2.stdout and "authentication   none (--no-auth)" in p2.stdout,
           p2.stderr[-300:])
-    for role in ("server", "client"):
+    # --instance-profile (role uploads), --build local, --keep-on-failure, a server type
+    p3 = subprocess.run(base + ["--n-client-instances", "8", "--instance-profile",
+                                "LabInstanceProfile", "--build", "local", "--keep-on-failure",
+                                "--server-instance-type", "t3.large"],
+                        env=env, capture_output=True, text=True, timeout=60)
+    parts3 = re.split(r"^---- (.*) ----$", p3.stdout, flags=re.M)
+    sec3 = dict(zip(parts3[1::2], parts3[2::2]))
+    local_ok = p3.returncode == 0 if on_debian12() else p3.returncode == 2
+    check("build_local", local_ok and (not on_debian12() or
+          "runs the uploaded --agent-binary" in p3.stdout), (p3.returncode, p3.stderr[-300:]))
+    if p3.returncode == 0:
+        check("keep_on_failure_plan", "failed ones stay up (--keep-on-failure)" in p3.stdout)
+        check("server_type_plan", "server           1 x t3.large" in p3.stdout and
+              "r5.large $0.1260/h, server t3.large" in p3.stdout, p3.stdout[:1500])
+        for k, v in sec3.items():
+            if "user-data" in k:
+                uds[k.split()[0] + "-role"] = v.lstrip("\n")
+    for role in [r for r in uds]:
         ud = uds.get(role, "")
         size = len(ud.encode())
         check("user_data_%s_under_16KB" % role, 0 < size < 16384, "size %d" % size)

@@ -305,6 +305,53 @@ static void t_no_secret_in_outputs(void)
     pl_sigv4_out_free(&o);
 }
 
+/* the form bodies of the project's EC2/STS calls, as sent */
+static void keep_body(void *ud, const pl_call *c, const pl_prepared *p)
+{
+    (void)p;
+    pl_str_add(ud, c->body ? c->body : "", c->body_len);
+    pl_str_add(ud, "\n", 1);
+}
+
+static void t_request_bodies(void)
+{
+    pl_creds c = creds(SUITE_AK, SUITE_SK, NULL);
+    pl_aws_opts o = {.region = "us-east-1"};
+    pl_aws *a = NULL;
+    ASSERT_OK(pl_aws_new(&a, &c, &o, NULL));
+    pl_str b = {0};
+    pl_aws_set_capture(a, keep_body, &b);
+    pl_str con = {0};
+    pl_ec2_console_output(a, "i-0123456789abcdef0", &con, NULL);
+    char arn[128], vpc[32];
+    pl_sts_caller_arn(a, arn, sizeof arn, NULL);
+    pl_ec2_subnet_vpc(a, "subnet-0123abcd", vpc, NULL);
+    int live, vcpus;
+    pl_ec2_count_live(a, &live, &vcpus, NULL);
+    pl_run_opts ro = {.image_id = "ami-0123456789abcdef0", .instance_type = "t3.large",
+                      .count = 1, .security_group_id = "sg-0123456789abcdef0",
+                      .subnet_id = "subnet-0123abcd"};
+    pl_instance *inst = NULL;
+    size_t n = 0;
+    pl_ec2_run_instances(a, &ro, &inst, &n, NULL);
+    free(inst);
+    char gid[32];
+    pl_ec2_create_security_group(a, "g", "d", "vpc-0123abcd", NULL, 0, gid, NULL);
+    const char *s = pl_str_c(&b);
+    /* the newest console output (the agent's lines), not the boot's */
+    ASSERT_CONTAINS(s, "Action=GetConsoleOutput&Version=2016-11-15&InstanceId=i-0123456789abcdef0"
+                       "&Latest=true");
+    ASSERT_CONTAINS(s, "Action=GetCallerIdentity&Version=2011-06-15\n");
+    ASSERT_CONTAINS(s, "Action=DescribeSubnets&Version=2016-11-15&SubnetId.1=subnet-0123abcd");
+    ASSERT_CONTAINS(s, "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=instance-state-name"
+                       "&Filter.1.Value.1=pending&Filter.1.Value.2=running&MaxResults=1000");
+    ASSERT_CONTAINS(s, "&SubnetId=subnet-0123abcd");
+    ASSERT_CONTAINS(s, "&VpcId=vpc-0123abcd");
+    pl_str_free(&b);
+    pl_str_free(&con);
+    pl_aws_free(a);
+}
+
 /* ---- --emit: the project's own requests, for the botocore comparison ---- */
 typedef struct emit_ctx {
     const pl_creds *c;
@@ -386,9 +433,18 @@ static int emit(void)
             size_t n = 0;
             pl_ec2_run_instances(a, &ro, &inst, &n, NULL);
             free(inst);
-            char gid[32];
-            pl_ec2_create_security_group(a, "petal-r-1", "Petal run r-1: Flower port", tags, 2,
+            ro.subnet_id = "subnet-0123abcd";
+            pl_ec2_run_instances(a, &ro, &inst, &n, NULL);
+            free(inst);
+            char gid[32], vpc[32], arn[128];
+            pl_ec2_create_security_group(a, "petal-r-1", "Petal run r-1: Flower port", NULL, tags, 2,
                                          gid, NULL);
+            pl_ec2_create_security_group(a, "petal-r-1", "Petal run r-1: Flower port",
+                                         "vpc-0123abcd", tags, 2, gid, NULL);
+            pl_ec2_subnet_vpc(a, "subnet-0123abcd", vpc, NULL);
+            int live, vcpus;
+            pl_ec2_count_live(a, &live, &vcpus, NULL);
+            pl_sts_caller_arn(a, arn, sizeof arn, NULL);
             pl_ec2_authorize_ingress(a, "sg-0123456789abcdef0", 8080, 8083,
                                      "sg-0123456789abcdef0", NULL, NULL);
             pl_ec2_authorize_ingress(a, "sg-0123456789abcdef0", 22, 22, NULL, "203.0.113.5/32",
@@ -456,7 +512,7 @@ int main(int argc, char **argv)
         TEST(t_signing_key), TEST(t_get_vanilla),    TEST(t_query_order),
         TEST(t_post_form),   TEST(t_session_token),  TEST(t_presign),
         TEST(t_s3_examples), TEST(t_project_vectors), TEST(t_encoding),
-        TEST(t_no_secret_in_outputs)};
+        TEST(t_no_secret_in_outputs), TEST(t_request_bodies)};
     if (argc > 1 && !strcmp(argv[1], "--emit")) return emit();
     return test_run_all_("test_sigv4", cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }

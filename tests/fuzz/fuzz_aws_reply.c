@@ -194,7 +194,7 @@ static void call(int op, int notfound, char *err)
     }
     case 3: pl_ec2_console_output(aws, ids[0], &s, err); break;
     case 4: pl_ec2_newest_image(aws, "137112412989", "al2023-ami-*", gid, err); break;
-    case 5: pl_ec2_create_security_group(aws, "petal-fuzz", "fuzz", &tag, 1, gid, err); break;
+    case 5: pl_ec2_create_security_group(aws, "petal-fuzz", "fuzz", NULL, &tag, 1, gid, err); break;
     case 6:
         memset(two, 0, sizeof two);
         strcpy(two[0].id, ids[0]);

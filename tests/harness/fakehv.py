@@ -8,6 +8,13 @@ PETAL_IMDS_ENDPOINT / PETAL_WORK_DIR / PETAL_SERVER_IP_OVERRIDE set (the last
 plays the VPC: private IPs are reachable on loopback). When moto says an
 instance is shutting down, terminated or stopped, its processes are killed.
 crash(instance_id) simulates an instance dying (SIGKILL + TerminateInstances).
+
+The instances' PATH starts with stubs: `shutdown` records its arguments in
+<workdir>/shutdown.calls, and `shutdown -h now` ends the instance the way
+InstanceInitiatedShutdownBehavior=terminate does (TerminateInstances once the
+script has exited); `apt-get`/`apt` refuse (a rehearsal never installs packages
+on this machine: scripts/deps.sh runs for real and must find everything
+installed; a missing package fails the rehearsal loudly instead).
 """
 import base64
 import http.server
@@ -79,10 +86,12 @@ class _Imds:
 
 
 class FakeHypervisor(threading.Thread):
-    def __init__(self, ec2, workroot, role_creds=None, extra_env=None, poll=0.3,
-                 hold_clients=None):
-        """hold_clients: a threading.Event; client instances boot only once it is set."""
+    def __init__(self, ec2, workroot, role_creds=None, extra_env=None, poll=0.5,
+                 hold_clients=None, run_id=None):
+        """hold_clients: a threading.Event; client instances boot only once it is set.
+        run_id: only the instances tagged petal:run-id=run_id (rehearsals side by side)."""
         super().__init__(daemon=True)
+        self.run_id = run_id
         self.ec2, self.workroot, self.role_creds = ec2, workroot, role_creds
         self.hold_clients = hold_clients
         self.extra_env = extra_env or {}
@@ -93,16 +102,26 @@ class FakeHypervisor(threading.Thread):
         self.errors = []
         stub = os.path.join(workroot, "stub-bin")
         os.makedirs(stub, exist_ok=True)
-        # never let a rehearsal reach the real shutdown
-        for name in ("shutdown", "poweroff", "halt", "reboot"):
+        # never let a rehearsal reach the real shutdown or install packages here
+        stubs = {
+            "shutdown": '#!/bin/sh\necho "$*" >>"$PETAL_WORK_DIR/shutdown.calls"\n'
+                        'echo "fakehv: shutdown $*"\n',
+            "apt-get": '#!/bin/sh\necho "fakehv: apt-get $* refused: a rehearsal never installs '
+                       'packages on this machine" >&2\nexit 100\n',
+        }
+        stubs["apt"] = stubs["apt-get"]
+        for name in ("poweroff", "halt", "reboot"):
+            stubs[name] = '#!/bin/sh\necho "fakehv: $0 $* ignored"\n'
+        for name, body in stubs.items():
             with open(os.path.join(stub, name), "w") as f:
-                f.write("#!/bin/sh\necho \"fakehv: $0 $* ignored\"\n")
+                f.write(body)
             os.chmod(os.path.join(stub, name), 0o755)
         self.stub = stub
 
     def _describe(self):
         out = []
-        for page in self.ec2.get_paginator("describe_instances").paginate():
+        flt = [{"Name": "tag:petal:run-id", "Values": [self.run_id]}] if self.run_id else []
+        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=flt):
             for r in page["Reservations"]:
                 out.extend(r["Instances"])
         return out
@@ -120,14 +139,16 @@ class FakeHypervisor(threading.Thread):
         with open(path, "wb") as f:
             f.write(raw)
         imds = _Imds(inst, raw, self.role_creds)
-        env = dict(os.environ)
+        # an instance's environment is a fresh machine's, not this test's (no BUILD,
+        # MAKEFLAGS, SANITIZE...): only the basics and OpenBLAS's settings pass
+        env = {k: v for k, v in os.environ.items()
+               if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ") or
+               k.startswith(("OPENBLAS_", "ASAN_", "UBSAN_", "LSAN_"))}
+        env.update(HOME=work)
         env.update(self.extra_env)
         env.update(PETAL_IMDS_ENDPOINT=imds.endpoint, PETAL_WORK_DIR=work,
                    PETAL_SERVER_IP_OVERRIDE="127.0.0.1", NO_PROXY="127.0.0.1,localhost",
                    PATH=self.stub + os.pathsep + env.get("PATH", ""))
-        for k in list(env):
-            if k.startswith("AWS_"):
-                del env[k]   # an instance has no credentials of its own
         log = open(os.path.join(work, "console.log"), "wb")
         proc = subprocess.Popen(["sh", path], cwd=work, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -152,9 +173,27 @@ class FakeHypervisor(threading.Thread):
         it["imds"].close()
         it["log"].close()
 
+    def shutdown_calls(self, iid):
+        it = self.instances.get(iid)
+        try:
+            return open(os.path.join(it["workdir"], "shutdown.calls")).read().splitlines()
+        except (OSError, TypeError):
+            return []
+
+    def _self_shutdowns(self):
+        """`shutdown -h now` inside an instance: terminate on shutdown"""
+        for iid, it in list(self.instances.items()):
+            if it.get("killed") or it.get("shut") or it["proc"].poll() is None:
+                continue
+            if any(c.startswith("-h now") for c in self.shutdown_calls(iid)):
+                it["shut"] = True
+                self.ec2.terminate_instances(InstanceIds=[iid])
+
     def run(self):
         while not self.halt.is_set():
             try:
+                with self.lock:
+                    self._self_shutdowns()
                 for inst in self._describe():
                     iid, st = inst["InstanceId"], inst["State"]["Name"]
                     with self.lock:

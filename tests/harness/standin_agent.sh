@@ -31,6 +31,11 @@ if [ -n "${STANDIN_EXPECT_AUTH:-}" ] && [ "${auth:-0}" -lt 4 ]; then
     echo "standin: expected TLS + mutual TLS + token arguments" >&2; exit 3
 fi
 sleep "${STANDIN_SECONDS:-2}"
+# STANDIN_FAIL=client_1 (or server): that agent fails after writing its log
+if [ "${STANDIN_FAIL:-}" = "$role" ] || [ "${STANDIN_FAIL:-}" = "${role}_${part%/*}" ]; then
+    echo "standin: failing as asked (STANDIN_FAIL=$STANDIN_FAIL)" >&2
+    exit 3
+fi
 now=$(date +%s)
 if [ "$role" = server ]; then
     echo "INFO flwr standin server: strategy $strategy done" >"$out/server_log.log"
