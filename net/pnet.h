@@ -73,11 +73,21 @@ int pnet_npy_view(const uint8_t *buf, size_t len, pnet_npy_info *out, char *err)
 /* Conversion flags for pnet_npy_to_f32 / pnet_params_decode. */
 #define PNET_NPY_F32_ONLY 0x1      /* reject anything but float32 (PT_ERR_UNSUPPORTED) */
 #define PNET_NPY_ERR_OVERFLOW 0x2  /* f8/i8 values beyond float32 range -> PT_ERR_RANGE */
+#define PNET_NPY_FINITE 0x4        /* NaN or infinity -> PT_ERR_DIVERGED (and f8 values
+                                      beyond float32 range -> PT_ERR_RANGE) */
+
+/* Check the values of the tensor described by info against flags without
+ * converting or writing anything: PNET_NPY_F32_ONLY (PT_ERR_UNSUPPORTED),
+ * PNET_NPY_FINITE (PT_ERR_DIVERGED naming the element), PNET_NPY_ERR_OVERFLOW
+ * (PT_ERR_RANGE). One read pass over the data. */
+int pnet_npy_check(const pnet_npy_info *info, unsigned flags, char *err);
 
 /* Convert the tensor described by info into dst (numel floats, C order):
  * f4 copied, f8 and i8 converted to float32, big-endian swapped, fortran
  * order transposed. numel must equal info->numel (else PT_ERR_MISMATCH).
- * Returns PT_OK, PT_ERR_MISMATCH, PT_ERR_UNSUPPORTED, PT_ERR_RANGE. */
+ * With PNET_NPY_FINITE the values are checked first (pnet_npy_check) and dst
+ * is untouched on PT_ERR_DIVERGED.
+ * Returns PT_OK, PT_ERR_MISMATCH, PT_ERR_UNSUPPORTED, PT_ERR_RANGE, PT_ERR_DIVERGED. */
 int pnet_npy_to_f32(const pnet_npy_info *info, float *dst, size_t numel, unsigned flags,
                     char *err);
 
@@ -101,13 +111,20 @@ typedef struct pnet_params_view {
     pnet_bytes tensor_type; /* e.g. "numpy.ndarray" (not checked, as Flower) */
 } pnet_params_view;
 
+/* Check v whole without writing anything: every tensor parses (pnet_npy_view),
+ * its values pass pnet_npy_check(flags), and, when like is not NULL, the
+ * count and every shape match like (PT_ERR_MISMATCH names the tensor index
+ * and both shapes). Returns PT_OK or those codes (err names the tensor). */
+int pnet_params_check(const pnet_params_view *v, const pt_params *like, unsigned flags,
+                      char *err);
+
 /* Decode every tensor of v into dst. If dst is empty (zeroed) it is
  * allocated with the tensors' shapes (free with pt_params_free). Otherwise
  * the count and every shape must match dst: PT_ERR_MISMATCH names the
- * tensor index and both shapes. flags: PNET_NPY_*. Returns PT_OK or the
- * pnet_npy_view / pnet_npy_to_f32 / PT_ERR_NOMEM codes (err names the
- * tensor index). On error an allocated dst is freed, an existing one may
- * be partly overwritten. */
+ * tensor index and both shapes. flags: PNET_NPY_*. v is validated whole
+ * first (pnet_params_check): on any error dst is left as it was (an
+ * allocated one is freed). Returns PT_OK or the pnet_params_check /
+ * PT_ERR_NOMEM codes (err names the tensor index). */
 int pnet_params_decode(const pnet_params_view *v, pt_params *dst, unsigned flags, char *err);
 
 /* Size of a Parameters message body (tensors as NPY, tensor_type
