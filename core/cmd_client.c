@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "  --tls-cert FILE --tls-key FILE   mutual TLS: present this client certificate\n"
             "  --auth-token-file FILE  send the first line of FILE as 'authorization: Bearer'\n"
             "                          token; also from the environment: PETAL_AUTH_TOKEN\n"
+            "  --require-tls           refuse to connect without TLS (a token over cleartext\n"
+            "                          h2c is readable on the path; without this, a warning)\n"
             "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
             "  --dataset SPEC          fashion-mnist (default), folder:DIR, cifar10:DIR, ...\n"
             "  --partition i/N         this client's share: part i (0-based) of N (default 0/1)\n"
@@ -49,6 +51,19 @@ static void usage(FILE *f)
             "  --id NAME               client name in logs and results (default: i)\n"
             "  --out DIR               write client_<id>_log.log and events.jsonl into DIR\n"
             "  --log-level LEVEL       debug, info (default), warn, error\n"
+            "\n"
+            "Limits on what the server may ask (beyond one: a failure status, or leaving):\n"
+            "  --max-epochs N          local epochs per fit (default 100)\n"
+            "  --max-batch N           batch size of fit and evaluate (default 512)\n"
+            "  --max-reconnect-wait S  longest ReconnectIns wait; a longer one: exit (default 600)\n"
+            "  --max-message BYTES     largest message (default: 2 x the model's parameters\n"
+            "                          + 4 MiB)\n"
+            "  --max-queue N           server messages ahead of our replies (default 4)\n"
+            "  --keepalive S           PING a server silent for S seconds (default 60; 0 = never)\n"
+            "  --keepalive-timeout S   drop the connection when the PING stays unanswered\n"
+            "                          this long (default 20)\n"
+            "  --transfer-timeout S    a message in or out must progress every S seconds and\n"
+            "                          finish within S + 1 s per MiB (default 60; 0 = no limit)\n"
             "  --help                  this text\n");
 }
 
@@ -56,7 +71,8 @@ enum {
     O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
     O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN, O_TLS_CERT, O_TLS_KEY,
-    O_TOKEN_FILE
+    O_TOKEN_FILE, O_MAX_EPOCHS, O_MAX_BATCH, O_MAX_RECONNECT, O_MAX_MESSAGE, O_MAX_QUEUE,
+    O_KEEPALIVE, O_KEEPALIVE_TIMEOUT, O_TRANSFER_TIMEOUT, O_REQUIRE_TLS
 };
 
 static int valid_id(const char *s)
@@ -97,6 +113,15 @@ int pt_cmd_client(int argc, char **argv)
         {"tls-cert", required_argument, 0, O_TLS_CERT},
         {"tls-key", required_argument, 0, O_TLS_KEY},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
+        {"require-tls", no_argument, 0, O_REQUIRE_TLS},
+        {"max-epochs", required_argument, 0, O_MAX_EPOCHS},
+        {"max-batch", required_argument, 0, O_MAX_BATCH},
+        {"max-reconnect-wait", required_argument, 0, O_MAX_RECONNECT},
+        {"max-message", required_argument, 0, O_MAX_MESSAGE},
+        {"max-queue", required_argument, 0, O_MAX_QUEUE},
+        {"keepalive", required_argument, 0, O_KEEPALIVE},
+        {"keepalive-timeout", required_argument, 0, O_KEEPALIVE_TIMEOUT},
+        {"transfer-timeout", required_argument, 0, O_TRANSFER_TIMEOUT},
         {0, 0, 0, 0},
     };
     static volatile int stop;
@@ -189,6 +214,43 @@ int pt_cmd_client(int argc, char **argv)
         case O_REJOIN:
             if (pt_agent_parse_double("--rejoin", optarg, 0, 1e7, &o.rejoin)) return 2;
             break;
+        case O_REQUIRE_TLS: o.require_tls = 1; break;
+        case O_MAX_EPOCHS:
+            if (pt_agent_parse_int("--max-epochs", optarg, 1, 1000000, &iv)) return 2;
+            o.max_epochs = (int)iv;
+            break;
+        case O_MAX_BATCH:
+            if (pt_agent_parse_int("--max-batch", optarg, 1, 1 << 24, &iv)) return 2;
+            o.max_batch = (int)iv;
+            break;
+        case O_MAX_RECONNECT:
+            if (pt_agent_parse_double("--max-reconnect-wait", optarg, 0.001, 1e9,
+                                      &o.max_reconnect_wait))
+                return 2;
+            break;
+        case O_MAX_MESSAGE:
+            if (pt_agent_parse_int("--max-message", optarg, 1024, 0xffffffffLL, &iv)) return 2;
+            o.max_message = (size_t)iv;
+            break;
+        case O_MAX_QUEUE:
+            if (pt_agent_parse_int("--max-queue", optarg, 1, 1000000, &iv)) return 2;
+            o.max_queue = (int)iv;
+            break;
+        case O_KEEPALIVE:
+        case O_KEEPALIVE_TIMEOUT:
+        case O_TRANSFER_TIMEOUT: {
+            double v;
+            const char *nm = c == O_KEEPALIVE           ? "--keepalive"
+                             : c == O_KEEPALIVE_TIMEOUT ? "--keepalive-timeout"
+                                                        : "--transfer-timeout";
+            if (pt_agent_parse_double(nm, optarg, c == O_KEEPALIVE_TIMEOUT ? 0.001 : 0, 1e7, &v))
+                return 2;
+            if (v == 0) v = -1; /* off (the library's 0 means its default) */
+            if (c == O_KEEPALIVE) o.keepalive = v;
+            else if (c == O_KEEPALIVE_TIMEOUT) o.keepalive_timeout = v;
+            else o.transfer_timeout = v;
+            break;
+        }
         case ':':
             fprintf(stderr, "petal client: option %s needs a value\n", name);
             return 2;
