@@ -11,17 +11,18 @@ static void scalar_clear(pt_scalar *v)
     memset(v, 0, sizeof *v);
 }
 
-static pt_config_entry *find(const pt_config *c, const char *key)
+/* Keys compare by length and bytes (a key may hold NUL bytes). */
+static pt_config_entry *find(const pt_config *c, const char *key, size_t keylen)
 {
     for (size_t i = 0; i < c->n; i++)
-        if (!strcmp(c->e[i].key, key)) return &c->e[i];
+        if (c->e[i].keylen == keylen && !memcmp(c->e[i].key, key, keylen)) return &c->e[i];
     return NULL;
 }
 
 /* Returns the entry for key, creating it (value cleared) if needed. */
-static pt_config_entry *slot(pt_config *c, const char *key)
+static pt_config_entry *slot(pt_config *c, const char *key, size_t keylen)
 {
-    pt_config_entry *e = find(c, key);
+    pt_config_entry *e = find(c, key, keylen);
     if (e) {
         scalar_clear(&e->val);
         return e;
@@ -35,13 +36,20 @@ static pt_config_entry *slot(pt_config *c, const char *key)
     }
     e = &c->e[c->n];
     memset(e, 0, sizeof *e);
-    e->key = strdup(key);
-    if (!e->key) return NULL;
+    if (!(e->key = malloc(keylen + 1))) return NULL;
+    memcpy(e->key, key, keylen);
+    e->key[keylen] = 0;
+    e->keylen = keylen;
     c->n++;
     return e;
 }
 
 int pt_config_set(pt_config *c, const char *key, const pt_scalar *v)
+{
+    return pt_config_set_len(c, key, strlen(key), v);
+}
+
+int pt_config_set_len(pt_config *c, const char *key, size_t keylen, const pt_scalar *v)
 {
     pt_scalar tmp = *v;
     if (v->type == PT_SCALAR_STRING || v->type == PT_SCALAR_BYTES) {
@@ -52,7 +60,7 @@ int pt_config_set(pt_config *c, const char *key, const pt_scalar *v)
     } else if (v->type < PT_SCALAR_DOUBLE || v->type > PT_SCALAR_UINT64) {
         return PT_ERR_INVAL;
     }
-    pt_config_entry *e = slot(c, key);
+    pt_config_entry *e = slot(c, key, keylen);
     if (!e) {
         if (tmp.type == PT_SCALAR_STRING || tmp.type == PT_SCALAR_BYTES) free(tmp.v.s.ptr);
         return PT_ERR_NOMEM;
@@ -103,7 +111,12 @@ int pt_config_set_bytes(pt_config *c, const char *key, const void *v, size_t len
 
 const pt_scalar *pt_config_get(const pt_config *c, const char *key)
 {
-    pt_config_entry *e = find(c, key);
+    return pt_config_get_len(c, key, strlen(key));
+}
+
+const pt_scalar *pt_config_get_len(const pt_config *c, const char *key, size_t keylen)
+{
+    pt_config_entry *e = find(c, key, keylen);
     return e ? &e->val : NULL;
 }
 
@@ -130,7 +143,7 @@ int pt_config_copy(pt_config *dst, const pt_config *src)
 {
     memset(dst, 0, sizeof *dst);
     for (size_t i = 0; i < src->n; i++) {
-        int rc = pt_config_set(dst, src->e[i].key, &src->e[i].val);
+        int rc = pt_config_set_len(dst, src->e[i].key, src->e[i].keylen, &src->e[i].val);
         if (rc) {
             pt_config_free(dst);
             return rc;

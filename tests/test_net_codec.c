@@ -546,6 +546,50 @@ static void t_params_validated_whole(void)
     pt_params_free(&shp);
 }
 
+/* Config keys compare by length: "batch_size\0junk" from the wire is its own
+ * key, not "batch_size", and survives a re-encode. */
+static void t_config_key_with_nul(void)
+{
+    /* FitIns { config { "batch_size\0junk": sint64 2^20 (zigzag 2^21) }, { "batch_size": 32 } } */
+    static const uint8_t entry1[] = {0x0a, 15, 'b', 'a', 't', 'c', 'h', '_', 's', 'i', 'z', 'e',
+                                     0, 'j', 'u', 'n', 'k', 0x12, 5, 0x40, 0x80, 0x80, 0x80, 0x01};
+    static const uint8_t entry2[] = {0x0a, 10, 'b', 'a', 't', 'c', 'h', '_', 's', 'i', 'z', 'e',
+                                     0x12, 2, 0x40, 64};
+    uint8_t buf[128];
+    size_t n = 0, fit_len = 2 + sizeof entry1 + 2 + sizeof entry2;
+    buf[n++] = 0x22; /* field 4 fit_ins */
+    buf[n++] = (uint8_t)fit_len;
+    buf[n++] = 0x12;
+    buf[n++] = sizeof entry1;
+    memcpy(buf + n, entry1, sizeof entry1);
+    n += sizeof entry1;
+    buf[n++] = 0x12;
+    buf[n++] = sizeof entry2;
+    memcpy(buf + n, entry2, sizeof entry2);
+    n += sizeof entry2;
+    char err[PT_ERRLEN];
+    pnet_server_in in;
+    ASSERT_OK(pnet_server_in_decode(buf, n, &in, err));
+    ASSERT_EQ_INT(in.config.n, 2);
+    ASSERT_EQ_INT(pt_config_get(&in.config, "batch_size")->v.i, 32);
+    const pt_scalar *odd = pt_config_get_len(&in.config, "batch_size\0junk", 15);
+    ASSERT(odd != NULL);
+    ASSERT_EQ_INT(odd->v.i, 1 << 20);
+    /* encoded again, the key keeps its 15 bytes */
+    pnet_server_out m = {PNET_SMSG_GET_PROPERTIES, 0, NULL, &in.config};
+    uint8_t *b;
+    size_t bn;
+    ASSERT_OK(pack_server(&m, &b, &bn));
+    pnet_server_in back;
+    ASSERT_OK(pnet_server_in_decode(b, bn, &back, err));
+    ASSERT_EQ_INT(back.config.n, 2);
+    ASSERT(pt_config_get_len(&back.config, "batch_size\0junk", 15) != NULL);
+    ASSERT_EQ_INT(pt_config_get(&back.config, "batch_size")->v.i, 32);
+    pnet_server_in_free(&back);
+    pnet_server_in_free(&in);
+    free(b);
+}
+
 TEST_MAIN(TEST(t_golden_server), TEST(t_golden_client), TEST(t_npy_layout), TEST(t_npy_reject),
-          TEST(t_npy_convert), TEST(t_params_roundtrip), TEST(t_params_validated_whole), TEST(t_scalars_vs_protobuf_c),
+          TEST(t_npy_convert), TEST(t_params_roundtrip), TEST(t_params_validated_whole), TEST(t_config_key_with_nul), TEST(t_scalars_vs_protobuf_c),
           TEST(t_decoder_robust), TEST(t_throughput), TEST(t_into_pnet_msg))
