@@ -405,7 +405,9 @@ static int serve(cli *c, double *reconnect_after, char *err)
         if (rc == PT_ERR_CLOSED)
             return pt_seterr(err, rc, "the server ended the stream without ReconnectIns: %s", e);
         if (rc == PT_ERR_INTERRUPTED) return pt_seterr(err, rc, "interrupted");
-        if (rc) return pt_seterr(err, rc, "connection lost: %s", e);
+        if (rc)
+            return pt_seterr(err, rc, "%s%s", rc == PT_ERR_NET || rc == PT_ERR_TLS ?
+                             "connection lost: " : "", e);
         c->conn_msgs++;
         if ((rc = pnet_server_in_decode(buf, len, &in, e)))
             return pt_seterr(err, rc, "undecodable ServerMessage: %s", e);
@@ -421,7 +423,7 @@ static int serve(cli *c, double *reconnect_after, char *err)
             *reconnect_after = secs > 0 ? (double)secs : -1;
             rc = send_reply(c, &r, e);
             if (rc) CDEBUG(c, "DisconnectRes not sent: %s", e);
-            pnet_client_close(c->net, 2000);
+            if (!over) pnet_client_close(c->net, 2000); /* the server's trailers */
             pnet_server_in_free(&in);
             if (over)
                 return pt_seterr(err, PT_ERR_RANGE, "the server asked to reconnect after %lld s, "

@@ -353,8 +353,12 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     else
         return 0;
     if (code == NGHTTP2_NO_ERROR || code == NGHTTP2_CANCEL) return 0;
-    call_fail(c, PT_ERR_PROTO, "the server broke HTTP/2: %s (we sent %s %s)",
-              c->ng_error[0] ? c->ng_error : "protocol error",
+    char why[160];
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.opaque_data_len) /* nghttp2 says why */
+        printable(why, sizeof why, f->goaway.opaque_data, f->goaway.opaque_data_len);
+    else
+        snprintf(why, sizeof why, "%s", c->ng_error[0] ? c->ng_error : "protocol error");
+    call_fail(c, PT_ERR_PROTO, "the server broke HTTP/2: %s (we sent %s %s)", why,
               f->hd.type == NGHTTP2_GOAWAY ? "GOAWAY" : "RST_STREAM",
               nghttp2_http2_strerror(code));
     return 0;
@@ -712,6 +716,10 @@ int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *e
     *out = NULL;
     double end = timeout_ms < 0 ? 0 : pt_now() + timeout_ms / 1000.0;
     for (;;) {
+        /* a local failure (limit, deadline, broken framing) breaks the call:
+           what is queued could not be answered; a server's end comes after
+           the messages it sent before it */
+        if (c->fail) return stream_error(c, err);
         if (c->qhead < c->qn) {
             *out = c->q[c->qhead++];
             c->qbytes -= (*out)->len;
@@ -726,7 +734,7 @@ int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *e
                              c->o.address, timeout_ms);
         int rc = pump(c, ms, 0, err);
         if (rc) {
-            if (c->qhead < c->qn) continue;
+            if (c->qhead < c->qn && !c->fail) continue;
             if (call_over(c)) return stream_error(c, err);
             return rc;
         }
@@ -764,7 +772,9 @@ static int wait_sent(pnet_client *c, size_t len, char *err)
 {
     double t0 = pt_now(), progress = t0, kill_at = 0, T = xfer_timeout(c);
     double limit = T + (double)len / MIB;
-    uint64_t out0 = c->h.wire_out;
+    /* progress: fewer of our bytes left, framed or not (control frames such
+       as PINGs come and go and do not count) */
+    size_t least = c->tx.queued + h2_conn_pending(&c->h);
     int dropped = 0; /* the stream ended before our bytes were framed */
     for (;;) {
         if (stopped(c)) {
@@ -783,8 +793,9 @@ static int wait_sent(pnet_client *c, size_t len, char *err)
             return call_over(c) ? stream_error(c, err) : rc;
         }
         double now = pt_now();
-        if (c->h.wire_out != out0) {
-            out0 = c->h.wire_out;
+        size_t left = c->tx.queued + h2_conn_pending(&c->h);
+        if (left < least) {
+            least = left;
             progress = now;
         }
         if (stream_gone) {
@@ -847,7 +858,7 @@ int pnet_client_poll(pnet_client *c, int timeout_ms, char *err)
     if (stopped(c)) return interrupted(err);
     if (!call_over(c)) rc = pump(c, timeout_ms < 0 ? SLICE_MS : timeout_ms, 0, err);
     int queued = (int)(c->qn - c->qhead);
-    if (queued) return queued;
+    if (queued && !c->fail) return queued;
     if (call_over(c)) return stream_error(c, err);
     return rc ? rc : 0;
 }

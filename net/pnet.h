@@ -485,8 +485,9 @@ int pnet_client_connect(pnet_client **out, const pnet_client_opts *o, char *err)
 /* Wait up to timeout_ms (-1 = forever, 0 = only what is already there) for
  * the next whole message. *msg (len bytes) is owned by the client and valid
  * until the next pnet_client_recv or free (the next recv releases it first,
- * so its buffer is reused). Messages that arrived before the call ended are
- * returned first; then the end is reported:
+ * so its buffer is reused). Messages that arrived before the server ended
+ * the call are returned first (not after a local failure: a limit, a
+ * deadline, broken framing); then the end is reported:
  * PT_ERR_CLOSED when the server ended the call (err has "grpc-status N:
  * message"; see pnet_client_status): it half-closed its side (END_STREAM,
  * with or without trailers), answered a non-200 :status or a content-type
