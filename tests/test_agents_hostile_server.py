@@ -93,6 +93,7 @@ class Run:
         with open(self.log, "wb") as f:
             self.p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env)
         self.rc = None
+        self.wait_lock = threading.Lock()
         self.maxrss = 0
         self.t_exit = None
         self.accepts = []
@@ -120,13 +121,14 @@ class Run:
         return s
 
     def poll(self):
-        if self.rc is None:
-            pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
-            if pid:
-                self.t_exit = time.time()
-                self.rc = os.waitstatus_to_exitcode(status)
-                self.p.returncode = self.rc
-        return self.rc
+        with self.wait_lock:  # the scenario thread polls too
+            if self.rc is None:
+                pid, status = os.waitpid(self.p.pid, os.WNOHANG)
+                if pid:
+                    self.t_exit = time.time()
+                    self.rc = os.waitstatus_to_exitcode(status)
+                    self.p.returncode = self.rc
+            return self.rc
 
     def wait(self, timeout):
         end = time.time() + timeout
@@ -650,6 +652,8 @@ def check_case(res, base_rss):
         last[-1][len("petal client: "):] if last else "-"), flush=True)
     if res["err"]:
         L.check(tag + "_scenario", False, res["err"])
+    bad = [w for w in ("runtime error", "AddressSanitizer", "LeakSanitizer") if w in out]
+    L.check(tag + "_sanitizer_clean", not bad, "%s\n%s" % (bad, tail))
     for k, (ok, detail) in sorted(res["checks"].items()):
         L.check("%s_%s" % (tag, k), ok, detail)
     if tag.endswith("_sigterm"):
