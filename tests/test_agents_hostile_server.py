@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import test_agents_lib as L  # noqa: E402
-from h2_hostile import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PUSH,  # noqa: E402
+from h2_hostile import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, PUSH,  # noqa: E402
                         SETTINGS, WINDOW, Conn, frame, hpack, msg_frame, response_headers,
                         settings, smsg, trailers)
 from test_agents_lib import pb  # noqa: E402
@@ -532,6 +532,25 @@ def honest(r, st):
     c.closed.wait(10)
 
 
+def ping_policing(r, st):
+    """A live server that says nothing (PINGs acked): at most 3 keepalive PINGs
+    in a quiet spell (grpc-core GOAWAYs a client on its 3rd early one), then
+    again after the server sent data; the call goes on."""
+    c = accept_conn(r)
+    c.open()
+    time.sleep(4.0)
+    first = len([f for f in c.client_sent(PING) if not f[1] & 1])
+    c.send(msg_frame(smsg("get_properties")))
+    rep = c.reply(0)
+    time.sleep(3.0)
+    second = len([f for f in c.client_sent(PING) if not f[1] & 1]) - first
+    st.checks["three_pings_per_quiet_spell"] = (first == 3 and second == 3 and rep is not None,
+                                                (first, second))
+    st.set()
+    c.send(msg_frame(smsg("reconnect")))
+    c.closed.wait(10)
+
+
 def train_sigterm(r, st):
     """SIGTERM while training (many epochs)."""
     c = accept_conn(r)
@@ -583,6 +602,8 @@ def build_cases():
              "fail", "broke HTTP/2", 0.3 + B),
         Case("goaway_by_nghttp2_data_on_stream_0",
              protocol_error(lambda: frame(DATA, 0, 0, b"xx")), "fail", "broke HTTP/2", 0.3 + B),
+        Case("keepalive_within_ping_policing", ping_policing, "ok", "Disconnect and shut down",
+             7.0 + SLACK + 2, extra=["--keepalive", "0.5"]),
         Case("silent_server", silent, "fail", "did not answer a keepalive PING", ka, term=True),
         Case("settings_only_server", settings_only, "fail", "did not answer a keepalive PING", ka,
              term=True),
