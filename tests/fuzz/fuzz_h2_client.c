@@ -177,12 +177,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int over = 0;
     for (size_t i = 0; i < np && !over; i++) {
-        put(sfd, part[i], len[i]);
-        over = drive(c, sfd, 1);
+        put(sfd, part[i], len[i]); /* on loopback the bytes are there when send returns */
+        over = drive(c, sfd, 0);
     }
     if (!over) { /* the server goes away: the call must end */
         shutdown(sfd, SHUT_WR);
-        for (int i = 0; i < 50 && !over; i++) over = drive(c, sfd, 2);
+        for (int i = 0; i < 50 && !over; i++) over = drive(c, sfd, i < 4 ? 0 : 2);
         FZ_CHECK(over);
     }
     pnet_client_free(c);
