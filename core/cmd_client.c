@@ -5,9 +5,12 @@
 #include "petal.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "pdata.h"
 #include "pnet.h"
@@ -76,6 +79,47 @@ enum {
     O_KEEPALIVE, O_KEEPALIVE_TIMEOUT, O_TRANSFER_TIMEOUT, O_REQUIRE_TLS
 };
 
+/* SIGINT/SIGTERM raise the stop flag, which every wait, send, training batch
+ * and evaluation chunk of the client watches (it ends within a fraction of a
+ * second). What cannot watch it (one long training batch, loading a big
+ * dataset, a hanging DNS lookup) meets a watchdog: 1.5 s after the signal the
+ * process exits anyway, so a client always ends within 2 s of SIGTERM. */
+static volatile int client_stop;
+static volatile sig_atomic_t watchdog_armed;
+
+static void on_watchdog(int sig)
+{
+    static const char m[] = "petal client: interrupted (still busy 1.5 s after the signal)\n";
+    ssize_t w = write(2, m, sizeof m - 1);
+    (void)w;
+    (void)sig;
+    _exit(1);
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    client_stop = 1;
+    if (!watchdog_armed) {
+        struct itimerval it = {{0, 0}, {1, 500000}};
+        watchdog_armed = 1;
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+}
+
+static void client_signals(void)
+{
+    struct sigaction sa;
+    pt_agent_signals(&client_stop); /* SIGPIPE ignored, no SA_RESTART */
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_watchdog;
+    sigaction(SIGALRM, &sa, NULL);
+}
+
 static int valid_id(const char *s)
 {
     size_t n = strlen(s);
@@ -125,14 +169,13 @@ int pt_cmd_client(int argc, char **argv)
         {"transfer-timeout", required_argument, 0, O_TRANSFER_TIMEOUT},
         {0, 0, 0, 0},
     };
-    static volatile int stop;
     pt_client_opts o;
     const char *token_file = NULL;
     char err[PT_ERRLEN] = "";
     long long iv;
     int c;
     pt_client_opts_init(&o);
-    o.stop = &stop;
+    o.stop = &client_stop;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -275,7 +318,7 @@ int pt_cmd_client(int argc, char **argv)
         return 2;
     }
     if (token[0]) o.auth_token = token;
-    pt_agent_signals(&stop);
+    client_signals();
     int rc = pt_client_run(&o, err);
     if (rc) {
         fprintf(stderr, "petal client: %s\n", err[0] ? err : pt_strerror(rc));

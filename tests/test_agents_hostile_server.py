@@ -561,6 +561,27 @@ def train_sigterm(r, st):
     c.closed.wait(15)
 
 
+HEAVY_MODEL = ('{"input_shape": [28, 28, 1], "layers": ['
+               '{"type": "Conv2D", "filters": 128, "kernel_size": 3, "activation": "relu"},'
+               '{"type": "Conv2D", "filters": 256, "kernel_size": 3, "activation": "relu"},'
+               '{"type": "Conv2D", "filters": 256, "kernel_size": 3, "activation": "relu"},'
+               '{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}')
+
+
+def train_long_batch(r, st):
+    """SIGTERM inside one long training batch (18 images through 2 wide convs):
+    the batch cannot watch the stop flag, the watchdog ends the process."""
+    c = accept_conn(r)
+    c.open()
+    c.send(msg_frame(smsg("get_parameters")))
+    rep = c.reply(0)
+    arrays = [L.load(t) for t in rep.get_parameters_res.parameters.tensors] if rep else None
+    c.send(msg_frame(smsg("fit", arrays=arrays, epochs=50, batch_size=32)))
+    time.sleep(0.3)
+    st.set()
+    c.closed.wait(30)
+
+
 def nan_arrays():
     a = [np.ones(s, np.float32) for s in L.TINY_SHAPES]
     a[2].reshape(-1)[17] = np.nan
@@ -658,6 +679,9 @@ def build_cases():
             [refused("fit", ["diverged"])]),
             "ok", "Disconnect and shut down", 5.0 + SLACK + 3),
         Case("training", train_sigterm, "fail", "", 60, term=True, normal=False),
+        Case("training_long_batch", train_long_batch, "fail", "", 60, model=HEAVY_MODEL,
+             model_bytes=4 * (128 * 9 + 128 + 128 * 9 * 256 + 256 + 256 * 9 * 256 + 256 +
+                              22 * 22 * 256 * 10 + 10), term=True, normal=False),
     ]
     return cases
 
