@@ -136,15 +136,36 @@ typedef struct pt_client_opts {
     uint64_t seed;
     size_t limit;               /* at most this many training examples (before partitioning) */
     size_t eval_limit;          /* at most this many validation examples (before partitioning) */
+    /* The owner's limits on what the server may ask (0 = the default). An
+     * instruction beyond one is answered with a failure status naming it. */
+    int max_epochs;             /* FitIns 'epochs' / 'local_epochs'; 0 = 100 */
+    int max_batch;              /* FitIns / EvaluateIns 'batch_size'; 0 = 512 */
+    double max_reconnect_wait;  /* ReconnectIns 'seconds' above this: the client leaves with
+                                  an error instead of waiting; 0 = 600 */
+    size_t max_message;         /* largest gRPC message; 0 = 2 x the model's Parameters
+                                   + 4 MiB */
+    int max_queue;              /* server messages waiting for the client's replies; one
+                                   more ends the call; 0 = 4 */
+    double keepalive;           /* transport clocks (pnet_client_opts): 0 = default (60 s), */
+    double keepalive_timeout;   /* < 0 = off (20 s) */
+    double transfer_timeout;    /* (60 s) */
+    int require_tls;            /* 1: refuse to connect without TLS */
     volatile int *stop;
 } pt_client_opts;
 
 void pt_client_opts_init(pt_client_opts *o);
 
 /* Join the federation and serve instructions until ReconnectIns without a
- * delay (returns PT_OK). Returns PT_ERR_TIMEOUT (server unreachable within
- * connect_timeout), PT_ERR_CLOSED (server ended the stream without
- * ReconnectIns), PT_ERR_MISMATCH (server model differs), setup errors. */
+ * delay (returns PT_OK). An instruction this client will not or cannot carry
+ * out (config outside the limits above or malformed, parameters that do not
+ * fit the model or are not finite, training that diverged) is answered with
+ * a failure status and the client stays. It returns an error when the
+ * connection or the call ends otherwise (with rejoin > 0 it first joins again
+ * within the rejoin window): PT_ERR_TIMEOUT (server unreachable within
+ * connect_timeout, keepalive or transfer deadline), PT_ERR_CLOSED (server
+ * ended the stream without ReconnectIns), PT_ERR_PROTO (broken HTTP/2, gRPC
+ * or protobuf), PT_ERR_RANGE (message or queue over its limit, ReconnectIns
+ * wait over max_reconnect_wait), PT_ERR_INTERRUPTED (*stop), setup errors. */
 int pt_client_run(const pt_client_opts *o, char *err);
 
 /* ---- helpers shared by both agents (agent_util.c) -------------------------- */

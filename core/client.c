@@ -1,9 +1,21 @@
 /* client.c - the Petal client agent: Flower's start_client loop over the
- * grpc-bidi protocol. Connects with retry/backoff, then answers exactly one
- * ClientMessage per ServerMessage: GetParameters, GetProperties, Fit (train
- * the nn model on this client's partition), Evaluate (local validation
- * split), and on ReconnectIns sends DisconnectRes, half-closes and either
- * reconnects after `seconds` or returns. */
+ * grpc-bidi protocol. Connects with gRPC's connection backoff, then answers
+ * exactly one ClientMessage per ServerMessage: GetParameters, GetProperties,
+ * Fit (train the nn model on this client's partition), Evaluate (local
+ * validation split), and on ReconnectIns sends DisconnectRes, half-closes
+ * and either reconnects after `seconds` or returns.
+ *
+ * Stay or leave. An instruction the client will not or cannot carry out is
+ * answered with a failure status naming the reason, and the client waits for
+ * the next one: a config value outside the owner's limits (epochs, batch
+ * size) or malformed (server_round, lr, ...), parameters that do not fit the
+ * model (count, shapes) or hold NaN/infinity, training that diverges. The
+ * client leaves (returns an error; with --rejoin it first joins again) when
+ * the conversation itself is broken: the connection or the call ends, a
+ * keepalive or transfer deadline passes, a message is undecodable or over
+ * max_message, the server runs ahead of the replies past max_queue, a
+ * ReconnectIns asks for a wait over max_reconnect_wait, or the stop flag is
+ * raised (SIGINT/SIGTERM). */
 #include "agent_int.h"
 
 #include <math.h>
@@ -30,7 +42,20 @@ typedef struct cli {
     int round; /* fit/evaluate count, for the results (Flower sends no round) */
     int fits, evals;
     int fit_batch; /* largest training batch so far (0: none yet) */
+    int max_epochs, max_batch;
+    double max_reconnect_wait;
+    size_t max_message;
+    int conn_msgs;    /* messages received on this connection */
+    int net_rc;       /* the connection failed during a computation (0 = fine) */
+    char net_err[PT_ERRLEN];
 } cli;
+
+#define MAX_EPOCHS_DEFAULT 100
+#define MAX_BATCH_DEFAULT 512
+#define MAX_RECONNECT_WAIT_DEFAULT 600.0
+#define MAX_QUEUE_DEFAULT 4
+#define MESSAGE_HEADROOM ((size_t)4 << 20) /* config maps and framing around the tensors */
+#define POLL_EVERY_S 2.0                   /* service the connection during computations */
 
 #define CLOG(c, ...) PT_RINFO((c)->res, __VA_ARGS__)
 #define CWARN(c, ...) PT_RWARN((c)->res, __VA_ARGS__)
@@ -80,22 +105,37 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+static int stopping(const cli *c)
+{
+    return c->o->stop && *c->o->stop;
+}
+
+/* During a computation: answer PINGs, move flow control, run the keepalive
+ * and transfer clocks every POLL_EVERY_S. Returns 0, or 1 when the
+ * connection has failed (c->net_rc, c->net_err: the computation is useless). */
+static int service_net(cli *c)
+{
+    double now = pt_now();
+    if (now - c->last_poll < POLL_EVERY_S) return 0;
+    c->last_poll = now;
+    int rc = pnet_client_poll(c->net, 0, c->net_err);
+    if (rc >= 0 || rc == PT_ERR_TIMEOUT) return 0;
+    c->net_rc = rc;
+    return 1;
+}
+
 static int progress_cb(const pnn_progress *p, void *user)
 {
     cli *c = user;
     (void)p;
-    if (c->o->stop && *c->o->stop) return 1;
-    double now = pt_now();
-    if (now - c->last_poll > 2.0) { /* answer PINGs, move flow control */
-        char e[PT_ERRLEN];
-        pnet_client_poll(c->net, 0, e);
-        c->last_poll = now;
-    }
-    return 0;
+    if (stopping(c)) return 1;
+    return service_net(c);
 }
 
-static int config_int(const pt_config *cfg, const char *key, int def, int lo, int hi, int *out,
-                      char *err)
+/* An integer config value in [lo, hi] (malformed otherwise) and at most
+ * limit (the owner's, named by opt). */
+static int config_int(const pt_config *cfg, const char *key, int def, int lo, int hi, int limit,
+                      const char *opt, int *out, char *err)
 {
     double v;
     int rc = pt_config_get_number(cfg, key, &v);
@@ -103,9 +143,13 @@ static int config_int(const pt_config *cfg, const char *key, int def, int lo, in
         *out = def;
         return PT_OK;
     }
-    if (rc || v != floor(v) || v < lo || v > hi)
+    /* range first: (int) of a NaN or out-of-range double is undefined */
+    if (rc || !(v >= lo && v <= hi) || v != floor(v))
         return pt_seterr(err, PT_ERR_INVAL, "config '%s' must be an integer in [%d, %d]", key, lo,
                          hi);
+    if (v > limit)
+        return pt_seterr(err, PT_ERR_RANGE, "config '%s' = %.0f is over this client's limit of "
+                         "%d (%s)", key, v, limit, opt);
     *out = (int)v;
     return PT_OK;
 }
@@ -143,9 +187,45 @@ static void stats_done(cli *c, const pt_cpu_sample *mark, double t0, int64_t exa
     else pt_results_evaluate(c->res, &st);
 }
 
+/* Answer an instruction with a failure status (Flower counts the failure)
+ * and stay. */
+static int refuse(cli *c, pnet_client_out *r, int code, const char *what, const char *why,
+                  char *err)
+{
+    CWARN(c, "%s refused: %s", what, why);
+    r->status_code = code;
+    r->status_message = why;
+    r->params = NULL;
+    r->num_examples = 0;
+    r->loss = 0;
+    r->metrics = NULL;
+    return send_reply(c, r, err);
+}
+
+/* The parameters of a FitIns/EvaluateIns: the model's count and shapes,
+ * finite values. Checked whole before anything is written. */
+#define INS_PARAM_FLAGS (PNET_NPY_ERR_OVERFLOW | PNET_NPY_FINITE)
+
+/* server_round: for the results and the training seed only, but an integer
+ * all the same (a NaN or 1e300 must not reach an (int) cast). */
+static int ins_round(cli *c, const pnet_server_in *in, int count, char *e)
+{
+    int rc = config_int(&in->config, "server_round", count, 0, INT32_MAX, INT32_MAX,
+                        "server_round", &c->round, e);
+    return rc;
+}
+
+static int all_finite(const pt_params *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t k = 0; k < p->t[i].numel; k++)
+            if (!isfinite(p->t[i].data[k])) return 0;
+    return 1;
+}
+
 static int do_fit(cli *c, const pnet_server_in *in, char *err)
 {
-    char e[PT_ERRLEN];
+    char e[PT_ERRLEN], e2[PT_ERRLEN];
     int epochs, batch, rc;
     double lr, mu, t0 = pt_now();
     pt_cpu_sample mark;
@@ -154,9 +234,24 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
     pnn_epoch_stats *st = NULL;
     pt_cpu_mark(&mark);
     c->fits++;
-    c->round = (int)pt_config_number_or(&in->config, "server_round", c->fits);
     r.type = PNET_CMSG_FIT;
     r.status_message = "Success";
+    /* Petal's keys, or the names Flower's examples use */
+    const char *k_epochs = pt_config_get(&in->config, "epochs") ? "epochs" : "local_epochs";
+    const char *k_lr = pt_config_get(&in->config, "lr") ? "lr" : "learning_rate";
+    if ((rc = ins_round(c, in, c->fits, e)) ||
+        (rc = config_int(&in->config, k_epochs, 1, 0, INT32_MAX, c->max_epochs, "--max-epochs",
+                         &epochs, e)) ||
+        (rc = config_int(&in->config, "batch_size", 32, 1, INT32_MAX, c->max_batch,
+                         "--max-batch", &batch, e)) ||
+        (rc = config_real(&in->config, k_lr, 1e-3, 0, 1e6, &lr, e)) ||
+        (rc = config_real(&in->config, "proximal_mu", 0, 0, 1e12, &mu, e)))
+        return refuse(c, &r, PNET_CODE_FIT_NOT_IMPLEMENTED, "fit", e, err);
+    if ((rc = pnet_params_check(&in->params, &c->w, INS_PARAM_FLAGS, e2))) {
+        if (rc == PT_ERR_NOMEM) return pt_seterr(err, rc, "FitIns parameters: %s", e2);
+        pt_seterr(e, rc, "FitIns parameters do not fit this client's model: %s", e2);
+        return refuse(c, &r, PNET_CODE_FIT_NOT_IMPLEMENTED, "fit", e, err);
+    }
     /* Training must depend only on (seed, round, partition) and the weights
      * received, never on this process's history (a restarted or resumed
      * federation then trains bit-identically): fresh optimizer and dropout
@@ -164,21 +259,8 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
     uint64_t fit_seed = mix64(mix64(c->o->seed ^ 0x66697473ull) + (uint64_t)c->round) +
                         (uint64_t)c->o->part;
     if (!c->o->keep_optimizer) pnn_model_init_weights(c->model, mix64(fit_seed));
-    if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))
-        return pt_seterr(err, rc, "FitIns parameters do not fit this client's model: %s", e);
-    /* Petal's keys, or the names Flower's examples use */
-    const char *k_epochs = pt_config_get(&in->config, "epochs") ? "epochs" : "local_epochs";
-    const char *k_lr = pt_config_get(&in->config, "lr") ? "lr" : "learning_rate";
-    if ((rc = config_int(&in->config, k_epochs, 1, 0, 100000, &epochs, e)) ||
-        (rc = config_int(&in->config, "batch_size", 32, 1, 1 << 20, &batch, e)) ||
-        (rc = config_real(&in->config, k_lr, 1e-3, 0, 1e6, &lr, e)) ||
-        (rc = config_real(&in->config, "proximal_mu", 0, 0, 1e12, &mu, e))) {
-        /* answer with a non-OK status: the server counts a failure */
-        CWARN(c, "fit refused: %s", e);
-        r.status_code = PNET_CODE_FIT_NOT_IMPLEMENTED;
-        r.status_message = e;
-        return send_reply(c, &r, err);
-    }
+    if ((rc = pnet_params_decode(&in->params, &c->w, INS_PARAM_FLAGS, e)))
+        return pt_seterr(err, rc, "FitIns parameters: %s", e);
     double loss = NAN, acc = NAN;
     if (epochs > 0) {
         pnn_fit_opts fo;
@@ -196,7 +278,13 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
         rc = pnn_fit(c->model, c->train.x, c->train.y, c->train.n, &fo, st, e);
         if (rc == PNN_ERR_CANCELLED) {
             free(st);
-            return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+            if (stopping(c)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+            return pt_seterr(err, c->net_rc, "connection lost while training: %s", c->net_err);
+        }
+        if (rc == PNN_ERR_NUMERIC) {
+            free(st);
+            pt_seterr(e2, rc, "training diverged: %s", e);
+            return refuse(c, &r, PNET_CODE_FIT_NOT_IMPLEMENTED, "fit", e2, err);
         }
         if (rc) {
             free(st);
@@ -205,6 +293,9 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
         loss = st[epochs - 1].loss;
         acc = st[epochs - 1].accuracy;
         free(st);
+        if (!all_finite(&c->w))
+            return refuse(c, &r, PNET_CODE_FIT_NOT_IMPLEMENTED, "fit",
+                          "training diverged: the weights are not finite", err);
         pt_config_set_double(&metrics, "loss", loss);
         pt_config_set_double(&metrics, "accuracy", acc);
     }
@@ -219,9 +310,39 @@ static int do_fit(cli *c, const pnet_server_in *in, char *err)
     return rc;
 }
 
+/* pnn_evaluate over the validation split in chunks of about half a second,
+ * so the stop flag and the connection are looked after meanwhile. */
+static int evaluate_split(cli *c, int batch, double *loss, double *acc, char *err)
+{
+    const size_t n = c->val.n, in = pnn_input_size(c->model);
+    size_t done = 0, correct = 0, chunk = (size_t)batch;
+    double lsum = 0;
+    char e[PT_ERRLEN];
+    c->last_poll = pt_now();
+    while (done < n) {
+        if (stopping(c)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+        if (service_net(c))
+            return pt_seterr(err, c->net_rc, "connection lost while evaluating: %s", c->net_err);
+        size_t k = n - done < chunk ? n - done : chunk;
+        double l, a, t0 = pt_now();
+        int rc = pnn_evaluate(c->model, c->val.x + done * in, c->val.y + done, k, batch, &l, &a,
+                              e);
+        if (rc) return pt_seterr(err, PT_ERR_NN, "evaluation failed: %s", e);
+        lsum += l * (double)k;
+        correct += (size_t)llround(a * (double)k);
+        done += k;
+        double dt = pt_now() - t0;
+        if (dt < 0.25 && chunk < n) chunk *= 2;
+        else if (dt > 1.0 && chunk >= 2 * (size_t)batch) chunk /= 2;
+    }
+    *loss = n ? lsum / (double)n : 0;
+    *acc = n ? (double)correct / (double)n : 0;
+    return PT_OK;
+}
+
 static int do_evaluate(cli *c, const pnet_server_in *in, char *err)
 {
-    char e[PT_ERRLEN];
+    char e[PT_ERRLEN], e2[PT_ERRLEN];
     int batch, rc;
     double loss = 0, acc = 0, t0 = pt_now();
     pt_cpu_sample mark;
@@ -229,25 +350,27 @@ static int do_evaluate(cli *c, const pnet_server_in *in, char *err)
     pnet_client_out r = {0};
     pt_cpu_mark(&mark);
     c->evals++;
-    c->round = (int)pt_config_number_or(&in->config, "server_round", c->evals);
     r.type = PNET_CMSG_EVALUATE;
     r.status_message = "Success";
-    if ((rc = pnet_params_decode(&in->params, &c->w, PNET_NPY_ERR_OVERFLOW, e)))
-        return pt_seterr(err, rc, "EvaluateIns parameters do not fit this client's model: %s", e);
-    if ((rc = config_int(&in->config, "batch_size", 32, 1, 1 << 20, &batch, e))) {
-        CWARN(c, "evaluate refused: %s", e);
-        r.status_code = PNET_CODE_EVALUATE_NOT_IMPLEMENTED;
-        r.status_message = e;
-        return send_reply(c, &r, err);
+    if ((rc = ins_round(c, in, c->evals, e)) ||
+        (rc = config_int(&in->config, "batch_size", 32, 1, INT32_MAX, c->max_batch,
+                         "--max-batch", &batch, e)))
+        return refuse(c, &r, PNET_CODE_EVALUATE_NOT_IMPLEMENTED, "evaluate", e, err);
+    if ((rc = pnet_params_check(&in->params, &c->w, INS_PARAM_FLAGS, e2))) {
+        if (rc == PT_ERR_NOMEM) return pt_seterr(err, rc, "EvaluateIns parameters: %s", e2);
+        pt_seterr(e, rc, "EvaluateIns parameters do not fit this client's model: %s", e2);
+        return refuse(c, &r, PNET_CODE_EVALUATE_NOT_IMPLEMENTED, "evaluate", e, err);
     }
+    if ((rc = pnet_params_decode(&in->params, &c->w, INS_PARAM_FLAGS, e)))
+        return pt_seterr(err, rc, "EvaluateIns parameters: %s", e);
     /* The batch size does not change the results: once training has sized the
      * model's buffers, evaluating in larger batches would only grow every
      * activation and gradient buffer (a seed-cnn client: ~0.5 GB at 128) */
     if (c->fit_batch && batch > c->fit_batch) batch = c->fit_batch;
-    if (c->val.n) {
-        rc = pnn_evaluate(c->model, c->val.x, c->val.y, c->val.n, batch, &loss, &acc, e);
-        if (rc) return pt_seterr(err, PT_ERR_NN, "evaluation failed: %s", e);
-    }
+    if (c->val.n && (rc = evaluate_split(c, batch, &loss, &acc, err))) return rc;
+    if (!isfinite(loss))
+        return refuse(c, &r, PNET_CODE_EVALUATE_NOT_IMPLEMENTED, "evaluate",
+                      "the evaluation loss is not finite", err);
     pt_config_set_double(&metrics, "accuracy", acc);
     r.loss = (float)loss;
     r.num_examples = (int64_t)c->val.n;
@@ -271,28 +394,41 @@ static int serve(cli *c, double *reconnect_after, char *err)
         pnet_server_in in;
         char e[PT_ERRLEN];
         int rc;
-        if (c->o->stop && *c->o->stop) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
-        rc = pnet_client_recv(c->net, &buf, &len, 500, e);
-        if (rc == PT_ERR_TIMEOUT) continue;
+        if (stopping(c)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+        /* no timeout of our own: a live server may be silent for long (others
+           train); the transport's keepalive and deadlines and the stop flag end
+           the wait otherwise */
+        rc = pnet_client_recv(c->net, &buf, &len, -1, e);
         if (rc == PT_ERR_CLOSED && pnet_client_status(c->net, NULL) == PNET_GRPC_UNAUTHENTICATED)
             return pt_seterr(err, PT_ERR_AUTH, "the server refused this client: %s (check "
                              "--auth-token-file / PETAL_AUTH_TOKEN)", e);
         if (rc == PT_ERR_CLOSED)
             return pt_seterr(err, rc, "the server ended the stream without ReconnectIns: %s", e);
-        if (rc) return pt_seterr(err, rc, "connection lost: %s", e);
+        if (rc == PT_ERR_INTERRUPTED) return pt_seterr(err, rc, "interrupted");
+        if (rc)
+            return pt_seterr(err, rc, "%s%s", rc == PT_ERR_NET || rc == PT_ERR_TLS ?
+                             "connection lost: " : "", e);
+        c->conn_msgs++;
         if ((rc = pnet_server_in_decode(buf, len, NULL, &in, e)))
             return pt_seterr(err, rc, "undecodable ServerMessage: %s", e);
         CDEBUG(c, "Received: %s message", pnet_smsg_name(in.type));
         switch (in.type) {
         case PNET_SMSG_RECONNECT: {
             pnet_client_out r = {0};
+            long long secs = (long long)in.seconds;
+            int over = secs > 0 && (double)secs > c->max_reconnect_wait;
             r.type = PNET_CMSG_DISCONNECT;
-            r.reason = in.seconds > 0 ? PNET_REASON_RECONNECT : PNET_REASON_ACK;
-            *reconnect_after = in.seconds > 0 ? (double)in.seconds : -1;
+            r.reason = over ? PNET_REASON_UNKNOWN
+                       : in.seconds > 0 ? PNET_REASON_RECONNECT : PNET_REASON_ACK;
+            *reconnect_after = secs > 0 ? (double)secs : -1;
             rc = send_reply(c, &r, e);
             if (rc) CDEBUG(c, "DisconnectRes not sent: %s", e);
-            pnet_client_close(c->net, 2000);
+            if (!over) pnet_client_close(c->net, 2000); /* the server's trailers */
             pnet_server_in_free(&in);
+            if (over)
+                return pt_seterr(err, PT_ERR_RANGE, "the server asked to reconnect after %lld s, "
+                                 "over this client's limit of %g s (--max-reconnect-wait)",
+                                 secs, c->max_reconnect_wait);
             return PT_OK;
         }
         case PNET_SMSG_GET_PARAMETERS: {
@@ -368,6 +504,111 @@ static int load_data(cli *c, char *err)
     return PT_OK;
 }
 
+/* The owner's limits, with their defaults; the transport's security. */
+static int limits(cli *c, char *err)
+{
+    const pt_client_opts *o = c->o;
+    int tls = o->tls || o->tls_ca || o->tls_cert;
+    c->max_epochs = o->max_epochs > 0 ? o->max_epochs : MAX_EPOCHS_DEFAULT;
+    c->max_batch = o->max_batch > 0 ? o->max_batch : MAX_BATCH_DEFAULT;
+    c->max_reconnect_wait = o->max_reconnect_wait > 0 ? o->max_reconnect_wait
+                                                      : MAX_RECONNECT_WAIT_DEFAULT;
+    /* a FitIns is this model's tensors and a config map: twice the float32
+       size (float64 tensors are accepted) and some room; a bigger message is
+       not meant for this client */
+    size_t auto_max = 2 * pnet_params_packed_size(&c->w) + MESSAGE_HEADROOM;
+    c->max_message = o->max_message ? o->max_message : auto_max;
+    if (c->max_message > UINT32_MAX) c->max_message = UINT32_MAX;
+    if (!tls && o->require_tls)
+        return pt_seterr(err, PT_ERR_INVAL, "--require-tls: the connection to %s would be "
+                         "cleartext h2c; give --tls-ca FILE (or --tls)", o->server);
+    if (!tls && o->auth_token)
+        CWARN(c, "the auth token goes to %s over cleartext h2c: anyone on the path can read "
+              "it and join as this client; use --tls-ca (and --require-tls to refuse "
+              "cleartext)", o->server);
+    CDEBUG(c, "limits: epochs %d, batch %d, reconnect wait %g s, message %zu bytes, queue %d",
+           c->max_epochs, c->max_batch, c->max_reconnect_wait, c->max_message,
+           o->max_queue > 0 ? o->max_queue : MAX_QUEUE_DEFAULT);
+    return PT_OK;
+}
+
+/* Errors after which joining again may help (--rejoin): the server or the
+ * connection went away, or a deadline passed. */
+static int rejoinable(int rc)
+{
+    return rc == PT_ERR_CLOSED || rc == PT_ERR_NET || rc == PT_ERR_TIMEOUT;
+}
+
+/* Connect, serve, and join again after ReconnectIns or (with --rejoin) a lost
+ * server. Every reconnection waits for gRPC's connection backoff, which
+ * starts again only after a connection that carried a message: a server that
+ * accepts and drops gets ever slower attempts, all within the rejoin window
+ * counted from the last useful connection. */
+static int join_and_serve(cli *c, char *err)
+{
+    const pt_client_opts *o = c->o;
+    char e[PT_ERRLEN];
+    pnet_backoff bo = {0};
+    int rejoining = 0, rc;
+    double lost_at = 0;
+    for (;;) {
+        pnet_client_opts co = {0};
+        double again = -1;
+        co.address = o->server;
+        co.tls = o->tls || o->tls_ca || o->tls_cert;
+        co.tls_ca = o->tls_ca;
+        co.server_name = o->server_name;
+        co.tls_cert = o->tls_cert;
+        co.tls_key = o->tls_key;
+        co.auth_token = o->auth_token;
+        co.stop = o->stop;
+        co.backoff = &bo;
+        co.max_message = c->max_message;
+        co.max_queue = o->max_queue > 0 ? o->max_queue : MAX_QUEUE_DEFAULT;
+        co.keepalive_time_s = o->keepalive;
+        co.keepalive_timeout_s = o->keepalive_timeout;
+        co.transfer_timeout_s = o->transfer_timeout;
+        co.connect_deadline_s = o->connect_timeout > 0 ? o->connect_timeout : -1;
+        if (rejoining) {
+            co.connect_deadline_s = o->rejoin - (pt_now() - lost_at);
+            if (co.connect_deadline_s <= 0)
+                return pt_seterr(err, PT_ERR_TIMEOUT, "the server at %s was not back within "
+                                 "--rejoin %g s: %s", o->server, o->rejoin, e);
+        }
+        if ((rc = pnet_client_connect(&c->net, &co, e))) {
+            if (rc == PT_ERR_INTERRUPTED) return pt_seterr(err, rc, "interrupted");
+            return pt_seterr(err, rc, "cannot join %s: %s", o->server, e);
+        }
+        if (co.tls)
+            CLOG(c, "Opened secure gRPC connection using certificates");
+        else
+            CLOG(c, "Opened insecure gRPC connection (no certificates were passed)");
+        c->conn_msgs = 0;
+        rc = serve(c, &again, err);
+        pnet_client_free(c->net);
+        c->net = NULL;
+        if (c->conn_msgs) pnet_backoff_reset(&bo);
+        if (rc && o->rejoin > 0 && rejoinable(rc) && !stopping(c)) {
+            if (!rejoining || c->conn_msgs) lost_at = pt_now();
+            rejoining = 1;
+            pt_seterr(e, rc, "%s", err);
+            double wait = pnet_backoff_next(&bo), left = o->rejoin - (pt_now() - lost_at);
+            CWARN(c, "%s; joining again in %.1f s (for up to %.0f s more)", err, wait, left);
+            pt_sleep(wait < left ? wait : left, o->stop);
+            continue;
+        }
+        if (rc) return rc;
+        rejoining = 0;
+        if (again < 0) {
+            CLOG(c, "Disconnect and shut down");
+            return PT_OK;
+        }
+        CLOG(c, "Disconnect, then re-establish connection after %g second(s)", again);
+        pt_sleep(again, o->stop);
+        if (stopping(c)) return pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
+    }
+}
+
 int pt_client_run(const pt_client_opts *o, char *err)
 {
     cli C, *c = &C;
@@ -382,7 +623,7 @@ int pt_client_run(const pt_client_opts *o, char *err)
                          o->num_parts);
     snprintf(c->id, sizeof c->id, "%s", o->id && *o->id ? o->id : "");
     if (!*c->id) snprintf(c->id, sizeof c->id, "%d", o->part);
-    snprintf(src, sizeof src, "client_%s", c->id);
+    snprintf(src, sizeof src, "client_%.64s", c->id);
     if (o->out_dir && (rc = pt_results_open(&c->res, o->out_dir, src, err))) return rc;
     pnn_opts_init(&no);
     no.backend = (pnn_backend)o->backend;
@@ -394,6 +635,7 @@ int pt_client_run(const pt_client_opts *o, char *err)
         goto done;
     }
     if ((rc = pt_agent_params_view(&c->w, c->model, err))) goto done;
+    if ((rc = limits(c, err))) goto done;
     if ((rc = load_data(c, err))) goto done;
     {
         char part[32];
@@ -404,50 +646,7 @@ int pt_client_run(const pt_client_opts *o, char *err)
     }
     CLOG(c, "client %s: %zu training and %zu validation examples (partition %d/%d, %s)", c->id,
          c->train.n, c->val.n, o->part, o->num_parts, o->partitioner);
-    int rejoining = 0;
-    for (;;) {
-        pnet_client_opts co = {0};
-        double again = -1;
-        co.address = o->server;
-        co.tls = o->tls || o->tls_ca || o->tls_cert;
-        co.tls_ca = o->tls_ca;
-        co.server_name = o->server_name;
-        co.tls_cert = o->tls_cert;
-        co.tls_key = o->tls_key;
-        co.auth_token = o->auth_token;
-        co.connect_deadline_s = o->connect_timeout > 0 ? o->connect_timeout : -1;
-        if (rejoining) co.connect_deadline_s = o->rejoin;
-        if ((rc = pnet_client_connect(&c->net, &co, e))) {
-            rc = pt_seterr(err, rc, "cannot join %s: %s", o->server, e);
-            goto done;
-        }
-        if (co.tls)
-            CLOG(c, "Opened secure gRPC connection using certificates");
-        else
-            CLOG(c, "Opened insecure gRPC connection (no certificates were passed)");
-        rc = serve(c, &again, err);
-        pnet_client_free(c->net);
-        c->net = NULL;
-        if (rc && o->rejoin > 0 && (rc == PT_ERR_CLOSED || rc == PT_ERR_NET) &&
-            !(o->stop && *o->stop)) {
-            CWARN(c, "%s; joining again (retrying for up to %g s)", err, o->rejoin);
-            rejoining = 1;
-            pt_sleep(0.2, o->stop);
-            continue;
-        }
-        if (rc) goto done;
-        rejoining = 0;
-        if (again < 0) {
-            CLOG(c, "Disconnect and shut down");
-            break;
-        }
-        CLOG(c, "Disconnect, then re-establish connection after %g second(s)", again);
-        pt_sleep(again, o->stop);
-        if (o->stop && *o->stop) {
-            rc = pt_seterr(err, PT_ERR_INTERRUPTED, "interrupted");
-            goto done;
-        }
-    }
+    rc = join_and_serve(c, err);
 done:
     if (rc) PT_RERROR(c->res, "%s", err && *err ? err : pt_strerror(rc));
     pt_results_client_end(c->res, pt_now() - t_start,

@@ -5,9 +5,12 @@
 #include "petal.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "pdata.h"
 #include "pnet.h"
@@ -32,6 +35,8 @@ static void usage(FILE *f)
             "  --tls-cert FILE --tls-key FILE   mutual TLS: present this client certificate\n"
             "  --auth-token-file FILE  send the first line of FILE as 'authorization: Bearer'\n"
             "                          token; also from the environment: PETAL_AUTH_TOKEN\n"
+            "  --require-tls           refuse to connect without TLS (a token over cleartext\n"
+            "                          h2c is readable on the path; without this, a warning)\n"
             "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
             "  --dataset SPEC          fashion-mnist (default), folder:DIR, cifar10:DIR, ...\n"
             "  --partition i/N         this client's share: part i (0-based) of N (default 0/1)\n"
@@ -49,6 +54,20 @@ static void usage(FILE *f)
             "  --id NAME               client name in logs and results (default: i)\n"
             "  --out DIR               write client_<id>_log.log and events.jsonl into DIR\n"
             "  --log-level LEVEL       debug, info (default), warn, error\n"
+            "\n"
+            "Limits on what the server may ask (beyond one: a failure status, or leaving):\n"
+            "  --max-epochs N          local epochs per fit (default 100)\n"
+            "  --max-batch N           batch size of fit and evaluate (default 512)\n"
+            "  --max-reconnect-wait S  longest ReconnectIns wait; asked for more, the client\n"
+            "                          exits with an error (default 600)\n"
+            "  --max-message BYTES     largest message (default: 2 x the model's parameters\n"
+            "                          + 4 MiB)\n"
+            "  --max-queue N           server messages ahead of our replies (default 4)\n"
+            "  --keepalive S           PING a server silent for S seconds (default 60; 0 = never)\n"
+            "  --keepalive-timeout S   drop the connection when the PING stays unanswered\n"
+            "                          this long (default 20)\n"
+            "  --transfer-timeout S    a message in or out must progress every S seconds and\n"
+            "                          finish within S + 1 s per MiB (default 60; 0 = no limit)\n"
             "  --help                  this text\n");
 }
 
@@ -56,8 +75,50 @@ enum {
     O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
     O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN, O_TLS_CERT, O_TLS_KEY,
-    O_TOKEN_FILE
+    O_TOKEN_FILE, O_MAX_EPOCHS, O_MAX_BATCH, O_MAX_RECONNECT, O_MAX_MESSAGE, O_MAX_QUEUE,
+    O_KEEPALIVE, O_KEEPALIVE_TIMEOUT, O_TRANSFER_TIMEOUT, O_REQUIRE_TLS
 };
+
+/* SIGINT/SIGTERM raise the stop flag, which every wait, send, training batch
+ * and evaluation chunk of the client watches (it ends within a fraction of a
+ * second). What cannot watch it (one long training batch, loading a big
+ * dataset, a hanging DNS lookup) meets a watchdog: 1.5 s after the signal the
+ * process exits anyway, so a client always ends within 2 s of SIGTERM. */
+static volatile int client_stop;
+static volatile sig_atomic_t watchdog_armed;
+
+static void on_watchdog(int sig)
+{
+    static const char m[] = "petal client: interrupted (still busy 1.5 s after the signal)\n";
+    ssize_t w = write(2, m, sizeof m - 1);
+    (void)w;
+    (void)sig;
+    _exit(1);
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    client_stop = 1;
+    if (!watchdog_armed) {
+        struct itimerval it = {{0, 0}, {1, 500000}};
+        watchdog_armed = 1;
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+}
+
+static void client_signals(void)
+{
+    struct sigaction sa;
+    pt_agent_signals(&client_stop); /* SIGPIPE ignored, no SA_RESTART */
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_watchdog;
+    sigaction(SIGALRM, &sa, NULL);
+}
 
 static int valid_id(const char *s)
 {
@@ -97,16 +158,24 @@ int pt_cmd_client(int argc, char **argv)
         {"tls-cert", required_argument, 0, O_TLS_CERT},
         {"tls-key", required_argument, 0, O_TLS_KEY},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
+        {"require-tls", no_argument, 0, O_REQUIRE_TLS},
+        {"max-epochs", required_argument, 0, O_MAX_EPOCHS},
+        {"max-batch", required_argument, 0, O_MAX_BATCH},
+        {"max-reconnect-wait", required_argument, 0, O_MAX_RECONNECT},
+        {"max-message", required_argument, 0, O_MAX_MESSAGE},
+        {"max-queue", required_argument, 0, O_MAX_QUEUE},
+        {"keepalive", required_argument, 0, O_KEEPALIVE},
+        {"keepalive-timeout", required_argument, 0, O_KEEPALIVE_TIMEOUT},
+        {"transfer-timeout", required_argument, 0, O_TRANSFER_TIMEOUT},
         {0, 0, 0, 0},
     };
-    static volatile int stop;
     pt_client_opts o;
     const char *token_file = NULL;
     char err[PT_ERRLEN] = "";
     long long iv;
     int c;
     pt_client_opts_init(&o);
-    o.stop = &stop;
+    o.stop = &client_stop;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -189,6 +258,43 @@ int pt_cmd_client(int argc, char **argv)
         case O_REJOIN:
             if (pt_agent_parse_double("--rejoin", optarg, 0, 1e7, &o.rejoin)) return 2;
             break;
+        case O_REQUIRE_TLS: o.require_tls = 1; break;
+        case O_MAX_EPOCHS:
+            if (pt_agent_parse_int("--max-epochs", optarg, 1, 1000000, &iv)) return 2;
+            o.max_epochs = (int)iv;
+            break;
+        case O_MAX_BATCH:
+            if (pt_agent_parse_int("--max-batch", optarg, 1, 1 << 24, &iv)) return 2;
+            o.max_batch = (int)iv;
+            break;
+        case O_MAX_RECONNECT:
+            if (pt_agent_parse_double("--max-reconnect-wait", optarg, 0.001, 1e9,
+                                      &o.max_reconnect_wait))
+                return 2;
+            break;
+        case O_MAX_MESSAGE:
+            if (pt_agent_parse_int("--max-message", optarg, 1024, 0xffffffffLL, &iv)) return 2;
+            o.max_message = (size_t)iv;
+            break;
+        case O_MAX_QUEUE:
+            if (pt_agent_parse_int("--max-queue", optarg, 1, 1000000, &iv)) return 2;
+            o.max_queue = (int)iv;
+            break;
+        case O_KEEPALIVE:
+        case O_KEEPALIVE_TIMEOUT:
+        case O_TRANSFER_TIMEOUT: {
+            double v;
+            const char *nm = c == O_KEEPALIVE           ? "--keepalive"
+                             : c == O_KEEPALIVE_TIMEOUT ? "--keepalive-timeout"
+                                                        : "--transfer-timeout";
+            if (pt_agent_parse_double(nm, optarg, c == O_KEEPALIVE_TIMEOUT ? 0.001 : 0, 1e7, &v))
+                return 2;
+            if (v == 0) v = -1; /* off (the library's 0 means its default) */
+            if (c == O_KEEPALIVE) o.keepalive = v;
+            else if (c == O_KEEPALIVE_TIMEOUT) o.keepalive_timeout = v;
+            else o.transfer_timeout = v;
+            break;
+        }
         case ':':
             fprintf(stderr, "petal client: option %s needs a value\n", name);
             return 2;
@@ -212,7 +318,7 @@ int pt_cmd_client(int argc, char **argv)
         return 2;
     }
     if (token[0]) o.auth_token = token;
-    pt_agent_signals(&stop);
+    client_signals();
     int rc = pt_client_run(&o, err);
     if (rc) {
         fprintf(stderr, "petal client: %s\n", err[0] ? err : pt_strerror(rc));

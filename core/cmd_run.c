@@ -620,6 +620,9 @@ static void client_args(argvec *a, const run_opts *o, int i, const char *addr, c
     snprintf(buf, sizeof buf, "%d", i);
     av_add2(a, "--id", buf);
     av_add2(a, "--out", dir);
+    /* this run's server asks for these: the clients' limits admit them */
+    av_add2(a, "--max-epochs", o->epochs);
+    av_add2(a, "--max-batch", o->batch_size);
     if (o->seed) av_add2(a, "--seed", o->seed);
     /* the client's --limit / --eval-limit apply before partitioning */
     if (o->limit) {

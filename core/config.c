@@ -90,7 +90,9 @@ static uint32_t *probe(const pt_config *c, const char *key, size_t len)
     size_t mask = c->nslot - 1, i = (size_t)keyhash(key, len) & mask;
     for (;; i = (i + 1) & mask) {
         uint32_t *sl = &c->slot[i];
-        if (!*sl || !strcmp(c->e[*sl - 1].key, key)) return sl;
+        if (!*sl) return sl;
+        const pt_config_entry *e = &c->e[*sl - 1];
+        if (e->keylen == len && !memcmp(e->key, key, len)) return sl;
     }
 }
 
@@ -106,8 +108,7 @@ static int reindex(pt_config *c, size_t want)
     c->slot = sl;
     c->nslot = ns;
     for (size_t i = 0; i < c->n; i++) {
-        const char *k = c->e[i].key;
-        *probe(c, k, strlen(k)) = (uint32_t)(i + 1);
+        *probe(c, c->e[i].key, c->e[i].keylen) = (uint32_t)(i + 1);
     }
     return PT_OK;
 }
@@ -118,22 +119,22 @@ static void scalar_clear(pt_scalar *v)
     memset(v, 0, sizeof *v);
 }
 
-static pt_config_entry *find(const pt_config *c, const char *key)
+/* Keys compare by length and bytes (a key may hold NUL bytes). */
+static pt_config_entry *find(const pt_config *c, const char *key, size_t keylen)
 {
     if (!c->slot) {
         for (size_t i = 0; i < c->n; i++)
-            if (!strcmp(c->e[i].key, key)) return &c->e[i];
+            if (c->e[i].keylen == keylen && !memcmp(c->e[i].key, key, keylen)) return &c->e[i];
         return NULL;
     }
-    uint32_t *sl = probe(c, key, strlen(key));
+    uint32_t *sl = probe(c, key, keylen);
     return *sl ? &c->e[*sl - 1] : NULL;
 }
 
 /* Returns the entry for key, creating it (value cleared) if needed. */
-static pt_config_entry *slot(pt_config *c, const char *key)
+static pt_config_entry *slot(pt_config *c, const char *key, size_t keylen)
 {
-    pt_config_entry *e = find(c, key);
-    size_t klen;
+    pt_config_entry *e = find(c, key, keylen);
     if (e) {
         scalar_clear(&e->val);
         return e;
@@ -149,17 +150,23 @@ static pt_config_entry *slot(pt_config *c, const char *key)
     /* the index covers the new entry before it exists, so a failure leaves
      * the map as it was */
     if (c->n + 1 > SMALL && 2 * (c->n + 1) > c->nslot && reindex(c, c->n + 1)) return NULL;
-    klen = strlen(key);
     e = &c->e[c->n];
     memset(e, 0, sizeof *e);
-    if (!(e->key = malloc(klen + 1))) return NULL;
-    memcpy(e->key, key, klen + 1);
-    if (c->slot) *probe(c, key, klen) = (uint32_t)(c->n + 1);
+    if (!(e->key = malloc(keylen + 1))) return NULL;
+    memcpy(e->key, key, keylen);
+    e->key[keylen] = 0;
+    e->keylen = keylen;
+    if (c->slot) *probe(c, key, keylen) = (uint32_t)(c->n + 1);
     c->n++;
     return e;
 }
 
 int pt_config_set(pt_config *c, const char *key, const pt_scalar *v)
+{
+    return pt_config_set_len(c, key, strlen(key), v);
+}
+
+int pt_config_set_len(pt_config *c, const char *key, size_t keylen, const pt_scalar *v)
 {
     pt_scalar tmp = *v;
     if (v->type == PT_SCALAR_STRING || v->type == PT_SCALAR_BYTES) {
@@ -170,7 +177,7 @@ int pt_config_set(pt_config *c, const char *key, const pt_scalar *v)
     } else if (v->type < PT_SCALAR_DOUBLE || v->type > PT_SCALAR_UINT64) {
         return PT_ERR_INVAL;
     }
-    pt_config_entry *e = slot(c, key);
+    pt_config_entry *e = slot(c, key, keylen);
     if (!e) {
         if (tmp.type == PT_SCALAR_STRING || tmp.type == PT_SCALAR_BYTES) free(tmp.v.s.ptr);
         return PT_ERR_NOMEM;
@@ -221,7 +228,12 @@ int pt_config_set_bytes(pt_config *c, const char *key, const void *v, size_t len
 
 const pt_scalar *pt_config_get(const pt_config *c, const char *key)
 {
-    pt_config_entry *e = find(c, key);
+    return pt_config_get_len(c, key, strlen(key));
+}
+
+const pt_scalar *pt_config_get_len(const pt_config *c, const char *key, size_t keylen)
+{
+    pt_config_entry *e = find(c, key, keylen);
     return e ? &e->val : NULL;
 }
 
@@ -248,7 +260,7 @@ int pt_config_copy(pt_config *dst, const pt_config *src)
 {
     memset(dst, 0, sizeof *dst);
     for (size_t i = 0; i < src->n; i++) {
-        int rc = pt_config_set(dst, src->e[i].key, &src->e[i].val);
+        int rc = pt_config_set_len(dst, src->e[i].key, src->e[i].keylen, &src->e[i].val);
         if (rc) {
             pt_config_free(dst);
             return rc;

@@ -38,6 +38,8 @@ core_TESTS += tests/test_run.py
 # agents: petal server / petal client (issue 3) - interop, federation, bad input
 core_TESTS += tests/test_agents_flower_client.py tests/test_agents_flower_server.py \
               tests/test_agents_badinput.py tests/test_federation.py tests/test_agents_cli.py
+# issue 20: petal client against hand-built hostile servers (ends, limits, SIGTERM, memory)
+core_TESTS += tests/test_agents_hostile_server.py
 core_TEST_PREREQS += $(PETAL_BIN) $(BUILD)/gen/py/transport_pb2.py \
                      $(BUILD)/gen/py/transport_pb2_grpc.py
 core_TESTS += tests/test_run_e2e.py

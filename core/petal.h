@@ -174,8 +174,10 @@ typedef struct pt_scalar {
 #define PT_CONFIG_KEY_MAX 4096
 
 typedef struct pt_config_entry {
-    char *key;
+    char *key;     /* NUL-terminated copy; may hold NUL bytes itself (keylen) */
     pt_scalar val;
+    size_t keylen; /* key bytes: keys are compared by length and bytes, so a wire
+                      key "batch_size\0junk" is not "batch_size" */
 } pt_config_entry;
 
 typedef struct pt_config {
@@ -194,8 +196,11 @@ int pt_config_set_string(pt_config *c, const char *key, const char *v);
 int pt_config_set_bytes(pt_config *c, const char *key, const void *v, size_t len);
 /* Set a copy of a scalar. */
 int pt_config_set(pt_config *c, const char *key, const pt_scalar *v);
+/* Same with a key of keylen bytes that may contain NUL bytes (from the wire). */
+int pt_config_set_len(pt_config *c, const char *key, size_t keylen, const pt_scalar *v);
 /* Borrowed pointer (valid until the map changes) or NULL. */
 const pt_scalar *pt_config_get(const pt_config *c, const char *key);
+const pt_scalar *pt_config_get_len(const pt_config *c, const char *key, size_t keylen);
 /* Numeric lookup: double, sint64, uint64 and bool convert; returns PT_OK,
  * PT_ERR_NOTFOUND (key absent) or PT_ERR_FORMAT (not numeric). */
 int pt_config_get_number(const pt_config *c, const char *key, double *out);

@@ -175,12 +175,44 @@ static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
     if (n < len) snprintf(buf + n, len - n, ndim == 1 ? ",)" : ")");
 }
 
+int pnet_params_check(const pnet_params_view *v, const pt_params *like, unsigned flags,
+                      char *err)
+{
+    pnet_npy_info one;
+    char e2[PT_ERRLEN];
+    int rc;
+    if (like && v->n != like->n)
+        return pt_seterr(err, PT_ERR_MISMATCH, "parameters: got %zu tensors, model has %zu",
+                         v->n, like->n);
+    for (size_t i = 0; i < v->n; i++) {
+        if ((rc = pnet_npy_view(v->tensors[i].ptr, v->tensors[i].len, &one, e2)))
+            return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
+        if (like) {
+            int same = one.ndim == like->t[i].ndim;
+            for (int d = 0; same && d < one.ndim; d++) same = one.shape[d] == like->t[i].shape[d];
+            if (!same) {
+                char a[160], b[160];
+                fmt_shape(a, sizeof a, one.ndim, one.shape);
+                fmt_shape(b, sizeof b, like->t[i].ndim, like->t[i].shape);
+                return pt_seterr(err, PT_ERR_MISMATCH, "tensor %zu: shape %s, expected %s", i, a,
+                                 b);
+            }
+        }
+        if ((rc = pnet_npy_check(&one, flags, e2)))
+            return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
+    }
+    return PT_OK;
+}
+
 int pnet_params_decode(const pnet_params_view *v, pt_params *dst, unsigned flags, char *err)
 {
     pnet_npy_info one, *info = &one;
     int fresh = dst->n == 0 && dst->buf == NULL && dst->t == NULL;
-    int rc = PT_OK;
     char e2[PT_ERRLEN];
+    /* validate everything before the first byte of dst changes */
+    int rc = pnet_params_check(v, fresh ? NULL : dst, flags, err);
+    if (rc) return rc;
+    flags &= ~(unsigned)PNET_NPY_FINITE; /* checked */
     if (fresh) {
         int *ndims = NULL;
         const int64_t **shapes = NULL;
@@ -219,20 +251,9 @@ int pnet_params_decode(const pnet_params_view *v, pt_params *dst, unsigned flags
         free(shapes);
         return rc;
     }
-    if (v->n != dst->n)
-        return pt_seterr(err, PT_ERR_MISMATCH, "parameters: got %zu tensors, model has %zu",
-                         v->n, dst->n);
     for (size_t i = 0; i < v->n; i++) {
         rc = pnet_npy_view(v->tensors[i].ptr, v->tensors[i].len, &one, e2);
         if (rc) return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
-        int same = one.ndim == dst->t[i].ndim;
-        for (int d = 0; same && d < one.ndim; d++) same = one.shape[d] == dst->t[i].shape[d];
-        if (!same) {
-            char a[160], b[160];
-            fmt_shape(a, sizeof a, one.ndim, one.shape);
-            fmt_shape(b, sizeof b, dst->t[i].ndim, dst->t[i].shape);
-            return pt_seterr(err, PT_ERR_MISMATCH, "tensor %zu: shape %s, expected %s", i, a, b);
-        }
         rc = pnet_npy_to_f32(&one, dst->t[i].data, dst->t[i].numel, flags, e2);
         if (rc) return pt_seterr(err, rc, "tensor %zu: %s", i, e2);
     }

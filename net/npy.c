@@ -397,6 +397,40 @@ static int convert_one(const pnet_npy_info *in, size_t k, unsigned flags, float 
     return 0;
 }
 
+int pnet_npy_check(const pnet_npy_info *info, unsigned flags, char *err)
+{
+    if (info->dtype != PNET_DT_F4 && (flags & PNET_NPY_F32_ONLY))
+        return pt_seterr(err, PT_ERR_UNSUPPORTED, "npy: dtype %s where float32 is required",
+                         info->dtype == PNET_DT_F8 ? "float64" : "int64");
+    if (info->dtype == PNET_DT_I8 || !(flags & (PNET_NPY_FINITE | PNET_NPY_ERR_OVERFLOW)) ||
+        (info->dtype == PNET_DT_F4 && !(flags & PNET_NPY_FINITE)))
+        return PT_OK; /* every int64 converts to a finite float; a float32 cannot overflow */
+    /* The exponent bits say it all: no conversion, no write. Element order
+     * (C or Fortran) does not matter for "is any of them bad". */
+    for (size_t k = 0; k < info->numel; k++) {
+        uint64_t u = load_u(info->data + k * (size_t)info->itemsize, info->itemsize,
+                            info->big_endian);
+        if (info->dtype == PNET_DT_F4) {
+            if ((flags & PNET_NPY_FINITE) && ((u >> 23) & 0xff) == 0xff)
+                return pt_seterr(err, PT_ERR_DIVERGED, "npy: element %zu is not finite (%s)", k,
+                                 (u & 0x7fffff) ? "NaN" : "infinity");
+            continue;
+        }
+        double d;
+        memcpy(&d, &u, 8);
+        if (!isfinite(d)) {
+            if (flags & PNET_NPY_FINITE)
+                return pt_seterr(err, PT_ERR_DIVERGED, "npy: element %zu is not finite (%s)", k,
+                                 isnan(d) ? "NaN" : "infinity");
+        } else if (fabs(d) > FLT_MAX) {
+            return pt_seterr(err, PT_ERR_RANGE,
+                             "npy: element %zu overflows float32 (value beyond %g)", k,
+                             (double)FLT_MAX);
+        }
+    }
+    return PT_OK;
+}
+
 int pnet_npy_to_f32(const pnet_npy_info *info, float *dst, size_t numel, unsigned flags,
                     char *err)
 {
@@ -406,6 +440,10 @@ int pnet_npy_to_f32(const pnet_npy_info *info, float *dst, size_t numel, unsigne
     if (info->dtype != PNET_DT_F4 && (flags & PNET_NPY_F32_ONLY))
         return pt_seterr(err, PT_ERR_UNSUPPORTED, "npy: dtype %s where float32 is required",
                          info->dtype == PNET_DT_F8 ? "float64" : "int64");
+    if (flags & PNET_NPY_FINITE) { /* nothing written unless every value passes */
+        int rc = pnet_npy_check(info, flags, err);
+        if (rc) return rc;
+    }
     int contiguous = !info->fortran_order || info->ndim <= 1;
     if (contiguous && info->dtype == PNET_DT_F4 && info->big_endian == !host_is_le()) {
         if (numel) memcpy(dst, info->data, numel * 4);

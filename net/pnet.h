@@ -73,11 +73,21 @@ int pnet_npy_view(const uint8_t *buf, size_t len, pnet_npy_info *out, char *err)
 /* Conversion flags for pnet_npy_to_f32 / pnet_params_decode. */
 #define PNET_NPY_F32_ONLY 0x1      /* reject anything but float32 (PT_ERR_UNSUPPORTED) */
 #define PNET_NPY_ERR_OVERFLOW 0x2  /* f8/i8 values beyond float32 range -> PT_ERR_RANGE */
+#define PNET_NPY_FINITE 0x4        /* NaN or infinity -> PT_ERR_DIVERGED (and f8 values
+                                      beyond float32 range -> PT_ERR_RANGE) */
+
+/* Check the values of the tensor described by info against flags without
+ * converting or writing anything: PNET_NPY_F32_ONLY (PT_ERR_UNSUPPORTED),
+ * PNET_NPY_FINITE (PT_ERR_DIVERGED naming the element), PNET_NPY_ERR_OVERFLOW
+ * (PT_ERR_RANGE). One read pass over the data. */
+int pnet_npy_check(const pnet_npy_info *info, unsigned flags, char *err);
 
 /* Convert the tensor described by info into dst (numel floats, C order):
  * f4 copied, f8 and i8 converted to float32, big-endian swapped, fortran
  * order transposed. numel must equal info->numel (else PT_ERR_MISMATCH).
- * Returns PT_OK, PT_ERR_MISMATCH, PT_ERR_UNSUPPORTED, PT_ERR_RANGE. */
+ * With PNET_NPY_FINITE the values are checked first (pnet_npy_check) and dst
+ * is untouched on PT_ERR_DIVERGED.
+ * Returns PT_OK, PT_ERR_MISMATCH, PT_ERR_UNSUPPORTED, PT_ERR_RANGE, PT_ERR_DIVERGED. */
 int pnet_npy_to_f32(const pnet_npy_info *info, float *dst, size_t numel, unsigned flags,
                     char *err);
 
@@ -101,13 +111,20 @@ typedef struct pnet_params_view {
     pnet_bytes tensor_type; /* e.g. "numpy.ndarray" (not checked, as Flower) */
 } pnet_params_view;
 
+/* Check v whole without writing anything: every tensor parses (pnet_npy_view),
+ * its values pass pnet_npy_check(flags), and, when like is not NULL, the
+ * count and every shape match like (PT_ERR_MISMATCH names the tensor index
+ * and both shapes). Returns PT_OK or those codes (err names the tensor). */
+int pnet_params_check(const pnet_params_view *v, const pt_params *like, unsigned flags,
+                      char *err);
+
 /* Decode every tensor of v into dst. If dst is empty (zeroed) it is
  * allocated with the tensors' shapes (free with pt_params_free). Otherwise
  * the count and every shape must match dst: PT_ERR_MISMATCH names the
- * tensor index and both shapes. flags: PNET_NPY_*. Returns PT_OK or the
- * pnet_npy_view / pnet_npy_to_f32 / PT_ERR_NOMEM codes (err names the
- * tensor index). On error an allocated dst is freed, an existing one may
- * be partly overwritten. */
+ * tensor index and both shapes. flags: PNET_NPY_*. v is validated whole
+ * first (pnet_params_check): on any error dst is left as it was (an
+ * allocated one is freed). Returns PT_OK or the pnet_params_check /
+ * PT_ERR_NOMEM codes (err names the tensor index). */
 int pnet_params_decode(const pnet_params_view *v, pt_params *dst, unsigned flags, char *err);
 
 /* Size of a Parameters message body (tensors as NPY, tensor_type
@@ -405,6 +422,24 @@ void pnet_server_free(pnet_server *s);
 /* ---- client ----------------------------------------------------------- */
 typedef struct pnet_client pnet_client;
 
+/* gRPC's connection backoff (grpc/doc/connection-backoff.md): the first
+ * retry after initial_s, each next one 1.6 times longer up to max_s, every
+ * delay with +-20 % jitter. A zeroed struct is a fresh backoff with the
+ * defaults. Keep one across connections to keep growing the delays when
+ * connections fail one after the other (a server that accepts and drops). */
+typedef struct pnet_backoff {
+    double initial_s;  /* 0 = 1 s */
+    double max_s;      /* 0 = 120 s */
+    double next_s;     /* delay before jitter of the next retry (0 = initial_s) */
+    unsigned seed;     /* jitter state; 0 = seeded from the clock and pid */
+} pnet_backoff;
+#define PNET_BACKOFF_MULTIPLIER 1.6
+#define PNET_BACKOFF_JITTER 0.2
+/* The delay before the next retry (seconds), then grow next_s. */
+double pnet_backoff_next(pnet_backoff *b);
+/* Start again from initial_s (after a connection that worked). */
+void pnet_backoff_reset(pnet_backoff *b);
+
 typedef struct pnet_client_opts {
     const char *address;       /* "host:port" (required) */
     int tls;                   /* 1 = TLS; implied by tls_ca. Without tls_ca the system
@@ -413,9 +448,9 @@ typedef struct pnet_client_opts {
     const char *server_name;   /* SNI + certificate name check; NULL = host of address */
     double connect_deadline_s; /* keep retrying refused/unreachable connects for this
                                   long; 0 = 60 s, < 0 = try once */
-    double backoff_initial_s;  /* first retry delay; 0 = 0.1 s */
-    double backoff_max_s;      /* delay cap; 0 = 5 s (doubling, +-20% jitter) */
-    size_t max_message;        /* 0 = 512 MiB */
+    double backoff_initial_s;  /* without `backoff`: first retry delay; 0 = 1 s */
+    double backoff_max_s;      /* without `backoff`: delay cap; 0 = 120 s */
+    size_t max_message;        /* largest message received or sent; 0 = 512 MiB */
     const char *user_agent;    /* NULL = "petal/<ver> (linux)" */
     const char *tls_cert;      /* PEM client certificate chain for mutual TLS (with
                                   tls_key; implies tls) */
@@ -427,53 +462,94 @@ typedef struct pnet_client_opts {
                                   pnet_client_status() == PNET_GRPC_UNAUTHENTICATED.
                                   Under mutual TLS a refused certificate shows as a
                                   PT_ERR_TLS/NET/CLOSED failure at connect or first recv */
+    /* -- every wait ends: stop flag, keepalive, transfer deadlines, queue cap -- */
+    volatile int *stop;        /* borrowed: once *stop is non-zero every blocking call
+                                  returns PT_ERR_INTERRUPTED within 0.2 s (signals
+                                  interrupt poll at once); NULL = never */
+    double keepalive_time_s;   /* gRPC keepalive: PING the server when nothing has
+                                  arrived for this long; 0 = 60 s, < 0 = never */
+    double keepalive_timeout_s; /* the connection is dead (PT_ERR_TIMEOUT) when that PING
+                                  stays unanswered and nothing else arrives for this
+                                  long; 0 = 20 s. Within gRPC servers' ping policing
+                                  (>= 5 min between pings while the server sends no
+                                  data, 2 strikes): after 3 pings in a quiet spell the
+                                  next ones wait 5 min */
+    double transfer_timeout_s; /* a message on its way in or out must make progress
+                                  at least every this many seconds and be complete
+                                  within it plus 1 s per MiB (PT_ERR_TIMEOUT; a server
+                                  that drips, stalls, stops reading or keeps its
+                                  window closed); 0 = 60 s, < 0 = no limit */
+    int max_queue;             /* received messages waiting for recv; one more ends the
+                                  call (PT_ERR_RANGE); 0 = 1024 */
+    size_t max_queue_bytes;    /* their bytes together; 0 = max_message. Memory held
+                                  for messages stays under max_queue_bytes + 2 x
+                                  max_message (queue, one arriving, one returned) */
+    pnet_backoff *backoff;     /* borrowed: connection backoff state to use and grow
+                                  (kept across connections by the caller); NULL = a
+                                  fresh one from backoff_initial_s/backoff_max_s */
 } pnet_client_opts;
 
-/* Connect (retrying with exponential backoff + jitter until the deadline:
- * the server may still be booting), handshake TLS if asked, start HTTP/2 and
- * open the Join stream (:method POST, :scheme http|https, :path
- * /flwr.proto.FlowerService/Join, :authority, content-type application/grpc,
- * te trailers, grpc-accept-encoding identity, user-agent). Does not wait for
- * a server message (Flower's server speaks first). Returns PT_OK; PT_ERR_TIMEOUT
- * (deadline passed, err has the last failure), PT_ERR_TLS (handshake, ALPN or
- * certificate failure: not retried), PT_ERR_INVAL, PT_ERR_NET, PT_ERR_NOMEM. */
+/* Connect (retrying with gRPC's connection backoff until the deadline: the
+ * server may still be booting; each attempt gets at least 20 s), handshake
+ * TLS if asked, start HTTP/2 and open the Join stream (:method POST, :scheme
+ * http|https, :path /flwr.proto.FlowerService/Join, :authority, content-type
+ * application/grpc, te trailers, grpc-accept-encoding identity, user-agent).
+ * Does not wait for a server message (Flower's server speaks first). Returns
+ * PT_OK; PT_ERR_TIMEOUT (deadline passed, err has the last failure),
+ * PT_ERR_TLS (handshake, ALPN or certificate failure: not retried),
+ * PT_ERR_INTERRUPTED (stop flag), PT_ERR_INVAL, PT_ERR_NET, PT_ERR_NOMEM. */
 int pnet_client_connect(pnet_client **out, const pnet_client_opts *o, char *err);
 /* Wait up to timeout_ms (-1 = forever, 0 = only what is already there) for
  * the next whole message. *msg (len bytes) is owned by the client and valid
  * until the next pnet_client_recv or free (the next recv releases it first,
- * so its buffer is reused). Returns PT_OK; PT_ERR_CLOSED when the server ended the stream (err
- * has "grpc-status N: message"; see pnet_client_status); PT_ERR_TIMEOUT;
- * PT_ERR_NET / PT_ERR_PROTO / PT_ERR_TLS (connection failed); PT_ERR_RANGE
- * (message over max_message: the stream is then cancelled). */
+ * so its buffer is reused). Messages that arrived before the server ended
+ * the call are returned first (not after a local failure: a limit, a
+ * deadline, broken framing); then the end is reported:
+ * PT_ERR_CLOSED when the server ended the call (err has "grpc-status N:
+ * message"; see pnet_client_status): it half-closed its side (END_STREAM,
+ * with or without trailers), answered a non-200 :status or a content-type
+ * other than application/grpc, reset the stream, sent GOAWAY, or closed the
+ * connection; PT_ERR_PROTO when it broke HTTP/2 (nghttp2 answered with
+ * GOAWAY) or gRPC framing; PT_ERR_TIMEOUT (timeout_ms passed, or a keepalive
+ * or transfer deadline: err says which); PT_ERR_NET / PT_ERR_TLS (connection
+ * failed); PT_ERR_RANGE (message over max_message, or the queue over its
+ * limits: the stream is then cancelled); PT_ERR_INTERRUPTED (stop flag). */
 int pnet_client_recv(pnet_client *c, uint8_t **msg, size_t *len, int timeout_ms, char *err);
 /* Same, but *out is a new reference the caller owns (pnet_msg_unref). */
 int pnet_client_recv_msg(pnet_client *c, pnet_msg **out, int timeout_ms, char *err);
 /* Send one message and block until it is written to the socket (msg is not
- * copied; it may be freed on return). Keeps reading meanwhile (PING ACKs,
- * WINDOW_UPDATEs; server messages are queued for recv). Returns PT_OK once
- * the bytes are written (a stream end that arrives meanwhile is reported by
- * the next recv), PT_ERR_CLOSED (the stream was over before the bytes went
- * out; err has the grpc-status), PT_ERR_RANGE (over max_message),
- * PT_ERR_NET/PT_ERR_TLS, PT_ERR_STATE (already half-closed). */
+ * copied; it may be freed on return, whatever the result). Keeps reading
+ * meanwhile (PING ACKs, WINDOW_UPDATEs; server messages are queued for recv).
+ * Returns PT_OK once the bytes are written (a stream end that arrives
+ * meanwhile is reported by the next recv), PT_ERR_CLOSED / PT_ERR_PROTO (the
+ * call was over before the bytes went out; err has why), PT_ERR_RANGE (over
+ * max_message), PT_ERR_TIMEOUT (transfer deadline: the server stopped reading
+ * or kept its flow-control window closed; the connection is then dropped),
+ * PT_ERR_NET/PT_ERR_TLS, PT_ERR_INTERRUPTED (stop flag; connection dropped),
+ * PT_ERR_STATE (already half-closed). */
 int pnet_client_send(pnet_client *c, const void *msg, size_t len, char *err);
 /* Zero-copy variant for refcounted messages (takes its own reference). */
 int pnet_client_send_msg(pnet_client *c, pnet_msg *m, char *err);
 /* Service the connection for up to timeout_ms without consuming messages
- * (ACK PINGs, move flow control, queue arrivals). Call it every few seconds
- * during long computations so keepalive PINGs are answered. Returns the
- * number of queued messages (>= 0) or an error as recv. */
+ * (ACK PINGs, move flow control, send keepalive PINGs, check deadlines,
+ * queue arrivals). Call it every few seconds during long computations.
+ * Returns the number of queued messages (>= 0) or an error as recv. */
 int pnet_client_poll(pnet_client *c, int timeout_ms, char *err);
 /* Half-close the stream (END_STREAM), then wait up to timeout_ms for the
  * server's trailers. Returns PT_OK (grpc-status 0), PT_ERR_CLOSED (another
- * status or the connection ended: see pnet_client_status) or PT_ERR_TIMEOUT.
- * The client stays valid until pnet_client_free. */
+ * status or the connection ended: see pnet_client_status), PT_ERR_TIMEOUT
+ * or PT_ERR_INTERRUPTED. The client stays valid until pnet_client_free. */
 int pnet_client_close(pnet_client *c, int timeout_ms);
 /* After PT_ERR_CLOSED: the grpc-status (-1 if none yet) and grpc-message
- * (decoded, borrowed; "" if none). */
+ * (decoded, borrowed; "" if none). A call the server ended without a
+ * grpc-status gets gRPC's mapping: non-200 :status per gRPC's HTTP mapping
+ * (404 UNIMPLEMENTED, 503 UNAVAILABLE, ...), GOAWAY UNAVAILABLE, a bare
+ * END_STREAM INTERNAL. */
 int pnet_client_status(const pnet_client *c, const char **message);
 /* Counters of this connection. */
 void pnet_client_stats(const pnet_client *c, pnet_stats *out);
-/* Cancel the stream if still open (RST_STREAM CANCEL), close and free. NULL-safe. */
+/* Cancel the stream if still open (RST_STREAM CANCEL), close and free. Never
+ * blocks. NULL-safe. */
 void pnet_client_free(pnet_client *c);
 
 /* ---- authentication material: tokens and certificates --------------------- */

@@ -152,7 +152,8 @@ int sock_accept(int lfd, int *fd_out, char *peer, size_t plen)
     return PT_OK;
 }
 
-int sock_connect(const char *host, const char *port, int timeout_ms, int *fd_out, char *err)
+int sock_connect(const char *host, const char *port, int timeout_ms, volatile int *stop,
+                 int *fd_out, char *err)
 {
     struct addrinfo *res, *ai;
     int rc = resolve(host, port, 0, &res, err);
@@ -168,9 +169,23 @@ int sock_connect(const char *host, const char *port, int timeout_ms, int *fd_out
         int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
         if (r < 0 && errno == EINPROGRESS) {
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            struct timespec t0;
             int pr;
-            do pr = poll(&pfd, 1, timeout_ms);
-            while (pr < 0 && errno == EINTR);
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (;;) { /* in slices, so a raised stop flag is seen within 100 ms */
+                struct timespec t1;
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                long spent = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+                long left = timeout_ms - spent;
+                if (stop && *stop) {
+                    close(fd);
+                    freeaddrinfo(res);
+                    return pt_seterr(err, PT_ERR_INTERRUPTED, "connect to %s:%s interrupted",
+                                     host, port);
+                }
+                pr = left <= 0 ? 0 : poll(&pfd, 1, left > 100 ? 100 : (int)left);
+                if (pr > 0 || (pr < 0 && errno != EINTR) || left <= 0) break;
+            }
             if (pr == 0) {
                 close(fd);
                 rc = pt_seterr(err, PT_ERR_TIMEOUT, "connect to %s:%s timed out", host, port);

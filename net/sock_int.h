@@ -19,8 +19,10 @@ int sock_listen(const char *addr, int *fd_out, int *port_out, char *err);
 int sock_accept(int lfd, int *fd_out, char *peer, size_t plen);
 /* Connect to host:port within timeout_ms; returns a non-blocking tuned fd.
  * PT_ERR_NET (refused, unreachable: worth retrying), PT_ERR_TIMEOUT,
- * PT_ERR_INVAL (unknown host). */
-int sock_connect(const char *host, const char *port, int timeout_ms, int *fd_out, char *err);
+ * PT_ERR_INVAL (unknown host), PT_ERR_INTERRUPTED (*stop became non-zero;
+ * checked every 100 ms; stop may be NULL). */
+int sock_connect(const char *host, const char *port, int timeout_ms, volatile int *stop,
+                 int *fd_out, char *err);
 /* TCP_NODELAY, big buffers, O_NONBLOCK, CLOEXEC. */
 void sock_tune(int fd);
 void sock_peer_string(const struct sockaddr *sa, char *buf, size_t len);

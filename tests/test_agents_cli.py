@@ -2,7 +2,8 @@
 """test_agents_cli.py - `petal server` / `petal client` options: --help, and
 clear errors (exit 2 for bad usage, 1 for runtime failures) naming the
 problem: bad values, unknown options/strategies/models, missing datasets, a
-port in use, too few clients within --wait-clients, an unreachable server."""
+port in use, too few clients within --wait-clients, an unreachable server,
+the client's limits, --require-tls and the warning for a token over h2c."""
 import os
 import socket
 import subprocess
@@ -62,6 +63,21 @@ def main():
     expect("client_unreachable_server",
            ["client", "--server", "127.0.0.1:%d" % L.free_port(), "--connect-timeout", "1",
             "--limit", "100", "--eval-limit", "50"] + m, 1, "cannot join")
+    # the owner's limits and transport security (issue 20, issue 11 items 13-14)
+    expect("client_max_epochs_range", ["client", "--max-epochs", "0"], 2, "--max-epochs")
+    expect("client_max_batch_text", ["client", "--max-batch", "big"], 2, "--max-batch")
+    expect("client_max_message_small", ["client", "--max-message", "10"], 2, "--max-message")
+    expect("client_keepalive_negative", ["client", "--keepalive", "-1"], 2, "--keepalive")
+    expect("client_require_tls", ["client", "--require-tls", "--server", "127.0.0.1:1"] + m,
+           2, "--require-tls: the connection to 127.0.0.1:1 would be cleartext h2c")
+    with L.tmpdir() as d:
+        tok = os.path.join(d, "token")
+        with open(tok, "w") as f:
+            f.write("0123456789abcdef0123456789abcdef\n")
+        expect("client_token_over_h2c_warns",
+               ["client", "--server", "127.0.0.1:%d" % L.free_port(), "--connect-timeout", "0.1",
+                "--auth-token-file", tok, "--limit", "100", "--eval-limit", "50"] + m, 1,
+               "the auth token goes to 127.0.0.1")
     return 1 if L.failures else 0
 
 

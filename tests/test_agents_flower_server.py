@@ -2,7 +2,7 @@
 """test_agents_flower_server.py - a Python servicer playing Flower's server
 (python3-grpcio, stubs from net/proto/transport.proto) drives `petal client`
 through GetParameters -> GetProperties -> Fit (epochs 0: bit-exact echo) ->
-Fit (float64 tensors, converted) -> Fit (real training) -> Evaluate ->
+Fit (NaN: refused, the client stays) -> Fit (float64 tensors, converted) -> Fit (real training) -> Evaluate ->
 ReconnectIns, over h2c and TLS. The client is started before the server
 listens (retry with backoff). Checks every reply and that the client
 half-closes after its DisconnectRes and exits 0."""
@@ -21,6 +21,17 @@ from test_agents_lib import grpc, pb, pbg  # noqa: E402
 LIMIT = 240  # training examples before partitioning (2 parts)
 
 
+def finite(arrays):
+    """The arrays with their NaN and infinities replaced by 1.5."""
+    out = []
+    for a in arrays:
+        b = a.copy()
+        f = b.reshape(-1)
+        f[~np.isfinite(f)] = 1.5
+        out.append(b)
+    return out
+
+
 class Servicer(pbg.FlowerServiceServicer):
     def __init__(self):
         self.sessions = 0
@@ -30,6 +41,7 @@ class Servicer(pbg.FlowerServiceServicer):
         self.ended = threading.Event()
         self.stream_end_clean = False
         self.error = None
+        self.refused = None
 
     def Join(self, request_iterator, context):
         self.sessions += 1
@@ -47,12 +59,20 @@ class Servicer(pbg.FlowerServiceServicer):
             yield sm
             self.replies.append(next(request_iterator))
 
-            self.sent_special = L.special_arrays(7)
+            # -0.0, denormals: echoed bit-exactly
+            self.sent_special = finite(L.special_arrays(7))
             sm = pb.ServerMessage()
             sm.fit_ins.parameters.CopyFrom(L.params(self.sent_special))
             sm.fit_ins.config["epochs"].sint64 = 0
             yield sm
             self.replies.append(next(request_iterator))
+
+            # NaN and infinities: refused with a failure status, the client stays
+            sm = pb.ServerMessage()
+            sm.fit_ins.parameters.CopyFrom(L.params(L.special_arrays(7)))
+            sm.fit_ins.config["epochs"].sint64 = 0
+            yield sm
+            self.refused = next(request_iterator)
 
             rng = np.random.default_rng(3)
             self.sent_f8 = [rng.standard_normal(s) * 0.1 for s in L.TINY_SHAPES]
@@ -158,6 +178,11 @@ def run(tag, ca=None, creds=None):
         L.check("%s_fit_echo_bit_exact" % tag, r[2].HasField("fit_res") and
                 list(echo.parameters.tensors) == want and echo.num_examples == LIMIT // 2 and
                 echo.status.code == pb.OK and echo.status.message == "Success")
+        ref = svc.refused.fit_res if svc.refused is not None else None
+        L.check("%s_fit_nan_refused" % tag, ref is not None and
+                ref.status.code == pb.FIT_NOT_IMPLEMENTED and
+                "not finite" in ref.status.message and len(ref.parameters.tensors) == 0 and
+                ref.num_examples == 0, ref)
         conv = [L.load(t) for t in r[3].fit_res.parameters.tensors]
         L.check("%s_fit_f8_converted" % tag, all(
             c.dtype == np.float32 and np.array_equal(c, a.astype(np.float32))

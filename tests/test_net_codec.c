@@ -502,6 +502,94 @@ static void t_into_pnet_msg(void)
     pt_config_free(&cfg);
 }
 
+/* pnet_params_decode into an existing list validates the whole message first:
+ * a bad last tensor or a NaN anywhere leaves every value of dst as it was. */
+static void t_params_validated_whole(void)
+{
+    pt_params p = {0}, dst = {0}, shp = {0};
+    char err[PT_ERRLEN];
+    fill_params(&p, 3); /* tensor 0 element 0 is a NaN */
+    pnet_server_out m = {PNET_SMSG_EVALUATE, 0, &p, NULL};
+    uint8_t *b;
+    size_t n;
+    ASSERT_OK(pack_server(&m, &b, &n));
+    pnet_server_in in;
+    ASSERT_OK(pnet_server_in_decode(b, n, NULL, &in, err));
+    ASSERT_OK(pt_params_init_like(&dst, &p));
+    for (size_t i = 0; i < dst.total; i++) dst.buf[i] = 42.0f;
+    ASSERT_EQ_INT(pnet_params_decode(&in.params, &dst, PNET_NPY_FINITE, err), PT_ERR_DIVERGED);
+    ASSERT_CONTAINS(err, "tensor 0: npy: element 0 is not finite (NaN)");
+    for (size_t i = 0; i < dst.total; i++) ASSERT_NEAR(dst.buf[i], 42.0f, 0);
+    ASSERT_EQ_INT(pnet_params_check(&in.params, &dst, PNET_NPY_FINITE, err), PT_ERR_DIVERGED);
+    ASSERT_OK(pnet_params_check(&in.params, &dst, 0, err));
+    /* the shape of the last tensor differs: nothing of tensors 0 and 1 is written */
+    int nd[3] = {4, 1, 1};
+    const int64_t s0[] = {3, 3, 1, 8}, s1[] = {8}, s2[] = {1};
+    const int64_t *sh[3] = {s0, s1, s2};
+    ASSERT_OK(pt_params_init(&shp, 3, nd, sh));
+    for (size_t i = 0; i < shp.total; i++) shp.buf[i] = 7.0f;
+    ASSERT_EQ_INT(pnet_params_decode(&in.params, &shp, 0, err), PT_ERR_MISMATCH);
+    ASSERT_CONTAINS(err, "tensor 2: shape (), expected (1,)");
+    for (size_t i = 0; i < shp.total; i++) ASSERT_NEAR(shp.buf[i], 7.0f, 0);
+    /* without the NaN it decodes */
+    p.buf[0] = 1.5f;
+    free(b);
+    pnet_server_in_free(&in);
+    ASSERT_OK(pack_server(&m, &b, &n));
+    ASSERT_OK(pnet_server_in_decode(b, n, NULL, &in, err));
+    ASSERT_OK(pnet_params_decode(&in.params, &dst, PNET_NPY_FINITE, err));
+    ASSERT(!memcmp(dst.buf, p.buf, p.total * 4));
+    pnet_server_in_free(&in);
+    free(b);
+    pt_params_free(&p);
+    pt_params_free(&dst);
+    pt_params_free(&shp);
+}
+
+/* Config keys compare by length: "batch_size\0junk" from the wire is its own
+ * key, not "batch_size", and survives a re-encode. */
+static void t_config_key_with_nul(void)
+{
+    /* FitIns { config { "batch_size\0junk": sint64 2^20 (zigzag 2^21) }, { "batch_size": 32 } } */
+    static const uint8_t entry1[] = {0x0a, 15, 'b', 'a', 't', 'c', 'h', '_', 's', 'i', 'z', 'e',
+                                     0, 'j', 'u', 'n', 'k', 0x12, 5, 0x40, 0x80, 0x80, 0x80, 0x01};
+    static const uint8_t entry2[] = {0x0a, 10, 'b', 'a', 't', 'c', 'h', '_', 's', 'i', 'z', 'e',
+                                     0x12, 2, 0x40, 64};
+    uint8_t buf[128];
+    size_t n = 0, fit_len = 2 + sizeof entry1 + 2 + sizeof entry2;
+    buf[n++] = 0x22; /* field 4 fit_ins */
+    buf[n++] = (uint8_t)fit_len;
+    buf[n++] = 0x12;
+    buf[n++] = sizeof entry1;
+    memcpy(buf + n, entry1, sizeof entry1);
+    n += sizeof entry1;
+    buf[n++] = 0x12;
+    buf[n++] = sizeof entry2;
+    memcpy(buf + n, entry2, sizeof entry2);
+    n += sizeof entry2;
+    char err[PT_ERRLEN];
+    pnet_server_in in;
+    ASSERT_OK(pnet_server_in_decode(buf, n, NULL, &in, err));
+    ASSERT_EQ_INT(in.config.n, 2);
+    ASSERT_EQ_INT(pt_config_get(&in.config, "batch_size")->v.i, 32);
+    const pt_scalar *odd = pt_config_get_len(&in.config, "batch_size\0junk", 15);
+    ASSERT(odd != NULL);
+    ASSERT_EQ_INT(odd->v.i, 1 << 20);
+    /* encoded again, the key keeps its 15 bytes */
+    pnet_server_out m = {PNET_SMSG_GET_PROPERTIES, 0, NULL, &in.config};
+    uint8_t *b;
+    size_t bn;
+    ASSERT_OK(pack_server(&m, &b, &bn));
+    pnet_server_in back;
+    ASSERT_OK(pnet_server_in_decode(b, bn, NULL, &back, err));
+    ASSERT_EQ_INT(back.config.n, 2);
+    ASSERT(pt_config_get_len(&back.config, "batch_size\0junk", 15) != NULL);
+    ASSERT_EQ_INT(pt_config_get(&back.config, "batch_size")->v.i, 32);
+    pnet_server_in_free(&back);
+    pnet_server_in_free(&in);
+    free(b);
+}
+
 TEST_MAIN(TEST(t_golden_server), TEST(t_golden_client), TEST(t_npy_layout), TEST(t_npy_reject),
-          TEST(t_npy_convert), TEST(t_params_roundtrip), TEST(t_scalars_vs_protobuf_c),
+          TEST(t_npy_convert), TEST(t_params_roundtrip), TEST(t_params_validated_whole), TEST(t_config_key_with_nul), TEST(t_scalars_vs_protobuf_c),
           TEST(t_decoder_robust), TEST(t_throughput), TEST(t_into_pnet_msg))

@@ -926,7 +926,26 @@ static void t_pipelined_random_sizes(void)
     ASSERT_OK(crc);
 }
 
-TEST_MAIN(TEST(t_address_parsing), TEST(t_pipelined_random_sizes), TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
+/* gRPC's connection backoff: 1 s, x1.6, +-20 % jitter, capped; reset starts over. */
+static void t_backoff(void)
+{
+    pnet_backoff b = {0};
+    double want = 1.0;
+    for (int i = 0; i < 20; i++) {
+        double d = pnet_backoff_next(&b);
+        ASSERT_MSG(d >= 0.8 * want - 1e-9 && d <= 1.2 * want + 1e-9, "retry %d: %.3f s, want %.3f"
+                   " +-20 %%", i, d, want);
+        want = want * 1.6 > 120 ? 120 : want * 1.6;
+    }
+    pnet_backoff_reset(&b);
+    double d = pnet_backoff_next(&b);
+    ASSERT(d >= 0.8 && d <= 1.2);
+    pnet_backoff c = {.initial_s = 0.1, .max_s = 0.3};
+    for (int i = 0; i < 10; i++) d = pnet_backoff_next(&c);
+    ASSERT(d >= 0.24 - 1e-9 && d <= 0.36 + 1e-9);
+}
+
+TEST_MAIN(TEST(t_address_parsing), TEST(t_backoff), TEST(t_pipelined_random_sizes), TEST(t_connect_retries_until_server_up), TEST(t_client_message_limit),
           TEST(t_client_recv_limit), TEST(t_flush_before_free), TEST(t_mutation_fuzz), TEST(t_pct), TEST(t_msg_refcount), TEST(t_rx_reassembly), TEST(t_rx_connection_cap), TEST(t_port_in_use),
           TEST(t_c_client_c_server), TEST(t_garbage_bytes), TEST(t_truncated_message),
           TEST(t_oversized_message), TEST(t_limits_keep_others_running), TEST(t_max_connections),
