@@ -97,7 +97,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
 {
     (void)flags;
     pnet_client *c = ud;
-    h2_data_seen(&c->h, sid, len);
+    h2_data_seen(&c->h, sid, data, len);
     if (sid != c->sid || c->fail) return 0;
     int rc = grpc_rx_feed(&c->rx, data, len, deliver, c, c->fail_msg);
     if (rc) {

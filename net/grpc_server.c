@@ -47,6 +47,8 @@ typedef struct srv_stream {
     char leave_detail[160];
     int peer_rst;
     uint32_t rst_code;
+    int closed;           /* nghttp2 closed it: finished (on_leave, freed) by reap_streams */
+    int rx_drop;          /* discarded: its receive buffers are freed by reap_streams */
     grpc_rx rx;
     h2_tx tx;
     pnet_stats st;
@@ -107,7 +109,7 @@ static srv_stream *find_client(const pnet_server *s, uint64_t id)
     if (!id) return NULL;
     for (srv_conn *c = s->conns; c; c = c->next)
         for (srv_stream *st = c->streams; st; st = st->next)
-            if (st->id == id && st->joined) return st;
+            if (st->id == id && st->joined && !st->closed) return st;
     return NULL;
 }
 
@@ -387,7 +389,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
                          size_t len, void *ud)
 {
     (void)flags;
-    h2_data_seen(ud, sid, len);
+    h2_data_seen(ud, sid, data, len);
     srv_stream *st = nghttp2_session_get_stream_user_data(ng, sid);
     if (!st || !st->joined || st->discard || st->tx.ending) return 0;
     char err[PT_ERRLEN];
@@ -395,10 +397,10 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
     if (rc) {
         PT_WARN("net: client %llu (%s): %s", (unsigned long long)st->id, st->conn->h.peer, err);
         st->discard = 1;
+        st->rx_drop = 1; /* freed after nghttp2_session_mem_recv: data may point into it */
         int status = rc == PT_ERR_RANGE  ? PNET_GRPC_RESOURCE_EXHAUSTED
                      : rc == PT_ERR_NOMEM ? PNET_GRPC_RESOURCE_EXHAUSTED
                                           : PNET_GRPC_INTERNAL;
-        grpc_rx_free(&st->rx);
         stream_end(st, status, err, rc == PT_ERR_PROTO ? PNET_LEAVE_PROTOCOL : PNET_LEAVE_LIMIT,
                    err);
     }
@@ -415,29 +417,49 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     return 0;
 }
 
+/* nghttp2 closed the stream. Nothing is freed inside nghttp2's callbacks
+ * (nghttp2 may still be parsing input that lies in this stream's buffers):
+ * the stream is marked and finished by reap_streams once nghttp2 returns. */
 static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
 {
     (void)ud;
     srv_stream *st = nghttp2_session_get_stream_user_data(ng, sid);
     if (!st) return 0;
     nghttp2_session_set_stream_user_data(ng, sid, NULL);
-    char detail[96];
-    int reason;
+    st->closed = 1;
+    if (st->leave_reason >= 0) return 0;
     if (st->peer_rst) {
-        reason = st->rst_code == NGHTTP2_CANCEL || st->rst_code == NGHTTP2_NO_ERROR
-                     ? PNET_LEAVE_CANCELLED
-                     : PNET_LEAVE_RESET;
-        snprintf(detail, sizeof detail, "client reset the stream (%s)",
+        st->leave_reason = st->rst_code == NGHTTP2_CANCEL || st->rst_code == NGHTTP2_NO_ERROR
+                               ? PNET_LEAVE_CANCELLED
+                               : PNET_LEAVE_RESET;
+        snprintf(st->leave_detail, sizeof st->leave_detail, "client reset the stream (%s)",
                  nghttp2_http2_strerror(st->rst_code));
     } else if (st->tx.ending) {
-        reason = PNET_LEAVE_ENDED;
-        snprintf(detail, sizeof detail, "stream ended by the server");
+        st->leave_reason = PNET_LEAVE_ENDED;
+        snprintf(st->leave_detail, sizeof st->leave_detail, "stream ended by the server");
     } else {
-        reason = code == NGHTTP2_NO_ERROR ? PNET_LEAVE_DONE : PNET_LEAVE_RESET;
-        snprintf(detail, sizeof detail, "stream closed (%s)", nghttp2_http2_strerror(code));
+        st->leave_reason = code == NGHTTP2_NO_ERROR ? PNET_LEAVE_DONE : PNET_LEAVE_RESET;
+        snprintf(st->leave_detail, sizeof st->leave_detail, "stream closed (%s)",
+                 nghttp2_http2_strerror(code));
     }
-    stream_finish(st, reason, detail);
     return 0;
+}
+
+/* After nghttp2 returned: finish the streams it closed (on_leave, free) and
+ * free the buffers of discarded ones. */
+static void reap_streams(srv_conn *c)
+{
+    srv_stream *st = c->streams;
+    while (st) {
+        srv_stream *nx = st->next;
+        if (st->closed) {
+            stream_finish(st, st->leave_reason, st->leave_detail);
+        } else if (st->rx_drop) {
+            grpc_rx_free(&st->rx);
+            st->rx_drop = 0;
+        }
+        st = nx;
+    }
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -602,6 +624,7 @@ static void conn_event(pnet_server *s, srv_conn *c, uint32_t ev)
     }
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) || c->h.ssl) {
         int rc = h2_conn_read(&c->h, READS_PER_EVENT);
+        reap_streams(c);
         if (rc == PT_ERR_CLOSED) c->closing = 1;
         if (rc == PT_ERR_PROTO || rc == PT_ERR_TLS) c->warn = 1;
     }
@@ -614,6 +637,7 @@ static void service_writes(pnet_server *s)
         if (c->h.dead) continue;
         if (!c->handshaking && c->h.ng) {
             if (h2_conn_wants_write(&c->h)) h2_conn_write(&c->h);
+            reap_streams(c);
             if (!c->h.dead && !nghttp2_session_want_read(c->h.ng) &&
                 !nghttp2_session_want_write(c->h.ng) && !h2_conn_pending(&c->h)) {
                 c->h.dead = 1; /* GOAWAY exchanged, nothing left */

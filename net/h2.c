@@ -294,23 +294,8 @@ nghttp2_data_provider h2_tx_provider(h2_tx *tx)
     return d;
 }
 
-static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
-{
-    (void)ng;
-    h2_conn *c = ud;
-    if (hd->type == NGHTTP2_DATA && !(hd->flags & NGHTTP2_FLAG_PADDED)) {
-        c->dframe_sid = hd->stream_id;
-        c->dframe_left = hd->length;
-    } else {
-        c->dframe_sid = 0;
-        c->dframe_left = 0;
-    }
-    return 0;
-}
-
 void h2_callbacks_common(nghttp2_session_callbacks *cb)
 {
-    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_send_data_callback(cb, tx_send);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cb, read_len);
 }
@@ -407,19 +392,65 @@ static ssize_t io_read(h2_conn *c, uint8_t *buf, size_t n)
     return -2;
 }
 
+/* Advance the inbound frame tracker over p[0..n): the same bytes nghttp2
+ * is about to parse (HTTP/2 framing: a 9-byte header with a 24-bit length). */
+static void track_frames(h2_conn *c, const uint8_t *p, size_t n)
+{
+    if (!c->trk_init) {
+        c->trk_init = 1;
+        c->trk_preface = nghttp2_session_check_server_session(c->ng) ? NGHTTP2_CLIENT_MAGIC_LEN
+                                                                      : 0;
+    }
+    while (n) {
+        size_t k;
+        if (c->trk_preface) {
+            k = n < c->trk_preface ? n : c->trk_preface;
+            c->trk_preface -= k;
+        } else if (c->trk_left) {
+            k = n < c->trk_left ? n : c->trk_left;
+            c->trk_left -= k;
+        } else {
+            k = sizeof c->trk_hd - c->trk_hd_got;
+            if (k > n) k = n;
+            memcpy(c->trk_hd + c->trk_hd_got, p, k);
+            c->trk_hd_got += k;
+            if (c->trk_hd_got == sizeof c->trk_hd) {
+                const uint8_t *h = c->trk_hd;
+                c->trk_hd_got = 0;
+                c->trk_left = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+                c->trk_type = h[3];
+                c->trk_flags = h[4];
+                c->trk_sid = (int32_t)(((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 |
+                                        (uint32_t)h[7] << 8 | h[8]) &
+                                       0x7fffffffu);
+            }
+        }
+        p += k;
+        n -= k;
+    }
+}
+
+/* Where the next read goes: straight into the owner's message buffer when
+ * the read can hold only payload of a DATA frame all of whose bytes so far
+ * nghttp2 delivered; else the read buffer. */
+static uint8_t *read_dst(h2_conn *c, size_t *want)
+{
+    *want = H2_RBUF;
+    if (!c->direct || !c->tail_payload || c->trk_type != NGHTTP2_DATA ||
+        (c->trk_flags & NGHTTP2_FLAG_PADDED) || c->trk_left < H2_DIRECT_MIN || c->trk_hd_got)
+        return c->rbuf;
+    size_t max = 0;
+    uint8_t *d = c->direct(c, c->trk_sid, &max);
+    if (!d || max < H2_DIRECT_MIN) return c->rbuf;
+    *want = max < c->trk_left ? max : c->trk_left;
+    return d;
+}
+
 int h2_conn_read(h2_conn *c, int max_reads)
 {
     for (int i = 0; i < max_reads && !c->dead; i++) {
-        uint8_t *dst = c->rbuf;
-        size_t want = H2_RBUF;
-        if (c->direct && c->dframe_sid && c->dframe_left >= H2_DIRECT_MIN) {
-            size_t max = 0;
-            uint8_t *d = c->direct(c, c->dframe_sid, &max);
-            if (d && max >= H2_DIRECT_MIN) {
-                dst = d;
-                want = max < c->dframe_left ? max : c->dframe_left;
-            }
-        }
+        size_t want;
+        uint8_t *dst = read_dst(c, &want);
         ssize_t r = io_read(c, dst, want);
         if (r == -1) return PT_OK;
         if (r == -2) return c->ssl ? PT_ERR_TLS : PT_ERR_NET;
@@ -429,13 +460,19 @@ int h2_conn_read(h2_conn *c, int max_reads)
             return PT_ERR_CLOSED;
         }
         c->wire_in += (uint64_t)r;
+        track_frames(c, dst, (size_t)r);
+        c->tail_payload = 0;
+        c->in_end = dst + r;
         ssize_t k = nghttp2_session_mem_recv(c->ng, dst, (size_t)r);
+        c->in_end = NULL;
         if (k < 0) {
             if (k == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
                 return conn_fail(c, PT_ERR_PROTO, "%s",
                                  "bad HTTP/2 connection preface (not an h2c/gRPC client)");
             return conn_fail(c, PT_ERR_PROTO, "HTTP/2 error: %s", nghttp2_strerror((int)k));
         }
+        if (k != r) /* nghttp2 consumes all input unless paused (never here) */
+            return conn_fail(c, PT_ERR_PROTO, "%s", "HTTP/2 input not consumed");
         if ((size_t)r < want && !c->ssl) return PT_OK; /* drained the socket */
     }
     return PT_OK;

@@ -141,19 +141,34 @@ typedef struct h2_conn {
     /* Direct receive: while inside a big unpadded DATA frame, the owner may
        give the destination (the message buffer) and the socket is read
        straight into it; nghttp2 then sees those bytes in place and the
-       reassembly copy is skipped. */
-    int32_t dframe_sid;     /* stream of the DATA frame being received, 0 = none */
-    size_t dframe_left;     /* its payload bytes not yet seen */
+       reassembly copy is skipped. A direct read must hold nothing but that
+       frame's payload, so the inbound frame boundaries are tracked here over
+       the same bytes nghttp2 parses (trk_*), and a frame gets direct reads
+       only while nghttp2 has delivered every payload byte of it read so far
+       (tail_payload: the previous read ended in a chunk of it). A frame whose
+       payload nghttp2 drops (content-length exceeded, stream reset, ...)
+       never gets a direct read again. */
+    size_t trk_preface;     /* connection preface bytes still to pass (server) */
+    int trk_init;
+    uint8_t trk_hd[9];      /* header of the next frame, trk_hd_got bytes so far */
+    size_t trk_hd_got;
+    size_t trk_left;        /* payload bytes of the current frame not read yet */
+    int32_t trk_sid;        /* current frame's stream, type and flags */
+    uint8_t trk_type, trk_flags;
+    const uint8_t *in_end;  /* end of the input inside nghttp2_session_mem_recv */
+    int tail_payload;       /* the last read ended in delivered payload of trk_sid */
     uint8_t *(*direct)(struct h2_conn *c, int32_t sid, size_t *max);
     int dead;               /* unusable: close it */
     char peer[72];
     char why[160];          /* reason when dead */
 } h2_conn;
 
-/* Owners call this from on_data_chunk_recv with the chunk length. */
-static inline void h2_data_seen(h2_conn *c, int32_t sid, size_t n)
+/* Owners call this first thing in on_data_chunk_recv with the chunk (nghttp2
+ * passes pointers into the input): it tells direct receive that the payload
+ * read so far was delivered. */
+static inline void h2_data_seen(h2_conn *c, int32_t sid, const uint8_t *data, size_t n)
 {
-    if (sid == c->dframe_sid) c->dframe_left = n < c->dframe_left ? c->dframe_left - n : 0;
+    if (c->in_end && data + n == c->in_end && sid == c->trk_sid) c->tail_payload = 1;
 }
 
 /* nghttp2 callbacks common to both sides: the connection's user_data must
