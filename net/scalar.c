@@ -100,8 +100,10 @@ int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena
     int rc;
     if (!m) return pt_seterr(err, PT_ERR_PROTO, "malformed map<string, Scalar> entry");
     s = m->value;
+    char esc[160]; /* the peer's key, escaped for the logs */
     if (!s || s->scalar_case == FLWR__PROTO__SCALAR__SCALAR__NOT_SET)
-        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s' has no Scalar value", m->key);
+        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s' has no Scalar value",
+                         pt_escape(esc, sizeof esc, m->key, PT_ESC_CSTR));
     switch (s->scalar_case) {
     case FLWR__PROTO__SCALAR__SCALAR_DOUBLE:
         rc = pt_config_set_double(dst, m->key, s->double_);
@@ -122,9 +124,11 @@ int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena
         rc = pt_config_set_bytes(dst, m->key, s->bytes.data, s->bytes.len);
         break;
     default:
-        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s': unknown Scalar member %d", m->key,
-                         (int)s->scalar_case);
+        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s': unknown Scalar member %d",
+                         pt_escape(esc, sizeof esc, m->key, PT_ESC_CSTR), (int)s->scalar_case);
     }
-    if (rc) return pt_seterr(err, rc, "map entry '%s': %s", m->key, pt_strerror(rc));
+    if (rc)
+        return pt_seterr(err, rc, "map entry '%s': %s",
+                         pt_escape(esc, sizeof esc, m->key, PT_ESC_CSTR), pt_strerror(rc));
     return PT_OK;
 }
