@@ -26,6 +26,7 @@ typedef struct srv_client {
     int busy;     /* waiting for this client's reply */
     double deadline;
     int gone;     /* left (entry removed at the next compaction) */
+    int served;   /* was sent an instruction at least once */
 } srv_client;
 
 typedef pt_ckpt_hist hist;
@@ -186,8 +187,10 @@ static void on_leave(pnet_server *net, uint64_t id, int reason, const char *deta
         pt_seterr(why, 0, "disconnected (%s%s%s)", pnet_leave_name(reason),
                  detail && *detail ? ": " : "", detail ? detail : "");
         phase_failure(s, c, why);
-    } else if (s->phase != PH_BYE && reason != PNET_LEAVE_DONE &&
+    } else if (s->phase != PH_BYE && c->served && reason != PNET_LEAVE_DONE &&
                reason != PNET_LEAVE_CANCELLED && reason != PNET_LEAVE_ENDED) {
+        /* a client that never took part leaves quietly (debug): anyone can open and
+           drop Join streams, their connections are logged by the transport */
         SWARN(s, "client %s left: %s%s%s", c->peer, pnet_leave_name(reason),
               detail && *detail ? ": " : "", detail ? detail : "");
     } else {
@@ -344,9 +347,9 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
         goto out;
     }
     if (in.status_code != PNET_CODE_OK) {
-        pt_seterr(why, 0, "status code %d: %.*s", in.status_code,
-                 (int)(in.status_message.len > 200 ? 200 : in.status_message.len),
-                 in.status_message.ptr ? (const char *)in.status_message.ptr : "");
+        char esc[204]; /* the client's text, escaped for the logs */
+        pt_seterr(why, 0, "status code %d: %s", in.status_code,
+                  pt_escape(esc, sizeof esc, in.status_message.ptr, in.status_message.len));
         phase_failure(s, c, why);
         goto out;
     }
@@ -518,6 +521,7 @@ static void send_to(srv *s, const int *idx, int k, pnet_msg *msg)
     for (int j = 0; j < k; j++) {
         srv_client *c = &s->cl[idx[j]];
         c->busy = 1;
+        c->served = 1;
         c->deadline = deadline;
         s->outstanding++;
         int rc = pnet_server_send(s->net, c->id, msg);
@@ -597,13 +601,17 @@ static void metrics_hist_add(pt_config *hist_cfg, int round, const pt_config *m)
 static void log_metrics_hist(srv *s, const char *name, const pt_config *h)
 {
     size_t cap = 64;
-    for (size_t i = 0; i < h->n; i++) cap += strlen(h->e[i].key) + h->e[i].val.v.s.len + 16;
+    /* keys are the clients' own: escaped (at most 8 bytes for each of theirs) */
+    for (size_t i = 0; i < h->n; i++) cap += 8 * strlen(h->e[i].key) + h->e[i].val.v.s.len + 16;
     char *buf = malloc(cap);
     if (!buf) return;
     size_t off = (size_t)snprintf(buf, cap, "{");
-    for (size_t i = 0; i < h->n; i++)
-        off += (size_t)snprintf(buf + off, cap - off, "%s'%s': [%s]", i ? ", " : "",
-                                h->e[i].key, h->e[i].val.v.s.ptr);
+    for (size_t i = 0; i < h->n; i++) {
+        off += (size_t)snprintf(buf + off, cap - off, "%s'", i ? ", " : "");
+        pt_escape(buf + off, cap - off, h->e[i].key, PT_ESC_CSTR);
+        off += strlen(buf + off);
+        off += (size_t)snprintf(buf + off, cap - off, "': [%s]", h->e[i].val.v.s.ptr);
+    }
     snprintf(buf + off, cap - off, "}");
     SLOG(s, "app_fit: %s %s", name, buf);
     free(buf);
@@ -857,6 +865,9 @@ static int setup(srv *s, char *err)
     so.max_conn_buffer = o->max_conn_buffer;
     so.max_rx_total = o->max_rx_total;
     so.handshake_timeout_s = o->handshake_timeout;
+    so.max_conn_per_addr = o->max_conn_per_addr;
+    so.max_streams_per_conn = o->max_streams_per_conn;
+    so.max_refused_streams = o->max_refused_streams;
     so.tls_client_ca = o->tls_client_ca;
     so.auth_token = o->auth_token;
     so.user = s;

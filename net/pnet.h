@@ -315,12 +315,24 @@ typedef struct pnet_server_opts {
                                 connection; 0 = max_message + 64 MiB */
     size_t max_rx_total;     /* server-wide cap on bytes buffered for incomplete
                                 messages (all clients); a message that would pass it
-                                ends its stream (RESOURCE_EXHAUSTED); 0 = no cap */
+                                ends its stream (RESOURCE_EXHAUSTED); 0 = half the
+                                machine's physical memory (at least max_conn_buffer) */
     size_t rx_keep;          /* receive buffer a client keeps between messages; a
                                 bigger one is freed once its message is released
                                 (idle clients stay small); 0 = 256 KiB */
-    double handshake_timeout_s; /* TLS handshake + HTTP/2 preface deadline per
-                                connection; 0 = 10 s */
+    double handshake_timeout_s; /* per connection: the TLS handshake and HTTP/2 preface,
+                                then an accepted Join stream, must come within this
+                                long of the accept (and a new Join stream within this
+                                long of the last one's end), else the connection is
+                                closed; 0 = 10 s */
+    int max_conn_per_addr;   /* connections from one IPv4 address or one IPv6 /64;
+                                more are refused at accept like max_connections;
+                                0 = 64, < 0 = no cap */
+    int max_streams_per_conn; /* Join streams (clients) on one connection; more are
+                                refused (RESOURCE_EXHAUSTED); 0 = 32 */
+    int max_refused_streams; /* a connection whose streams were refused this many times
+                                (wrong path, method, token, ...) is closed (GOAWAY
+                                ENHANCE_YOUR_CALM); 0 = 10 */
     const char *tls_client_ca; /* PEM CA file: require a client certificate signed by
                                   it (mutual TLS; needs tls_cert). NULL = none */
     const char *auth_token;  /* NUL-terminated shared token: a Join stream must carry
