@@ -48,6 +48,7 @@ typedef struct srv {
     pd_dataset train, test;
     int have_test;
     pt_params global;
+    pnet_decode_opts decode_opts; /* replies hold at most the model's tensors */
     pt_params scratch;     /* conversion space for non-float32 / fortran updates */
     pt_tensor *upd_t;      /* views of one update */
     srv_client *cl;
@@ -306,7 +307,8 @@ static void fold_held(srv *s)
         held *h = &s->held[i];
         pnet_client_in in;
         pt_params upd;
-        int rc = pnet_client_in_decode(pnet_msg_data(h->msg), pnet_msg_len(h->msg), &in, e);
+        int rc = pnet_client_in_decode_opts(pnet_msg_data(h->msg), pnet_msg_len(h->msg),
+                                            &s->decode_opts, &in, e);
         if (!rc) rc = update_view(s, &in.params, &upd, e);
         if (!rc) {
             double t_fold = pt_now();
@@ -330,11 +332,19 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
 {
     pnet_client_in in;
     char e[PT_ERRLEN], why[PT_ERRLEN + 64];
-    int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &in, e);
+    /* no more tensors than the model has: an update of a million empty ones costs
+       no memory (issue 11) */
+    int rc = pnet_client_in_decode_opts(pnet_msg_data(msg), pnet_msg_len(msg), &s->decode_opts,
+                                        &in, e);
     pnet_cmsg_type want = s->phase == PH_FIT    ? PNET_CMSG_FIT
                           : s->phase == PH_EVAL ? PNET_CMSG_EVALUATE
                           : s->phase == PH_INIT ? PNET_CMSG_GET_PARAMETERS
                                                 : PNET_CMSG_DISCONNECT;
+    if (rc == PT_ERR_MISMATCH && want == PNET_CMSG_FIT) { /* well-formed, wrong tensor count */
+        pt_seterr(why, 0, "bad FitRes parameters: %s", e);
+        reject_update(s, c, why);
+        return;
+    }
     if (rc) {
         pt_seterr(why, 0, "bad ClientMessage: %s", e);
         reject(s, c, PNET_GRPC_INVALID_ARGUMENT, why);
@@ -831,6 +841,7 @@ static int setup(srv *s, char *err)
     memcpy(s->global.buf, pnn_weights_data(s->model), s->global.total * sizeof(float));
     if (!(s->upd_t = calloc(s->global.n ? s->global.n : 1, sizeof *s->upd_t)))
         return PT_ERR_NOMEM;
+    s->decode_opts.max_tensors = s->global.n;
     if ((rc = pst_create(&s->st, o->strategy, o->strategy_opts, e)))
         return pt_seterr(err, rc, "strategy: %s", e);
     if (o->dataset && *o->dataset) {

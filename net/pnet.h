@@ -210,6 +210,22 @@ int pnet_client_out_msg(const pnet_client_out *m, pnet_msg **out, char *err);
  * is left empty (safe to free). */
 int pnet_server_in_decode(const uint8_t *buf, size_t len, pnet_server_in *out, char *err);
 int pnet_client_in_decode(const uint8_t *buf, size_t len, pnet_client_in *out, char *err);
+/* Caps a decoder applies before it allocates, from what the caller expects
+ * (a zeroed struct = none beyond the message's own size). */
+typedef struct pnet_decode_opts {
+    size_t max_tensors;  /* Parameters.tensors entries (all Parameters fields of the
+                            message merged): more is PT_ERR_MISMATCH ("Parameters hold
+                            N tensors, more than the M expected") before the tensor
+                            array is allocated. A server passes its model's tensor
+                            count: then a message costs at most 16 bytes per expected
+                            tensor, not 16 bytes per 2 wire bytes */
+} pnet_decode_opts;
+/* pnet_server_in_decode / pnet_client_in_decode with caps (o may be NULL).
+ * Same returns, plus PT_ERR_MISMATCH as above. */
+int pnet_server_in_decode_opts(const uint8_t *buf, size_t len, const pnet_decode_opts *o,
+                               pnet_server_in *out, char *err);
+int pnet_client_in_decode_opts(const uint8_t *buf, size_t len, const pnet_decode_opts *o,
+                               pnet_client_in *out, char *err);
 /* Free owned parts and zero (NULL-safe, idempotent). */
 void pnet_server_in_free(pnet_server_in *m);
 void pnet_client_in_free(pnet_client_in *m);

@@ -1,0 +1,147 @@
+/*
+ * test_net_cost.c - what hostile input costs the decoder, as growth (issue 11
+ * item 7): ratios measured in one run, never timings against a constant.
+ *
+ * A FitRes of N empty tensor entries ("0a 00", 2 wire bytes each):
+ *  - with the server's cap (pnet_decode_opts.max_tensors = the model's
+ *    tensor count) it is refused (PT_ERR_MISMATCH, naming both counts)
+ *    before anything is allocated: heap bytes held do not grow with N, and
+ *    the time for 2N is under 3x the time for N (one counting pass);
+ *  - without a cap the tensor array is sized once from the count: heap bytes
+ *    per wire byte stay under 16 (16-byte views, power-of-two rounding) and
+ *    2N holds about twice what N holds (its time is mostly the kernel's first
+ *    touch of the fresh pages: printed, not asserted).
+ */
+#include <malloc.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "test.h"
+
+#include "pnet.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COST_ASAN 1
+#endif
+#endif
+#ifdef COST_ASAN
+#include <sanitizer/allocator_interface.h>
+static size_t heap_in_use(void)
+{
+    return __sanitizer_get_current_allocated_bytes();
+}
+#else
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+#endif
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* ClientMessage { fit_res (4) { parameters (2) { tensors (1): n x "" } num_examples 10 } } */
+static uint8_t *empty_tensors_fitres(size_t n, size_t *len)
+{
+    size_t params = 2 * n, fit = 1 + 10 + params + 2, total = 1 + 10 + fit;
+    uint8_t *b = malloc(total), *p = b;
+    if (!b) return NULL;
+    *p++ = 0x22; /* field 4, LEN */
+    p += put_varint(p, 1 + (uint64_t)(put_varint((uint8_t[10]){0}, params)) + params + 2);
+    *p++ = 0x12; /* parameters */
+    p += put_varint(p, params);
+    for (size_t i = 0; i < n; i++) *p++ = 0x0a, *p++ = 0x00;
+    *p++ = 0x18, *p++ = 10; /* num_examples */
+    *len = (size_t)(p - b);
+    return b;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Heap bytes held by the decoded message (0 if refused) and the best time of 5. */
+static int decode_cost(const uint8_t *b, size_t len, const pnet_decode_opts *o, size_t *held,
+                       double *secs, size_t *ntensors, char *err)
+{
+    int rc = 0;
+    *secs = 1e9;
+    for (int rep = 0; rep < 5; rep++) {
+        pnet_client_in in;
+        size_t before = heap_in_use();
+        double t0 = now_s();
+        rc = pnet_client_in_decode_opts(b, len, o, &in, err);
+        double t = now_s() - t0;
+        size_t after = heap_in_use();
+        *held = after > before ? after - before : 0;
+        *ntensors = in.params.n;
+        pnet_client_in_free(&in);
+        if (t < *secs) *secs = t;
+    }
+    return rc;
+}
+
+static void t_empty_tensor_entries_capped(void)
+{
+    const size_t n = (size_t)1 << 20;
+    size_t l1, l2, h1, h2, k;
+    double s1, s2;
+    char err[PT_ERRLEN];
+    uint8_t *b1 = empty_tensors_fitres(n, &l1), *b2 = empty_tensors_fitres(2 * n, &l2);
+    ASSERT(b1 && b2);
+    pnet_decode_opts o = {.max_tensors = 4};
+    ASSERT_EQ_INT(decode_cost(b1, l1, &o, &h1, &s1, &k, err), PT_ERR_MISMATCH);
+    ASSERT_MSG(strstr(err, "1048576 tensors, more than the 4 expected"), "%s", err);
+    ASSERT_EQ_INT(decode_cost(b2, l2, &o, &h2, &s2, &k, err), PT_ERR_MISMATCH);
+    printf("  capped: N=%zu refused in %.2f ms (%zu heap bytes), 2N in %.2f ms (%zu): "
+           "time ratio %.2f\n", n, s1 * 1e3, h1, s2 * 1e3, h2, s2 / s1);
+    ASSERT_MSG(h1 < 4096 && h2 < 4096, "refused messages held %zu and %zu heap bytes", h1, h2);
+    ASSERT_MSG(s2 < 3 * s1, "decode time 2N/N = %.2f (>= 3: not linear)", s2 / s1);
+    /* exactly the expected count still decodes */
+    size_t l4;
+    uint8_t *b4 = empty_tensors_fitres(4, &l4);
+    ASSERT_OK(decode_cost(b4, l4, &o, &h1, &s1, &k, err));
+    ASSERT_EQ_INT(k, 4);
+    free(b1);
+    free(b2);
+    free(b4);
+}
+
+static void t_empty_tensor_entries_uncapped(void)
+{
+    const size_t n = (size_t)1 << 20;
+    size_t l1, l2, h1, h2, k1, k2;
+    double s1, s2;
+    char err[PT_ERRLEN];
+    uint8_t *b1 = empty_tensors_fitres(n, &l1), *b2 = empty_tensors_fitres(2 * n, &l2);
+    ASSERT(b1 && b2);
+    ASSERT_OK(decode_cost(b1, l1, NULL, &h1, &s1, &k1, err));
+    ASSERT_OK(decode_cost(b2, l2, NULL, &h2, &s2, &k2, err));
+    ASSERT_EQ_INT(k1, n);
+    ASSERT_EQ_INT(k2, 2 * n);
+    printf("  uncapped: N=%zu holds %.2f heap bytes per wire byte, 2N %.2f; held 2N/N %.2f, "
+           "time 2N/N %.2f\n", n, (double)h1 / l1, (double)h2 / l2, (double)h2 / h1, s2 / s1);
+    ASSERT_MSG((double)h1 / l1 <= 16.5 && (double)h2 / l2 <= 16.5,
+               "%.2f / %.2f heap bytes per wire byte", (double)h1 / l1, (double)h2 / l2);
+    ASSERT_MSG((double)h2 / h1 < 2.5, "held 2N/N = %.2f", (double)h2 / h1);
+    /* (its time is first-touch of fresh pages, reported, not asserted) */
+    free(b1);
+    free(b2);
+}
+
+TEST_MAIN(TEST(t_empty_tensor_entries_capped), TEST(t_empty_tensor_entries_uncapped))
