@@ -165,7 +165,8 @@ const char *pt_escape(char *out, size_t cap, const void *in, size_t n)
     if (n == PT_ESC_CSTR) n = strlen((const char *)p);
     /* room for the text and a NUL; when the whole does not fit, for "..." too */
     size_t total = 0, used;
-    for (size_t j = 0; j < n && total < cap; j += used) total += esc_piece(p + j, n - j, piece, &used);
+    for (size_t j = 0; j < n && total < cap; j += used)
+        total += esc_piece(p + j, n - j, piece, &used);
     room = total < cap ? cap - 1 : cap >= 4 ? cap - 4 : cap - 1;
     while (i < n) {
         size_t k = esc_piece(p + i, n - i, piece, &used);

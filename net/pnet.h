@@ -374,6 +374,15 @@ typedef struct pnet_server_opts {
  * err says which), PT_ERR_INVAL (bad address or options), PT_ERR_TLS (cert/key
  * unreadable or not matching), PT_ERR_NET, PT_ERR_NOMEM. *out is NULL on error. */
 int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err);
+/* Serve an already connected stream socket (a socketpair end, an inherited
+ * or externally accepted connection) as if it had been accepted: TLS if the
+ * server has it, then HTTP/2, under every limit but the per-address cap.
+ * Takes fd over (made non-blocking; closed on failure or when the
+ * connection ends). peer names it in logs and pnet_server_peer (copied;
+ * NULL = "adopted"). PT_OK, PT_ERR_BUSY (max_connections reached: refused
+ * like an accept), PT_ERR_NOMEM, PT_ERR_NET, PT_ERR_INVAL (fd < 0). Fuzzers
+ * and tests use it to feed the server without TCP. */
+int pnet_server_adopt(pnet_server *s, int fd, const char *peer);
 /* The bound TCP port (useful with port 0). */
 int pnet_server_port(const pnet_server *s);
 /* Run I/O once: wait up to timeout_ms (-1 = forever, 0 = poll) for events,

@@ -1,9 +1,11 @@
 /*
- * srv_map.c - the gRPC server's indexes (see srv_int.h).
+ * srv_map.c - the gRPC server's indexes and small helpers (see srv_int.h).
  */
 #include "srv_int.h"
 
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,3 +126,35 @@ int srv_addr_key(const struct sockaddr *sa, uint64_t *key, int *v6)
     *key = k;
     return 0;
 }
+
+int srv_log_ok(log_rate *r, double burst, double per_s)
+{
+    double now = pt_now();
+    if (r->last == 0) r->tokens = burst;
+    r->tokens += (now - r->last) * per_s;
+    if (r->tokens > burst) r->tokens = burst;
+    r->last = now;
+    if (r->tokens < 1) {
+        r->held++;
+        return 0;
+    }
+    r->tokens -= 1;
+    return 1;
+}
+
+/* " (and N more ...)" for the lines held back since the last one, or "". */
+const char *srv_held_note(log_rate *r, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (r->held) snprintf(buf, cap, " (and %lu more in the debug log)", r->held);
+    r->held = 0;
+    return buf;
+}
+
+/* SHA-256 of p[0..n) into md (32 bytes). */
+int srv_sha256(const void *p, size_t n, unsigned char *md)
+{
+    unsigned len = 0;
+    return EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) == 1 && len == 32 ? 0 : -1;
+}
+
