@@ -156,7 +156,7 @@ typedef struct h2_flood_limit {
     double burst, per_s;
 } h2_flood_limit;
 extern const h2_flood_limit h2_flood_limits[H2_FL_KINDS];
-#define H2_MAX_CONTINUATIONS 16
+#define H2_MAX_CONTINUATIONS 8
 
 /* ---- one connection ---------------------------------------------------- */
 typedef struct h2_conn {

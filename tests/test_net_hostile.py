@@ -388,7 +388,7 @@ def case_continuation_flood(port, srv):
     closed = c.pump(3)
     g = c.goaway()
     c.close()
-    return closed, "closed=%s goaway=%s" % (closed, g)
+    return closed and g == ENHANCE_YOUR_CALM, "closed=%s goaway=%s" % (closed, g)
 
 
 def case_trailers_over_limit(port, srv):
