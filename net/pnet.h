@@ -369,8 +369,10 @@ typedef struct pnet_server_opts {
                      void *user);
 } pnet_server_opts;
 
-/* Bind, listen and set up TLS. Connections that do not complete the TLS
- * handshake and send a valid HTTP/2 preface within handshake_timeout_s are closed. Returns PT_OK; PT_ERR_BUSY (address in use,
+/* Bind, listen and set up TLS. Every connection then lives under the limits
+ * of the options (handshake and Join deadline, per-address cap, refused
+ * streams, Join streams, buffers) and the inbound flood limits of net/h2.c
+ * (README "Security model"). Returns PT_OK; PT_ERR_BUSY (address in use,
  * err says which), PT_ERR_INVAL (bad address or options), PT_ERR_TLS (cert/key
  * unreadable or not matching), PT_ERR_NET, PT_ERR_NOMEM. *out is NULL on error. */
 int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err);
@@ -388,7 +390,10 @@ int pnet_server_port(const pnet_server *s);
 /* Run I/O once: wait up to timeout_ms (-1 = forever, 0 = poll) for events,
  * accept, read, dispatch callbacks, write. Returns the number of callbacks
  * dispatched (>= 0) or PT_ERR_NET (epoll failure); peer errors never fail
- * the call: that peer is dropped with a PT_WARN log line. Callbacks may call
+ * the call: that peer is dropped with a PT_WARN log line (peer-caused warnings
+ * are rate-limited: 20, then one a second; the rest go to PT_DEBUG, counted).
+ * Clients whose streams close are told (on_leave) after nghttp2 returns, never
+ * from inside its parser. Callbacks may call
  * pnet_server_send / end_stream / counters, never pnet_server_free. */
 int pnet_server_poll(pnet_server *s, int timeout_ms);
 /* Queue m for client_id (takes its own reference; the caller keeps its one).
