@@ -604,7 +604,11 @@ def hostile_replies(d):
     grow = (after - hwm.get("before", after)) * 1024
     print("  server peak grew %.1f MB for a %.1f MB FitRes of %d empty tensors" % (
         grow / 1e6, len(amplifier) / 1e6, n))
-    L.check("tensor_amplification_memory_bounded", "before" in hwm and grow < 4 * len(amplifier),
+    # the message buffer grows by doubling; under ASan the freed smaller ones stay in
+    # its quarantine (the unbounded decode used to add 32 MB on top: 9x)
+    asan = b"__asan_init" in open(L.PETAL, "rb").read()
+    L.check("tensor_amplification_memory_bounded",
+            "before" in hwm and grow < (7 if asan else 4) * len(amplifier),
             "peak grew %d bytes for %d wire bytes" % (grow, len(amplifier)))
     L.check("status_message_escaped", "boom\\nINFO petal fake line \\x1b[31mred" in log and
             "\x1b" not in log and "\nINFO petal fake" not in log,
