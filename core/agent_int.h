@@ -71,8 +71,13 @@ typedef struct pt_server_opts {
                                    messages; 0 = max_message + 64 MiB */
     size_t max_rx_total;        /* transport: bytes buffered for incomplete messages, all
                                    clients together; 0 = no cap */
-    double handshake_timeout;   /* transport: TLS handshake + HTTP/2 preface deadline (s);
-                                   0 = 10 */
+    double handshake_timeout;   /* transport: TLS handshake + HTTP/2 preface, then a Join
+                                   stream, deadline per connection (s); 0 = 10 */
+    int max_conn_per_addr;      /* transport: connections per IPv4 address / IPv6 /64;
+                                   0 = 64, < 0 = no cap */
+    int max_streams_per_conn;   /* transport: Join streams per connection; 0 = 32 */
+    int max_refused_streams;    /* transport: refused streams before a connection is
+                                   closed; 0 = 10 */
     const char *tls_client_ca;  /* mutual TLS: require client certificates from this CA */
     const char *auth_token;     /* require "authorization: Bearer <token>" (NULL = none) */
     int64_t max_examples;       /* FitRes/EvaluateRes num_examples above this are rejected;

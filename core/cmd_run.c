@@ -587,6 +587,7 @@ static void server_args(argvec *a, const run_opts *o, const char *strategy, cons
     snprintf(n, sizeof n, "%d", o->clients);
     av_add2(a, "--expected-clients", n);
     av_add2(a, "--wait-clients", "120");
+    av_add2(a, "--max-conn-per-addr", "0"); /* every client is local: 127.0.0.1 */
     int have_min_av = 0, have_min_fit = 0, have_min_ev = 0;
     for (int i = 0; i < o->n_pass; i++) {
         char kv[512];

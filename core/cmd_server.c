@@ -66,10 +66,18 @@ static void usage(FILE *f)
             "                          alias --max-header-bytes\n"
             "  --max-conn-buffer BYTES bytes buffered per connection for incomplete messages\n"
             "                          (default max-message + 64 MiB); alias --max-client-buffer\n"
-            "  --max-total-buffer BYTES  the same for all clients together (default no cap):\n"
-            "                          a message that would pass it ends its stream\n"
+            "  --max-total-buffer BYTES  the same for all clients together (default half the\n"
+            "                          machine's memory): a message that would pass it ends\n"
+            "                          its stream\n"
             "  --handshake-timeout S   close connections without a TLS handshake and HTTP/2\n"
-            "                          preface within S seconds (default 10)\n"
+            "                          preface, then an accepted Join stream, within S\n"
+            "                          seconds (and idle ones S seconds after their last\n"
+            "                          Join stream ended; default 10)\n"
+            "  --max-conn-per-addr N   connections from one IPv4 address or IPv6 /64\n"
+            "                          (default 64; 0 = no cap)\n"
+            "  --max-streams-per-conn N  Join streams (clients) on one connection (default 32)\n"
+            "  --max-refused-streams N close a connection after N refused streams (wrong\n"
+            "                          path, token, ...; default 10)\n"
             "Model and data:\n"
             "  --model PRESET|FILE.json  fmnist-cnn (default), seed-cnn, or a JSON model\n"
             "  --dataset SPEC          held-out split for centralised evaluation, e.g.\n"
@@ -112,6 +120,7 @@ enum {
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
     O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED, O_MAX_KEY_BYTES,
+    O_PER_ADDR, O_PER_CONN, O_MAX_REFUSED,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -229,6 +238,9 @@ int pt_cmd_server(int argc, char **argv)
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
         {"ordered-aggregation", no_argument, 0, O_ORDERED},
         {"max-key-bytes", required_argument, 0, O_MAX_KEY_BYTES},
+        {"max-conn-per-addr", required_argument, 0, O_PER_ADDR},
+        {"max-streams-per-conn", required_argument, 0, O_PER_CONN},
+        {"max-refused-streams", required_argument, 0, O_MAX_REFUSED},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -342,6 +354,18 @@ int pt_cmd_server(int argc, char **argv)
             if (pt_agent_parse_double("--handshake-timeout", optarg, 0.05, 3600,
                                       &o.handshake_timeout))
                 return 2;
+            break;
+        case O_PER_ADDR:
+            if (pt_agent_parse_int("--max-conn-per-addr", optarg, 0, 1000000, &iv)) return 2;
+            o.max_conn_per_addr = iv ? (int)iv : -1;
+            break;
+        case O_PER_CONN:
+            if (pt_agent_parse_int("--max-streams-per-conn", optarg, 1, 100, &iv)) return 2;
+            o.max_streams_per_conn = (int)iv;
+            break;
+        case O_MAX_REFUSED:
+            if (pt_agent_parse_int("--max-refused-streams", optarg, 1, 1000000, &iv)) return 2;
+            o.max_refused_streams = (int)iv;
             break;
         case O_CLIENT_CA: o.tls_client_ca = optarg; break;
         case O_TOKEN_FILE: token_file = optarg; break;

@@ -99,3 +99,86 @@ void pt_log_write(pt_log_level lvl, const char *file, int line, const char *fmt,
     pt_log_vwrite(lvl, file, line, fmt, ap);
     va_end(ap);
 }
+
+/* ---- escaping peer text ---------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629) within n bytes,
+ * its code point in *cp; 0 if malformed. */
+static size_t utf8_seq(const unsigned char *p, size_t n, unsigned *cp)
+{
+    unsigned c = p[0], lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c >= 0xc2 && c <= 0xdf) len = 2, c &= 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, c &= 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, c &= 0x07;
+    else return 0;
+    if (p[0] == 0xe0) lo = 0xa0;
+    if (p[0] == 0xed) hi = 0x9f; /* no surrogates */
+    if (p[0] == 0xf0) lo = 0x90;
+    if (p[0] == 0xf4) hi = 0x8f;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    c = c << 6 | (p[1] & 0x3f);
+    for (size_t i = 2; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    *cp = c;
+    return len;
+}
+
+static int unsafe_cp(unsigned cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029;
+}
+
+/* The escaped form of the character at p[0..n) into piece (>= 16 bytes):
+ * returns its length, *used the input bytes it stands for. */
+static size_t esc_piece(const unsigned char *p, size_t n, char *piece, size_t *used)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char c = p[0];
+    unsigned cp = 0;
+    *used = 1;
+    if (c == '\\') return memcpy(piece, "\\\\", 2), 2;
+    if (c >= 0x20 && c < 0x7f) return piece[0] = (char)c, 1;
+    if (c == '\n') return memcpy(piece, "\\n", 2), 2;
+    if (c == '\r') return memcpy(piece, "\\r", 2), 2;
+    if (c == '\t') return memcpy(piece, "\\t", 2), 2;
+    size_t len = c >= 0x80 ? utf8_seq(p, n, &cp) : 0;
+    if (len) {
+        *used = len;
+        if (unsafe_cp(cp)) return (size_t)snprintf(piece, 16, "\\u{%04x}", cp);
+        memcpy(piece, p, len);
+        return len;
+    }
+    piece[0] = '\\', piece[1] = 'x', piece[2] = hex[c >> 4], piece[3] = hex[c & 15];
+    return 4;
+}
+
+const char *pt_escape(char *out, size_t cap, const void *in, size_t n)
+{
+    const unsigned char *p = in ? in : (const unsigned char *)"";
+    size_t o = 0, i = 0, room;
+    char piece[16];
+    if (!cap) return out;
+    if (n == PT_ESC_CSTR) n = strlen((const char *)p);
+    /* room for the text and a NUL; when the whole does not fit, for "..." too */
+    size_t total = 0, used;
+    for (size_t j = 0; j < n && total < cap; j += used)
+        total += esc_piece(p + j, n - j, piece, &used);
+    room = total < cap ? cap - 1 : cap >= 4 ? cap - 4 : cap - 1;
+    while (i < n) {
+        size_t k = esc_piece(p + i, n - i, piece, &used);
+        if (o + k > room) break;
+        memcpy(out + o, piece, k);
+        o += k;
+        i += used;
+    }
+    if (i < n && cap >= 4) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = 0;
+    return out;
+}

@@ -88,6 +88,19 @@ void pt_log_vwrite(pt_log_level lvl, const char *file, int line, const char *fmt
 #define PT_WARN(...) pt_log_write(PT_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
 #define PT_ERROR(...) pt_log_write(PT_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 
+/* Text a peer chose (a status message, grpc-message, a metric key, a header),
+ * made safe for a one-line text log: out (cap bytes, NUL-terminated) gets
+ * in[0..n) with printable ASCII and well-formed UTF-8 kept, a backslash
+ * doubled, newline, CR and tab as \n \r \t, every other control character
+ * (C0, DEL, C1), the Unicode bidirectional controls (U+202A-U+202E,
+ * U+2066-U+2069) and the line/paragraph separators as \u{XXXX}, and bytes
+ * that are not UTF-8 (a NUL included) as \xHH. n = PT_ESC_CSTR reads a
+ * NUL-terminated string. A result that does not fit ends with "..." (cap >=
+ * 4; smaller caps get what fits). in may be NULL when n is 0 or PT_ESC_CSTR.
+ * Returns out, for use as a printf argument. */
+#define PT_ESC_CSTR ((size_t)-1)
+const char *pt_escape(char *out, size_t cap, const void *in, size_t n);
+
 /* ISO-8601 UTC timestamp with milliseconds into buf (>= 32 bytes). */
 void pt_iso8601_now(char *buf, size_t len);
 

@@ -25,6 +25,7 @@ typedef struct srv_client {
     char peer[80];
     int busy;     /* waiting for this client's reply */
     int gone;     /* left (entry removed at the next compaction) */
+    int served;   /* was sent an instruction at least once */
 } srv_client;
 
 typedef pt_ckpt_hist hist;
@@ -71,7 +72,8 @@ typedef struct srv {
     double slowest[2];     /* --round-timeout auto: slowest reply seen, fit [0] and
                               evaluate [1] phases of earlier rounds (0 = none yet) */
     double phase_slowest;  /* and in the current phase */
-    pnet_decode_limits lim; /* caps on what clients send (maps) */
+    pnet_decode_limits lim; /* caps on what clients send (maps; at most the model's
+                               tensors) */
     int max_keys;          /* distinct keys per metric history (max_metric_keys) */
 } srv;
 
@@ -110,11 +112,20 @@ static const char *pyf(char *buf, size_t len, double v)
 
 /* ---- client registry --------------------------------------------------------- */
 
+/* The registry is in join order, and the transport numbers clients as they
+ * join (compact keeps the order): ids ascend, a binary search finds one (a
+ * flood of Join streams costs O(log n) per callback, not O(n)). */
 static srv_client *find_client(srv *s, uint64_t id)
 {
-    for (size_t i = 0; i < s->ncl; i++)
-        if (s->cl[i].id == id && !s->cl[i].gone) return &s->cl[i];
-    return NULL;
+    size_t lo = 0, hi = s->ncl;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->cl[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->ncl && s->cl[lo].id == id && !s->cl[lo].gone ? &s->cl[lo] : NULL;
 }
 
 static int n_available(const srv *s)
@@ -151,7 +162,7 @@ static void on_join(pnet_server *net, uint64_t id, const char *peer, void *user)
     c->id = id;
     /* one connection may carry several Join streams: add the stream's id */
     snprintf(c->peer, sizeof c->peer, "%s#%llu", peer ? peer : "?", (unsigned long long)id);
-    SDEBUG(s, "client %s joined (%d connected)", c->peer, n_available(s));
+    SDEBUG(s, "client %s joined (%d connected)", c->peer, pnet_server_clients(s->net));
 }
 
 /* A busy client's reply will never come: count the failure of the phase. */
@@ -190,8 +201,10 @@ static void on_leave(pnet_server *net, uint64_t id, int reason, const char *deta
         pt_seterr(why, 0, "disconnected (%s%s%s)", pnet_leave_name(reason),
                  detail && *detail ? ": " : "", detail ? detail : "");
         phase_failure(s, c, why);
-    } else if (s->phase != PH_BYE && reason != PNET_LEAVE_DONE &&
+    } else if (s->phase != PH_BYE && c->served && reason != PNET_LEAVE_DONE &&
                reason != PNET_LEAVE_CANCELLED && reason != PNET_LEAVE_ENDED) {
+        /* a client that never took part leaves quietly (debug): anyone can open and
+           drop Join streams, their connections are logged by the transport */
         SWARN(s, "client %s left: %s%s%s", c->peer, pnet_leave_name(reason),
               detail && *detail ? ": " : "", detail ? detail : "");
     } else {
@@ -340,11 +353,18 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
     pnet_client_in in;
     char e[PT_ERRLEN], why[PT_ERRLEN + 64];
     note_reply_time(s);
+    /* no more tensors than the model has: an update of a million empty ones costs
+       no memory (issue 11) */
     int rc = pnet_client_in_decode(pnet_msg_data(msg), pnet_msg_len(msg), &s->lim, &in, e);
     pnet_cmsg_type want = s->phase == PH_FIT    ? PNET_CMSG_FIT
                           : s->phase == PH_EVAL ? PNET_CMSG_EVALUATE
                           : s->phase == PH_INIT ? PNET_CMSG_GET_PARAMETERS
                                                 : PNET_CMSG_DISCONNECT;
+    if (rc == PT_ERR_MISMATCH && want == PNET_CMSG_FIT) { /* well-formed, wrong tensor count */
+        pt_seterr(why, 0, "bad FitRes parameters: %s", e);
+        reject_update(s, c, why);
+        return;
+    }
     if (rc) {
         pt_seterr(why, 0, "bad ClientMessage: %s%s", e,
                   rc == PT_ERR_RANGE ? " (see --max-metric-keys, --max-key-bytes)" : "");
@@ -358,9 +378,9 @@ static void handle_reply(srv *s, srv_client *c, pnet_msg *msg)
         goto out;
     }
     if (in.status_code != PNET_CODE_OK) {
-        pt_seterr(why, 0, "status code %d: %.*s", in.status_code,
-                 (int)(in.status_message.len > 200 ? 200 : in.status_message.len),
-                 in.status_message.ptr ? (const char *)in.status_message.ptr : "");
+        char esc[204]; /* the client's text, escaped for the logs */
+        pt_seterr(why, 0, "status code %d: %s", in.status_code,
+                  pt_escape(esc, sizeof esc, in.status_message.ptr, in.status_message.len));
         phase_failure(s, c, why);
         goto out;
     }
@@ -565,6 +585,7 @@ static void send_to(srv *s, const int *idx, int k, pnet_msg *msg)
     for (int j = 0; j < k; j++) {
         srv_client *c = &s->cl[idx[j]];
         c->busy = 1;
+        c->served = 1;
         s->outstanding++;
         int rc = pnet_server_send(s->net, c->id, msg);
         if (rc) {
@@ -652,13 +673,17 @@ static void metrics_hist_add(srv *s, pt_config *hist_cfg, int round, const pt_co
 static void log_metrics_hist(srv *s, const char *name, const pt_config *h)
 {
     size_t cap = 64;
-    for (size_t i = 0; i < h->n; i++) cap += strlen(h->e[i].key) + h->e[i].val.v.s.len + 16;
+    /* keys are the clients' own: escaped (at most 8 bytes for each of theirs) */
+    for (size_t i = 0; i < h->n; i++) cap += 8 * strlen(h->e[i].key) + h->e[i].val.v.s.len + 16;
     char *buf = malloc(cap);
     if (!buf) return;
     size_t off = (size_t)snprintf(buf, cap, "{");
-    for (size_t i = 0; i < h->n; i++)
-        off += (size_t)snprintf(buf + off, cap - off, "%s'%s': [%s]", i ? ", " : "",
-                                h->e[i].key, h->e[i].val.v.s.ptr);
+    for (size_t i = 0; i < h->n; i++) {
+        off += (size_t)snprintf(buf + off, cap - off, "%s'", i ? ", " : "");
+        pt_escape(buf + off, cap - off, h->e[i].key, PT_ESC_CSTR);
+        off += strlen(buf + off);
+        off += (size_t)snprintf(buf + off, cap - off, "': [%s]", h->e[i].val.v.s.ptr);
+    }
     snprintf(buf + off, cap - off, "}");
     SLOG(s, "app_fit: %s %s", name, buf);
     free(buf);
@@ -883,6 +908,7 @@ static int setup(srv *s, char *err)
     memcpy(s->global.buf, pnn_weights_data(s->model), s->global.total * sizeof(float));
     if (!(s->upd_t = calloc(s->global.n ? s->global.n : 1, sizeof *s->upd_t)))
         return PT_ERR_NOMEM;
+    s->lim.max_tensors = s->global.n;
     if ((rc = pst_create(&s->st, o->strategy, o->strategy_opts, e)))
         return pt_seterr(err, rc, "strategy: %s", e);
     if (o->max_key_bytes > PT_CONFIG_KEY_MAX)
@@ -923,6 +949,9 @@ static int setup(srv *s, char *err)
     so.max_conn_buffer = o->max_conn_buffer;
     so.max_rx_total = o->max_rx_total;
     so.handshake_timeout_s = o->handshake_timeout;
+    so.max_conn_per_addr = o->max_conn_per_addr;
+    so.max_streams_per_conn = o->max_streams_per_conn;
+    so.max_refused_streams = o->max_refused_streams;
     so.tls_client_ca = o->tls_client_ca;
     so.auth_token = o->auth_token;
     so.user = s;

@@ -270,7 +270,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
 {
     (void)flags;
     pnet_client *c = ud;
-    h2_data_seen(&c->h, sid, len);
+    h2_data_seen(&c->h, sid, data, len);
     if (sid != c->sid || call_over(c)) return 0;
     double now = pt_now();
     c->heard = c->rx_progress = now;

@@ -294,23 +294,8 @@ nghttp2_data_provider h2_tx_provider(h2_tx *tx)
     return d;
 }
 
-static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
-{
-    (void)ng;
-    h2_conn *c = ud;
-    if (hd->type == NGHTTP2_DATA && !(hd->flags & NGHTTP2_FLAG_PADDED)) {
-        c->dframe_sid = hd->stream_id;
-        c->dframe_left = hd->length;
-    } else {
-        c->dframe_sid = 0;
-        c->dframe_left = 0;
-    }
-    return 0;
-}
-
 void h2_callbacks_common(nghttp2_session_callbacks *cb)
 {
-    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_send_data_callback(cb, tx_send);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cb, read_len);
 }
@@ -407,19 +392,156 @@ static ssize_t io_read(h2_conn *c, uint8_t *buf, size_t n)
     return -2;
 }
 
-int h2_conn_read(h2_conn *c, int max_reads)
+/* ---- inbound flood limits -------------------------------------------------- */
+
+const h2_flood_limit h2_flood_limits[H2_FL_KINDS] = {
+    [H2_FL_SETTINGS] = {"SETTINGS", 100, 10},
+    [H2_FL_PING] = {"PING", 200, 50},
+    [H2_FL_RST] = {"RST_STREAM", 100, 10},
+    [H2_FL_HEADERS] = {"HEADERS", 200, 20},
+    [H2_FL_PRIORITY] = {"PRIORITY", 100, 10},
+    [H2_FL_EMPTY] = {"empty or unknown", 100, 10},
+};
+
+void h2_conn_flood_limits(h2_conn *c, size_t max_block)
 {
-    for (int i = 0; i < max_reads && !c->dead; i++) {
-        uint8_t *dst = c->rbuf;
-        size_t want = H2_RBUF;
-        if (c->direct && c->dframe_sid && c->dframe_left >= H2_DIRECT_MIN) {
-            size_t max = 0;
-            uint8_t *d = c->direct(c, c->dframe_sid, &max);
-            if (d && max >= H2_DIRECT_MIN) {
-                dst = d;
-                want = max < c->dframe_left ? max : c->dframe_left;
+    double now = pt_now();
+    c->flood.on = 1;
+    c->flood.max_block = max_block;
+    for (int k = 0; k < H2_FL_KINDS; k++) {
+        c->flood.tokens[k] = h2_flood_limits[k].burst;
+        c->flood.last[k] = now;
+    }
+}
+
+static int flood_take(h2_flood *f, int k)
+{
+    const h2_flood_limit *l = &h2_flood_limits[k];
+    double now = pt_now();
+    f->tokens[k] += (now - f->last[k]) * l->per_s;
+    if (f->tokens[k] > l->burst) f->tokens[k] = l->burst;
+    f->last[k] = now;
+    if (f->tokens[k] < 1) {
+        snprintf(f->why, sizeof f->why, "%s flood (over %g frames, then %g/s)", l->name,
+                 l->burst, l->per_s);
+        return -1;
+    }
+    f->tokens[k] -= 1;
+    return 0;
+}
+
+/* Count one inbound frame header; -1 when it passes a limit (f->why says which). */
+static int flood_frame(h2_flood *f, uint8_t type, uint8_t flags, size_t len)
+{
+    int ack = flags & NGHTTP2_FLAG_ACK;
+    if (f->in_block && type != NGHTTP2_CONTINUATION) return 0; /* nghttp2 rejects it */
+    switch (type) {
+    case NGHTTP2_DATA:
+        return len || (flags & NGHTTP2_FLAG_END_STREAM) ? 0 : flood_take(f, H2_FL_EMPTY);
+    case NGHTTP2_HEADERS:
+        f->block_bytes = len;
+        f->block_frames = 0;
+        f->in_block = !(flags & NGHTTP2_FLAG_END_HEADERS);
+        if (flood_take(f, H2_FL_HEADERS)) return -1;
+        break;
+    case NGHTTP2_CONTINUATION:
+        f->block_bytes += len;
+        f->in_block = !(flags & NGHTTP2_FLAG_END_HEADERS);
+        if (++f->block_frames > H2_MAX_CONTINUATIONS) {
+            snprintf(f->why, sizeof f->why, "CONTINUATION flood (over %d frames in a header block)",
+                     H2_MAX_CONTINUATIONS);
+            return -1;
+        }
+        break;
+    case NGHTTP2_SETTINGS: return ack ? 0 : flood_take(f, H2_FL_SETTINGS);
+    case NGHTTP2_PING: return ack ? 0 : flood_take(f, H2_FL_PING);
+    case NGHTTP2_RST_STREAM: return flood_take(f, H2_FL_RST);
+    case NGHTTP2_PRIORITY: return flood_take(f, H2_FL_PRIORITY);
+    case NGHTTP2_WINDOW_UPDATE:
+    case NGHTTP2_GOAWAY:
+    case NGHTTP2_PUSH_PROMISE: return 0; /* cheap, or a connection error in nghttp2 */
+    default: return flood_take(f, H2_FL_EMPTY);
+    }
+    if (f->max_block && f->block_bytes > f->max_block) {
+        snprintf(f->why, sizeof f->why, "header block over %zu bytes", f->max_block);
+        return -1;
+    }
+    return 0;
+}
+
+/* Advance the inbound frame tracker over p[0..n): the same bytes nghttp2
+ * is about to parse (HTTP/2 framing: a 9-byte header with a 24-bit length).
+ * Returns how many bytes nghttp2 may see: n, or fewer when a frame passes
+ * a flood limit (up to the start of that frame's header). */
+static size_t track_frames(h2_conn *c, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    if (!c->trk_init) {
+        c->trk_init = 1;
+        c->trk_preface = nghttp2_session_check_server_session(c->ng) ? NGHTTP2_CLIENT_MAGIC_LEN
+                                                                      : 0;
+    }
+    while (off < n) {
+        size_t k, left = n - off;
+        if (c->trk_preface) {
+            k = left < c->trk_preface ? left : c->trk_preface;
+            c->trk_preface -= k;
+        } else if (c->trk_left) {
+            k = left < c->trk_left ? left : c->trk_left;
+            c->trk_left -= k;
+        } else {
+            k = sizeof c->trk_hd - c->trk_hd_got;
+            if (k > left) k = left;
+            memcpy(c->trk_hd + c->trk_hd_got, p + off, k);
+            c->trk_hd_got += k;
+            if (c->trk_hd_got == sizeof c->trk_hd) {
+                const uint8_t *h = c->trk_hd;
+                size_t start = off + k >= sizeof c->trk_hd ? off + k - sizeof c->trk_hd : 0;
+                c->trk_hd_got = 0;
+                c->trk_left = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+                c->trk_type = h[3];
+                c->trk_flags = h[4];
+                c->trk_sid = (int32_t)(((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 |
+                                        (uint32_t)h[7] << 8 | h[8]) &
+                                       0x7fffffffu);
+                if (c->flood.on && flood_frame(&c->flood, c->trk_type, c->trk_flags, c->trk_left))
+                    return start;
             }
         }
+        off += k;
+    }
+    return n;
+}
+
+/* Where the next read goes: straight into the owner's message buffer when
+ * the read can hold only payload of a DATA frame all of whose bytes so far
+ * nghttp2 delivered; else the read buffer. */
+static uint8_t *read_dst(h2_conn *c, size_t *want)
+{
+    *want = H2_RBUF;
+    if (!c->direct || !c->tail_payload || c->trk_type != NGHTTP2_DATA ||
+        (c->trk_flags & NGHTTP2_FLAG_PADDED) || c->trk_left < H2_DIRECT_MIN || c->trk_hd_got)
+        return c->rbuf;
+    size_t max = 0;
+    uint8_t *d = c->direct(c, c->trk_sid, &max);
+    if (!d || max < H2_DIRECT_MIN) return c->rbuf;
+    *want = max < c->trk_left ? max : c->trk_left;
+    return d;
+}
+
+static int flood_stop(h2_conn *c)
+{
+    if (!c->why[0]) snprintf(c->why, sizeof c->why, "%s", c->flood.why);
+    nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+    return PT_ERR_RANGE;
+}
+
+int h2_conn_read(h2_conn *c, int max_reads)
+{
+    if (c->flood.why[0]) return PT_ERR_RANGE; /* over a limit: read nothing more */
+    for (int i = 0; i < max_reads && !c->dead && !c->stop_read; i++) {
+        size_t want;
+        uint8_t *dst = read_dst(c, &want);
         ssize_t r = io_read(c, dst, want);
         if (r == -1) return PT_OK;
         if (r == -2) return c->ssl ? PT_ERR_TLS : PT_ERR_NET;
@@ -429,13 +551,20 @@ int h2_conn_read(h2_conn *c, int max_reads)
             return PT_ERR_CLOSED;
         }
         c->wire_in += (uint64_t)r;
-        ssize_t k = nghttp2_session_mem_recv(c->ng, dst, (size_t)r);
+        size_t feed = track_frames(c, dst, (size_t)r);
+        c->tail_payload = 0;
+        c->in_end = dst + feed;
+        ssize_t k = feed ? nghttp2_session_mem_recv(c->ng, dst, feed) : 0;
+        c->in_end = NULL;
         if (k < 0) {
             if (k == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
                 return conn_fail(c, PT_ERR_PROTO, "%s",
                                  "bad HTTP/2 connection preface (not an h2c/gRPC client)");
             return conn_fail(c, PT_ERR_PROTO, "HTTP/2 error: %s", nghttp2_strerror((int)k));
         }
+        if ((size_t)k != feed) /* nghttp2 consumes all input unless paused (never here) */
+            return conn_fail(c, PT_ERR_PROTO, "%s", "HTTP/2 input not consumed");
+        if (feed < (size_t)r) return flood_stop(c);
         if ((size_t)r < want && !c->ssl) return PT_OK; /* drained the socket */
     }
     return PT_OK;

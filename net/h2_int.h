@@ -19,7 +19,7 @@
 #define GRPC_PREFIX 5
 #define H2_PATH_JOIN "/flwr.proto.FlowerService/Join"
 #define H2_WINDOW ((int32_t)((1 << 26) - 1))     /* 64 MiB - 1 */
-#define H2_MAX_FRAME ((int32_t)((1 << 24) - 1))  /* 16 MiB - 1 */
+#define H2_MAX_FRAME ((int32_t)(1 << 20))        /* 1 MiB: largest frame we accept */
 #define H2_OUT_HIGH ((size_t)4 << 20)             /* stop packing frames above this */
 #define H2_OUT_SEGS 900                           /* and above this many segments */
 #define H2_RBUF ((size_t)256 << 10)
@@ -125,6 +125,39 @@ typedef struct h2_outq {
     size_t bytes;         /* unwritten bytes */
 } h2_outq;
 
+/* ---- inbound flood limits ------------------------------------------------ */
+/* What a peer may send without doing useful work, counted on the frame
+ * headers before nghttp2 parses the frames (h2_conn_read stops feeding
+ * nghttp2 at the first frame over a limit, answers GOAWAY
+ * ENHANCE_YOUR_CALM and returns PT_ERR_RANGE). Rates are token buckets:
+ * a burst, then so many per second (h2.c: h2_flood_limits). */
+enum {
+    H2_FL_SETTINGS,  /* SETTINGS (not ACK): each costs an ACK */
+    H2_FL_PING,      /* PING (not ACK): each costs an ACK */
+    H2_FL_RST,       /* RST_STREAM */
+    H2_FL_HEADERS,   /* HEADERS (new streams and trailers) */
+    H2_FL_PRIORITY,  /* PRIORITY */
+    H2_FL_EMPTY,     /* DATA without payload nor END_STREAM, unknown frame types */
+    H2_FL_KINDS
+};
+typedef struct h2_flood {
+    int on;                        /* enforce (the owner sets it) */
+    size_t max_block;              /* bytes of one header block (HEADERS + CONTINUATIONs) */
+    double tokens[H2_FL_KINDS], last[H2_FL_KINDS];
+    size_t block_bytes;            /* header block being received */
+    int block_frames;              /* its CONTINUATION frames */
+    int in_block;                  /* a HEADERS without END_HEADERS is open */
+    char why[96];                  /* the limit passed ("" = none) */
+} h2_flood;
+/* Bursts and rates per kind, and the CONTINUATION frames one header block
+ * may have (documented in README "Security model"). */
+typedef struct h2_flood_limit {
+    const char *name;
+    double burst, per_s;
+} h2_flood_limit;
+extern const h2_flood_limit h2_flood_limits[H2_FL_KINDS];
+#define H2_MAX_CONTINUATIONS 8
+
 /* ---- one connection ---------------------------------------------------- */
 typedef struct h2_conn {
     int fd;
@@ -141,19 +174,36 @@ typedef struct h2_conn {
     /* Direct receive: while inside a big unpadded DATA frame, the owner may
        give the destination (the message buffer) and the socket is read
        straight into it; nghttp2 then sees those bytes in place and the
-       reassembly copy is skipped. */
-    int32_t dframe_sid;     /* stream of the DATA frame being received, 0 = none */
-    size_t dframe_left;     /* its payload bytes not yet seen */
+       reassembly copy is skipped. A direct read must hold nothing but that
+       frame's payload, so the inbound frame boundaries are tracked here over
+       the same bytes nghttp2 parses (trk_*), and a frame gets direct reads
+       only while nghttp2 has delivered every payload byte of it read so far
+       (tail_payload: the previous read ended in a chunk of it). A frame whose
+       payload nghttp2 drops (content-length exceeded, stream reset, ...)
+       never gets a direct read again. */
+    size_t trk_preface;     /* connection preface bytes still to pass (server) */
+    int trk_init;
+    uint8_t trk_hd[9];      /* header of the next frame, trk_hd_got bytes so far */
+    size_t trk_hd_got;
+    size_t trk_left;        /* payload bytes of the current frame not read yet */
+    int32_t trk_sid;        /* current frame's stream, type and flags */
+    uint8_t trk_type, trk_flags;
+    const uint8_t *in_end;  /* end of the input inside nghttp2_session_mem_recv */
+    int tail_payload;       /* the last read ended in delivered payload of trk_sid */
     uint8_t *(*direct)(struct h2_conn *c, int32_t sid, size_t *max);
+    h2_flood flood;         /* inbound frame limits (flood.on = 0: none) */
+    int stop_read;          /* the owner is closing it: h2_conn_read reads no more */
     int dead;               /* unusable: close it */
     char peer[72];
     char why[160];          /* reason when dead */
 } h2_conn;
 
-/* Owners call this from on_data_chunk_recv with the chunk length. */
-static inline void h2_data_seen(h2_conn *c, int32_t sid, size_t n)
+/* Owners call this first thing in on_data_chunk_recv with the chunk (nghttp2
+ * passes pointers into the input): it tells direct receive that the payload
+ * read so far was delivered. */
+static inline void h2_data_seen(h2_conn *c, int32_t sid, const uint8_t *data, size_t n)
 {
-    if (sid == c->dframe_sid) c->dframe_left = n < c->dframe_left ? c->dframe_left - n : 0;
+    if (c->in_end && data + n == c->in_end && sid == c->trk_sid) c->tail_payload = 1;
 }
 
 /* nghttp2 callbacks common to both sides: the connection's user_data must
@@ -169,9 +219,13 @@ void h2_conn_free(h2_conn *c);
 /* Submit our SETTINGS (window, frame size, header list, ...) and grow the
  * connection window. */
 int h2_conn_settings(h2_conn *c, int server, size_t max_header_list);
+/* Turn the inbound flood limits on; max_block = largest header block in
+ * bytes (HEADERS + CONTINUATION payloads). */
+void h2_conn_flood_limits(h2_conn *c, size_t max_block);
 /* Read what the socket has (up to max_reads reads) into nghttp2. Returns
  * PT_OK or an error with c->why set (c->dead = 1 on fatal errors; PT_ERR_CLOSED
- * on EOF). */
+ * on EOF; PT_ERR_RANGE when the peer passed a flood limit: GOAWAY
+ * ENHANCE_YOUR_CALM is queued, nothing more is read; close after flushing). */
 int h2_conn_read(h2_conn *c, int max_reads);
 /* Pack frames and write until the socket would block or nothing is left.
  * Returns PT_OK or an error (c->dead, c->why). */

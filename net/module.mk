@@ -73,6 +73,13 @@ test_net_transport_bench_LDLIBS := $(NET_T_LDLIBS)
 $(BUILD)/tests/test_net_transport $(BUILD)/tests/test_net_transport_peer \
     $(BUILD)/tests/test_net_transport_bench: $(NET_LIB) $(CORE_LIB)
 
+# hostile peers (issue 11): hand-built HTTP/2 frames against the real petal server
+# (Debian's python3-hyperframe, python3-hpack), and decode cost as growth
+net_TESTS += tests/test_net_hostile.py $(BUILD)/tests/test_net_cost
+test_net_cost_LIBS := $(NET_LIB) $(CORE_LIB)
+test_net_cost_LDLIBS := $(NET_T_LDLIBS)
+$(BUILD)/tests/test_net_cost: $(NET_LIB) $(CORE_LIB)
+
 # make bench-net: one seed-cnn-sized round (FitIns out, FitRes back) with 10
 # clients on loopback; tensor GB/s through the server, server CPU s/round.
 .PHONY: bench-net

@@ -446,6 +446,7 @@ typedef struct dctx {
     const uint8_t *base;
     char *err;
     size_t max_entries, max_key; /* pnet_decode_limits, defaults applied */
+    size_t max_tensors;          /* 0 = no cap */
 } dctx;
 
 /* The caps of lim with the defaults filled in. */
@@ -453,6 +454,7 @@ static int dctx_limits(dctx *c, const pnet_decode_limits *lim)
 {
     c->max_entries = lim && lim->max_map_entries ? lim->max_map_entries : PNET_MAX_MAP_ENTRIES;
     c->max_key = lim && lim->max_key_len ? lim->max_key_len : PNET_MAX_KEY_LEN;
+    c->max_tensors = lim ? lim->max_tensors : 0;
     if (c->max_key > PT_CONFIG_KEY_MAX)
         return pt_seterr(c->err, PT_ERR_INVAL, "decode limits: max_key_len %zu is over %d",
                          c->max_key, PT_CONFIG_KEY_MAX);
@@ -498,33 +500,58 @@ static void params_view_free(pnet_params_view *v)
     memset(v, 0, sizeof *v);
 }
 
-/* Merge one Parameters body into v (tensors append, tensor_type replaces). */
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 16;
+    while (c < n) c *= 2;
+    return c;
+}
+
+/* Merge one Parameters body into v (tensors append, tensor_type replaces).
+ * The tensors are counted first, so the array is sized once (to a power of
+ * two: merged bodies grow it geometrically) and a body holding more than
+ * c->max_tensors costs nothing. */
 static int dec_params(dctx *c, const pnet_bytes *body, pnet_params_view *v)
 {
     pnet_rd r = {body->ptr, body->ptr + body->len, c->base};
-    size_t cap = v->n;
+    size_t k = 0;
     while (r.p < r.end) {
         uint32_t f;
         int wt;
         if (pnet_rd_key(&r, &f, &wt)) return bad(c, &r, "bad field key in Parameters");
+        if ((f == 1 || f == 2) && wt != PNET_WT_LEN)
+            return bad(c, &r, "wrong wire type in Parameters");
+        if (pnet_rd_skip(&r, wt))
+            return bad(c, &r, f == 1 || f == 2 ? "truncated Parameters field"
+                                               : "malformed unknown field in Parameters");
+        k += f == 1;
+    }
+    if (c->max_tensors && k > c->max_tensors - v->n)
+        return pt_seterr(c->err, PT_ERR_MISMATCH,
+                         "Parameters hold %zu tensors, more than the %zu expected", v->n + k,
+                         c->max_tensors);
+    if (k && (!v->n || v->n + k > pow2_at_least(v->n))) {
+        size_t cap = pow2_at_least(v->n + k);
+        if (cap > SIZE_MAX / sizeof *v->tensors)
+            return pt_seterr(c->err, PT_ERR_NOMEM, "out of memory");
+        pnet_bytes *t = realloc(v->tensors, cap * sizeof *t);
+        if (!t) return pt_seterr(c->err, PT_ERR_NOMEM, "out of memory");
+        v->tensors = t;
+    }
+    r.p = body->ptr;
+    while (r.p < r.end) { /* checked above */
+        uint32_t f;
+        int wt;
+        pnet_bytes b;
+        pnet_rd_key(&r, &f, &wt);
         if (f == 1 || f == 2) {
-            pnet_bytes b;
-            if (wt != PNET_WT_LEN) return bad(c, &r, "wrong wire type in Parameters");
-            if (pnet_rd_bytes(&r, &b)) return bad(c, &r, "truncated Parameters field");
-            if (f == 2) {
+            pnet_rd_bytes(&r, &b);
+            if (f == 1)
+                v->tensors[v->n++] = b;
+            else
                 v->tensor_type = b;
-                continue;
-            }
-            if (v->n == cap) {
-                size_t ncap = cap ? cap * 2 : 16;
-                pnet_bytes *t = realloc(v->tensors, ncap * sizeof *t);
-                if (!t) return pt_seterr(c->err, PT_ERR_NOMEM, "out of memory");
-                v->tensors = t;
-                cap = ncap;
-            }
-            v->tensors[v->n++] = b;
-        } else if (pnet_rd_skip(&r, wt)) {
-            return bad(c, &r, "malformed unknown field in Parameters");
+        } else {
+            pnet_rd_skip(&r, wt);
         }
     }
     return PT_OK;

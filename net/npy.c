@@ -275,6 +275,7 @@ int pnet_npy_view(const uint8_t *buf, size_t len, pnet_npy_info *out, char *err)
                              NPY_MAX_HEADER);
     }
     lex l = {(const char *)buf + hstart, (const char *)buf + hstart + hlen, o.version <= 2};
+    char esc[128]; /* peer text quoted in an error, escaped for the logs */
     if (!accept(&l, '{')) return pt_seterr(err, PT_ERR_FORMAT, "npy: header is not a dict");
     for (;;) {
         char key[32];
@@ -282,7 +283,8 @@ int pnet_npy_view(const uint8_t *buf, size_t len, pnet_npy_info *out, char *err)
         if (parse_str(&l, key, sizeof key))
             return pt_seterr(err, PT_ERR_FORMAT, "npy: header dict key is not a simple string");
         if (!accept(&l, ':'))
-            return pt_seterr(err, PT_ERR_FORMAT, "npy: header: ':' expected after '%s'", key);
+            return pt_seterr(err, PT_ERR_FORMAT, "npy: header: ':' expected after '%s'",
+                             pt_escape(esc, sizeof esc, key, PT_ESC_CSTR));
         if (!strcmp(key, "descr")) {
             skip_ws(&l);
             if (l.p < l.end && (*l.p == '[' || *l.p == '('))
@@ -322,7 +324,8 @@ int pnet_npy_view(const uint8_t *buf, size_t len, pnet_npy_info *out, char *err)
             o.ndim = n;
             have_shape = 1;
         } else {
-            return pt_seterr(err, PT_ERR_FORMAT, "npy: unexpected header key '%s'", key);
+            return pt_seterr(err, PT_ERR_FORMAT, "npy: unexpected header key '%s'",
+                             pt_escape(esc, sizeof esc, key, PT_ESC_CSTR));
         }
         if (!accept(&l, ',')) {
             if (!accept(&l, '}'))
@@ -339,7 +342,8 @@ int pnet_npy_view(const uint8_t *buf, size_t len, pnet_npy_info *out, char *err)
     if (parse_descr(descr, &o)) {
         /* numpy knows many more dtypes; we refuse them either way. */
         return pt_seterr(err, PT_ERR_UNSUPPORTED,
-                         "npy: dtype '%s' not supported (float32, float64 or int64)", descr);
+                         "npy: dtype '%s' not supported (float32, float64 or int64)",
+                         pt_escape(esc, sizeof esc, descr, PT_ESC_CSTR));
     }
     o.numel = 1;
     for (int d = 0; d < o.ndim; d++) {

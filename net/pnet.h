@@ -230,6 +230,12 @@ typedef struct pnet_decode_limits {
                                metrics, properties); 0 = PNET_MAX_MAP_ENTRIES */
     size_t max_key_len;     /* bytes of one key; 0 = PNET_MAX_KEY_LEN; at most
                                PT_CONFIG_KEY_MAX (what checkpoints can hold) */
+    size_t max_tensors;     /* Parameters.tensors entries (all Parameters fields of the
+                               message merged); 0 = no cap. More is PT_ERR_MISMATCH
+                               ("Parameters hold N tensors, more than the M expected")
+                               before the tensor array is allocated. A server passes its
+                               model's tensor count: then a message costs at most 16
+                               bytes per expected tensor, not 16 bytes per 2 wire bytes */
 } pnet_decode_limits;
 
 /* Decode a whole protobuf message buf[0..len) (no gRPC prefix). out is
@@ -238,7 +244,8 @@ typedef struct pnet_decode_limits {
  * merges, a different one replaces. `lim` (NULL = defaults) caps the maps.
  * Returns PT_OK, PT_ERR_PROTO (malformed protobuf: err says what and at
  * which offset), PT_ERR_RANGE (over a cap of lim: err names it and the
- * option), PT_ERR_INVAL (lim over PT_CONFIG_KEY_MAX), PT_ERR_NOMEM. On
+ * option), PT_ERR_MISMATCH (over lim->max_tensors), PT_ERR_INVAL (lim over
+ * PT_CONFIG_KEY_MAX), PT_ERR_NOMEM. On
  * error out is left empty (safe to free). */
 int pnet_server_in_decode(const uint8_t *buf, size_t len, const pnet_decode_limits *lim,
                           pnet_server_in *out, char *err);
@@ -349,12 +356,24 @@ typedef struct pnet_server_opts {
                                 connection; 0 = max_message + 64 MiB */
     size_t max_rx_total;     /* server-wide cap on bytes buffered for incomplete
                                 messages (all clients); a message that would pass it
-                                ends its stream (RESOURCE_EXHAUSTED); 0 = no cap */
+                                ends its stream (RESOURCE_EXHAUSTED); 0 = half the
+                                machine's physical memory (at least max_conn_buffer) */
     size_t rx_keep;          /* receive buffer a client keeps between messages; a
                                 bigger one is freed once its message is released
                                 (idle clients stay small); 0 = 256 KiB */
-    double handshake_timeout_s; /* TLS handshake + HTTP/2 preface deadline per
-                                connection; 0 = 10 s */
+    double handshake_timeout_s; /* per connection: the TLS handshake and HTTP/2 preface,
+                                then an accepted Join stream, must come within this
+                                long of the accept (and a new Join stream within this
+                                long of the last one's end), else the connection is
+                                closed; 0 = 10 s */
+    int max_conn_per_addr;   /* connections from one IPv4 address or one IPv6 /64;
+                                more are refused at accept like max_connections;
+                                0 = 64, < 0 = no cap */
+    int max_streams_per_conn; /* Join streams (clients) on one connection; more are
+                                refused (RESOURCE_EXHAUSTED); 0 = 32 */
+    int max_refused_streams; /* a connection whose streams were refused this many times
+                                (wrong path, method, token, ...) is closed (GOAWAY
+                                ENHANCE_YOUR_CALM); 0 = 10 */
     const char *tls_client_ca; /* PEM CA file: require a client certificate signed by
                                   it (mutual TLS; needs tls_cert). NULL = none */
     const char *auth_token;  /* NUL-terminated shared token: a Join stream must carry
@@ -375,17 +394,31 @@ typedef struct pnet_server_opts {
                      void *user);
 } pnet_server_opts;
 
-/* Bind, listen and set up TLS. Connections that do not complete the TLS
- * handshake and send a valid HTTP/2 preface within handshake_timeout_s are closed. Returns PT_OK; PT_ERR_BUSY (address in use,
+/* Bind, listen and set up TLS. Every connection then lives under the limits
+ * of the options (handshake and Join deadline, per-address cap, refused
+ * streams, Join streams, buffers) and the inbound flood limits of net/h2.c
+ * (README "Security model"). Returns PT_OK; PT_ERR_BUSY (address in use,
  * err says which), PT_ERR_INVAL (bad address or options), PT_ERR_TLS (cert/key
  * unreadable or not matching), PT_ERR_NET, PT_ERR_NOMEM. *out is NULL on error. */
 int pnet_server_new(pnet_server **out, const pnet_server_opts *o, char *err);
+/* Serve an already connected stream socket (a socketpair end, an inherited
+ * or externally accepted connection) as if it had been accepted: TLS if the
+ * server has it, then HTTP/2, under every limit but the per-address cap.
+ * Takes fd over (made non-blocking; closed on failure or when the
+ * connection ends). peer names it in logs and pnet_server_peer (copied;
+ * NULL = "adopted"). PT_OK, PT_ERR_BUSY (max_connections reached: refused
+ * like an accept), PT_ERR_NOMEM, PT_ERR_NET, PT_ERR_INVAL (fd < 0). Fuzzers
+ * and tests use it to feed the server without TCP. */
+int pnet_server_adopt(pnet_server *s, int fd, const char *peer);
 /* The bound TCP port (useful with port 0). */
 int pnet_server_port(const pnet_server *s);
 /* Run I/O once: wait up to timeout_ms (-1 = forever, 0 = poll) for events,
  * accept, read, dispatch callbacks, write. Returns the number of callbacks
  * dispatched (>= 0) or PT_ERR_NET (epoll failure); peer errors never fail
- * the call: that peer is dropped with a PT_WARN log line. Callbacks may call
+ * the call: that peer is dropped with a PT_WARN log line (peer-caused warnings
+ * are rate-limited: 20, then one a second; the rest go to PT_DEBUG, counted).
+ * Clients whose streams close are told (on_leave) after nghttp2 returns, never
+ * from inside its parser. Callbacks may call
  * pnet_server_send / end_stream / counters, never pnet_server_free. */
 int pnet_server_poll(pnet_server *s, int timeout_ms);
 /* Queue m for client_id (takes its own reference; the caller keeps its one).

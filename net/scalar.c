@@ -147,8 +147,10 @@ int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena
     if (dst->n >= max_entries && !pt_config_get_len(dst, m->key, klen))
         return pt_seterr(err, PT_ERR_RANGE, "more than %zu distinct map keys", max_entries);
     s = m->value;
+    char esc[160]; /* the peer's key, escaped for the logs */
     if (!s || s->scalar_case == FLWR__PROTO__SCALAR__SCALAR__NOT_SET)
-        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s' has no Scalar value", m->key);
+        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s' has no Scalar value",
+                         pt_escape(esc, sizeof esc, m->key, PT_ESC_CSTR));
     switch (s->scalar_case) {
     case FLWR__PROTO__SCALAR__SCALAR_DOUBLE:
         v.type = PT_SCALAR_DOUBLE;
@@ -177,10 +179,12 @@ int pnet_config_entry_decode(const pnet_bytes *entry, pt_config *dst, pnet_arena
         v.v.s.len = s->bytes.len;
         break;
     default:
-        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s': unknown Scalar member %d", m->key,
-                         (int)s->scalar_case);
+        return pt_seterr(err, PT_ERR_PROTO, "map entry '%s': unknown Scalar member %d",
+                         pt_escape(esc, sizeof esc, m->key, PT_ESC_CSTR), (int)s->scalar_case);
     }
     int rc = pt_config_set_len(dst, m->key, klen, &v);
-    if (rc) return pt_seterr(err, rc, "map entry '%s': %s", m->key, pt_strerror(rc));
+    if (rc)
+        return pt_seterr(err, rc, "map entry '%s': %s",
+                         pt_escape(esc, sizeof esc, m->key, PT_ESC_CSTR), pt_strerror(rc));
     return PT_OK;
 }

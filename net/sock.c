@@ -140,7 +140,7 @@ int sock_listen(const char *addr, int *fd_out, int *port_out, char *err)
     return PT_OK;
 }
 
-int sock_accept(int lfd, int *fd_out, char *peer, size_t plen)
+int sock_accept(int lfd, int *fd_out, char *peer, size_t plen, struct sockaddr_storage *addr)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -148,6 +148,7 @@ int sock_accept(int lfd, int *fd_out, char *peer, size_t plen)
     if (fd < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? PT_ERR_CLOSED : PT_ERR_NET;
     sock_tune(fd);
     sock_peer_string((struct sockaddr *)&ss, peer, plen);
+    if (addr) *addr = ss;
     *fd_out = fd;
     return PT_OK;
 }

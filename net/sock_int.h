@@ -15,8 +15,9 @@ int sock_split(const char *addr, char *host, size_t hlen, char *port, size_t ple
  * PT_ERR_BUSY when the address is in use; PT_ERR_INVAL / PT_ERR_NET. */
 int sock_listen(const char *addr, int *fd_out, int *port_out, char *err);
 /* Accept one connection (non-blocking, tuned) or PT_ERR_CLOSED when none is
- * waiting; peer gets e.g. "ipv4:127.0.0.1:40564". */
-int sock_accept(int lfd, int *fd_out, char *peer, size_t plen);
+ * waiting; peer gets e.g. "ipv4:127.0.0.1:40564", addr (if not NULL) the
+ * peer's address. */
+int sock_accept(int lfd, int *fd_out, char *peer, size_t plen, struct sockaddr_storage *addr);
 /* Connect to host:port within timeout_ms; returns a non-blocking tuned fd.
  * PT_ERR_NET (refused, unreachable: worth retrying), PT_ERR_TIMEOUT,
  * PT_ERR_INVAL (unknown host), PT_ERR_INTERRUPTED (*stop became non-zero;

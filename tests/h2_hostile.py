@@ -90,8 +90,15 @@ def smsg(kind, **cfg):
     return m.SerializeToString()
 
 
+CLIENT_MAX_FRAME = 1 << 20  # the SETTINGS_MAX_FRAME_SIZE petal's client announces
+
+
 def msg_frame(body, end=False):
-    return frame(DATA, END_STREAM if end else 0, 1, grpc(body))
+    """One gRPC message as DATA frames no larger than the client accepts."""
+    b = grpc(body)
+    parts = [b[i:i + CLIENT_MAX_FRAME] for i in range(0, len(b), CLIENT_MAX_FRAME)] or [b""]
+    return b"".join(frame(DATA, END_STREAM if end and i == len(parts) - 1 else 0, 1, p)
+                    for i, p in enumerate(parts))
 
 
 class Conn:

@@ -204,5 +204,44 @@ static void t_config_growth(void)
     ASSERT_MSG(g < 3.0, "2x the keys cost x%.2f", g);
 }
 
+/* pt_escape: peer text made safe for a one-line log (issue 11 item 10). */
+static void t_escape(void)
+{
+    char out[64];
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "plain text 1.0", PT_ESC_CSTR), "plain text 1.0");
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "a\nINFO fake\r\tz", PT_ESC_CSTR),
+                  "a\\nINFO fake\\r\\tz");
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "\x1b[31mred\x7f", PT_ESC_CSTR), "\\x1b[31mred\\x7f");
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "back\\slash", PT_ESC_CSTR), "back\\\\slash");
+    /* explicit length: NULs are bytes like others */
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "a\0b", 3), "a\\x00b");
+    /* well-formed UTF-8 kept; C1 controls, bidi overrides, separators escaped */
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "pr\xc3\xa9" "cision \xe2\x82\xac", PT_ESC_CSTR),
+                  "pr\xc3\xa9" "cision \xe2\x82\xac");
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "\xc2\x85|\xe2\x80\xae|\xe2\x80\xa8", PT_ESC_CSTR),
+                  "\\u{0085}|\\u{202e}|\\u{2028}");
+    /* malformed UTF-8: lone continuation, overlong, surrogate, truncated, > U+10FFFF */
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, "\x80\xc0\xaf\xed\xa0\x80\xe2\x82\xf5", PT_ESC_CSTR),
+                  "\\x80\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x82\\xf5");
+    /* truncation: "..." at the end, never a cut escape, always terminated */
+    char small[12];
+    ASSERT_STR_EQ(pt_escape(small, sizeof small, "abcdefghijklmnop", PT_ESC_CSTR), "abcdefgh...");
+    ASSERT_STR_EQ(pt_escape(small, sizeof small, "abcdefghij\n", PT_ESC_CSTR), "abcdefgh...");
+    ASSERT_STR_EQ(pt_escape(small, sizeof small, "abcdefghijk", PT_ESC_CSTR), "abcdefghijk");
+    ASSERT_STR_EQ(pt_escape(small, sizeof small, "\n\n\n\n\n\n", PT_ESC_CSTR), "\\n\\n\\n\\n...");
+    char tiny[2];
+    ASSERT_STR_EQ(pt_escape(tiny, sizeof tiny, "xyz", PT_ESC_CSTR), "x"); /* no room for dots */
+    ASSERT_STR_EQ(pt_escape(out, sizeof out, NULL, 0), "");
+    /* output never holds a control byte, whatever the input */
+    unsigned char all[256];
+    char big[1100];
+    for (int i = 0; i < 256; i++) all[i] = (unsigned char)i;
+    pt_escape(big, sizeof big, all, sizeof all);
+    for (const char *q = big; *q; q++)
+        ASSERT_MSG((unsigned char)*q >= 0x20 && (unsigned char)*q != 0x7f,
+                   "control byte 0x%02x in the output", (unsigned char)*q);
+    ASSERT(strlen(big) > 256 && strstr(big, "...") == NULL);
+}
+
 TEST_MAIN(TEST(t_config), TEST(t_config_many), TEST(t_config_growth), TEST(t_strerror),
-          TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params))
+          TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params), TEST(t_escape))

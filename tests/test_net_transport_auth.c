@@ -572,6 +572,7 @@ static void idle_memory(int tls)
         pnet_server_opts so;
         memset(&so, 0, sizeof so);
         so.on_message = on_message;
+        so.max_conn_per_addr = -1; /* all N clients come from 127.0.0.1 */
         if (tls) so.tls_cert = cert, so.tls_key = key;
         pnet_server *s;
         char err[PT_ERRLEN];

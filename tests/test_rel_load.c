@@ -259,7 +259,7 @@ int main(int argc, char **argv)
                     "--model", MODEL, "--rounds", r_s, "--min-available-clients", n_s,
                     "--min-fit-clients", n_s, "--min-evaluate-clients", n_s,
                     "--wait-clients", "120", "--round-timeout", "120", "--max-connections",
-                    maxc, "--out", out, "--threads", "1", NULL};
+                    maxc, "--max-conn-per-addr", "0", "--out", out, "--threads", "1", NULL};
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");

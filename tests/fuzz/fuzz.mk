@@ -20,13 +20,15 @@
 # are fuzzer finds kept by tests/fuzz/minimize.sh after a `make fuzz`.
 # Crash/hang inputs: tests/fuzz/regress/<name>/ once fixed (replayed by make
 # test), tests/fuzz/pending/<name>/ until then (see its README).
-# The gRPC server target drives a real pnet_server over loopback TCP: the
-# transport has no socket-free entry point. The client target (h2_client)
+# The gRPC server targets (h2_server, h2_frames, tls_server) feed a real
+# pnet_server in memory: one end of a socketpair is handed to it with
+# pnet_server_adopt (tests/fuzz/fuzz_h2.h). The client target (h2_client)
 # plays the server: frame sequences written to a real pnet_client over
 # loopback (seeds: tests/fuzz/gen_corpus_h2_client.py).
 
-FUZZ_TARGETS := npy params client_msg server_msg h2_server h2_client model_json weights idx \
-                image aws_xml aws_error aws_creds aws_reply strategy_opts results checkpoint
+FUZZ_TARGETS := npy params client_msg server_msg h2_server h2_frames tls_server h2_client \
+                model_json weights idx image aws_xml aws_error aws_creds aws_reply strategy_opts \
+                results checkpoint
 FUZZ ?= $(FUZZ_TARGETS)
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD := build-fuzz
@@ -49,6 +51,10 @@ fuzz_h2_server_LIBS := $(NET_LIB) $(CORE_LIB)
 fuzz_h2_server_LDLIBS := $(FUZZ_NET_LDLIBS)
 fuzz_h2_client_LIBS := $(NET_LIB) $(CORE_LIB)
 fuzz_h2_client_LDLIBS := $(FUZZ_NET_LDLIBS)
+fuzz_h2_frames_LIBS := $(NET_LIB) $(CORE_LIB)
+fuzz_h2_frames_LDLIBS := $(FUZZ_NET_LDLIBS)
+fuzz_tls_server_LIBS := $(NET_LIB) $(CORE_LIB)
+fuzz_tls_server_LDLIBS := $(FUZZ_NET_LDLIBS)
 fuzz_model_json_LIBS := $(NN_LIB) $(CORE_LIB)
 fuzz_model_json_LDLIBS := $(FUZZ_NN_LDLIBS)
 fuzz_weights_LIBS := $(NN_LIB) $(CORE_LIB)

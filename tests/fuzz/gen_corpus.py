@@ -250,6 +250,72 @@ def gen_h2(client_fit):
     # "Bearer " elsewhere routes to the token server; no authorization header
     put("h2_server", "auth_missing", settings + frame(1, 4, 1, join_headers(
         extra=[("x-note", "Bearer ")])) + frame(0, 1, 1, gp))
+    return settings + ack + hdr + frame(0, 0, 1, gp) + frame(0, 1, 1, disc)
+
+
+def gen_h2_frames():
+    """Programs for fuzz_h2_frames.c (ops: 0 RAW, 1 JOIN, 2 DATA, 3 FRAME, 4 RST,
+    5 REPEAT, 6 CUT, 7 MSG)."""
+    def data(s, f, n, announce=0, fill=0x41):
+        return bytes([2, s, f]) + struct.pack(">I", n)[1:] + struct.pack(">I", announce) + \
+            bytes([fill])
+    join = bytes([1, 0, 0])
+    cut = bytes([6])
+    ping = frame(6, 0, 0, b"12345678")
+    # a 3 MB message in frames of 768 KiB and 1 MiB: the direct-receive path
+    put("h2_frames", "big_message", join + data(0, 0x10, 786432, 3000000) + cut +
+        data(0, 0, 1048576, 0, 0x42) + cut + data(0, 0, 1048576, 0, 0x43) + cut +
+        data(0, 1, 116997, 0, 0x44))
+    # DATA over content-length inside a big frame, then RST_STREAM and PINGs in the
+    # same read (the use-after-free of issue 11 item 1)
+    put("h2_frames", "over_content_length", bytes([1, 0, 2]) + struct.pack(">H", 60000) +
+        data(0, 0x10, 50000, 800000) + cut + data(0, 0, 1000000, 0, 2) +
+        bytes([4, 0, 8]) + bytes([5, 1, len(ping)]) + ping)
+    # a frame cut short: RST bytes become payload
+    put("h2_frames", "cut_frame_rst", join + data(0, 0x50, 600000, 900000) + bytes([4, 0, 8]) +
+        cut + bytes([4, 0, 1]))
+    # whole messages: parameters, then goodbye
+    put("h2_frames", "messages", join + bytes([7, 0, 1]) + cut + bytes([7, 0, 0]) +
+        bytes([3, 0, 1, 1, 0]))
+    # many Join streams (over the per-connection bound), then resets
+    put("h2_frames", "many_joins", b"".join(bytes([1, i, 0]) for i in range(40)) + cut +
+        b"".join(bytes([4, i, 8]) for i in range(40)))
+    # floods: PING, SETTINGS, empty DATA
+    put("h2_frames", "ping_flood", bytes([5, 255, len(ping)]) + ping)
+    st = frame(4, 0, 0, struct.pack(">HI", 4, 65535))
+    put("h2_frames", "settings_flood", bytes([5, 100, len(st)]) + st)
+    put("h2_frames", "empty_data_flood", join + bytes([5, 50, 9]) + frame(0, 0, 1, b""))
+    # CONTINUATION forever
+    put("h2_frames", "continuation_flood", bytes([3, 1, 0, 1, 4]) + b"\x40\x01a\x01" +
+        bytes([5, 10, 13]) + frame(9, 0, 1, b"\x40\x01a\x01"))
+    # frame over the 1 MiB limit, padded DATA, GOAWAY after data
+    put("h2_frames", "oversize_frame", join + data(0, 0x10, 1048640, 2000000))
+    put("h2_frames", "padded_goaway", join + data(0, 0x18, 70000, 100000) +
+        bytes([3, 7, 0, 0, 8]) + struct.pack(">II", 1, 0))
+
+
+def gen_tls(h2_bytes):
+    """fuzz_tls_server.c: mode byte, then a ClientHello (mode 0) or the HTTP/2
+    bytes sent after a real handshake (modes 1-3)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    for name, ver in (("hello_tls13", ssl.TLSVersion.TLSv1_3), ("hello_tls12",
+                                                                 ssl.TLSVersion.TLSv1_2)):
+        ctx.maximum_version = ver
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        o = ctx.wrap_bio(inc, out, server_hostname="fuzz")
+        try:
+            o.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        put("tls_server", name, b"\x00" + out.read())
+    put("tls_server", "garbage", b"\x00\x16\x03\x01\x00\x05hello")
+    for mode in (1, 2, 3):
+        put("tls_server", "h2_mode%d" % mode, bytes([mode]) + h2_bytes)
+    put("tls_server", "h2_split", b"\x01" + h2_bytes[:20] + SEP + h2_bytes[20:])
 
 
 # ---- nn --------------------------------------------------------------------------
@@ -603,7 +669,9 @@ def main():
     c.fit_res.status.code = pb.OK
     params_msg(c.fit_res.parameters)
     c.fit_res.num_examples = 10
-    gen_h2(c.SerializeToString(deterministic=True))
+    h2 = gen_h2(c.SerializeToString(deterministic=True))
+    gen_h2_frames()
+    gen_tls(h2)
     gen_nn()
     gen_idx()
     gen_image()
