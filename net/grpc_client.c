@@ -599,6 +599,9 @@ static uint8_t *direct_dst(h2_conn *h, int32_t sid, size_t *max)
 static int open_stream(pnet_client *c, char *err)
 {
     c->h.direct = direct_dst;
+    /* the server's frames are counted like a client's are on the server side
+       (SETTINGS/PING/RST/HEADERS floods, oversized header blocks) */
+    h2_conn_flood_limits(&c->h, 4 * 65536 + 4096);
     if (nghttp2_session_client_new(&c->h.ng, c->cbs, c) || h2_conn_settings(&c->h, 0, 65536))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory");
     const char *ua = c->o.user_agent ? c->o.user_agent : CLIENT_UA;
