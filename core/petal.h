@@ -91,6 +91,14 @@ void pt_log_vwrite(pt_log_level lvl, const char *file, int line, const char *fmt
 /* ISO-8601 UTC timestamp with milliseconds into buf (>= 32 bytes). */
 void pt_iso8601_now(char *buf, size_t len);
 
+/* Copy src into dst (capacity cap > 0, always NUL-terminated, truncated to
+ * fit) with every control character (bytes 0x00-0x1f and 0x7f) written as an
+ * escape: \n, \r, \t or \xNN. A log record is then always one line: a file
+ * name or peer string holding a newline cannot forge another record. Every
+ * log writer (pt_log_*, the results log) passes its messages through this.
+ * Returns the length written. */
+size_t pt_escape_ctrl(char *dst, size_t cap, const char *src);
+
 /* ---- timing ------------------------------------------------------------ */
 /* Monotonic clock in seconds / nanoseconds. */
 double pt_now(void);

@@ -169,10 +169,11 @@ size_t pt_results_format_line(char *buf, size_t len, pt_log_level lvl, const cha
 void pt_results_vlog(pt_results *r, pt_log_level lvl, const char *file, int line,
                      const char *fmt, va_list ap)
 {
-    char msg[4096], out[4600];
+    char raw[4096], msg[4096], out[4600];
     size_t n;
     if (lvl < pt_log_get_level() || lvl >= PT_LOG_OFF) return;
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    pt_escape_ctrl(msg, sizeof msg, raw); /* one record, one line */
     pt_log_write(lvl, file, line, "%s", msg);
     if (!r) return;
     n = pt_results_format_line(out, sizeof out - 1, lvl, file, line, msg);
