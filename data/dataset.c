@@ -35,7 +35,23 @@ void pd_dataset_free(pd_dataset *d)
     }
     free(d->x);
     free(d->y);
+    free(d->keys);
     memset(d, 0, sizeof *d);
+}
+
+uint64_t pd_key(const char *rel)
+{
+    /* FNV-1a over the bytes, then splitmix64's finaliser to spread the bits */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)rel; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 size_t pd_example_floats(const pd_dataset *d)
@@ -100,9 +116,14 @@ int pd_subset(pd_dataset *out, const pd_dataset *src, const size_t *idx, size_t 
                              idx[i], src->n);
     if ((rc = pd_dataset_alloc(out, count, src->h, src->w, src->c, err))) return rc;
     size_t per = pd_example_floats(src);
+    if (src->keys && !(out->keys = malloc((count ? count : 1) * sizeof *out->keys))) {
+        pd_dataset_free(out);
+        return pt_seterr(err, PT_ERR_NOMEM, "out of memory for %zu keys", count);
+    }
     for (size_t i = 0; i < count; i++) {
         memcpy(out->x + i * per, src->x + idx[i] * per, per * sizeof(float));
         out->y[i] = src->y[idx[i]];
+        if (out->keys) out->keys[i] = src->keys[idx[i]];
     }
     out->nclasses = src->nclasses;
     if (src->class_names &&
@@ -252,6 +273,7 @@ void pd_keep_random(pd_dataset *d, size_t keep, uint64_t seed)
         if (o != i) {
             memmove(d->x + o * per, d->x + i * per, per * sizeof(float));
             d->y[o] = d->y[i];
+            if (d->keys) d->keys[o] = d->keys[i];
         }
         o++;
     }

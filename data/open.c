@@ -13,7 +13,16 @@ pd_open_opts pd_open_opts_default(void)
     memset(&o, 0, sizeof o);
     o.val_split = 0.25;
     o.seed = 1337;
+    o.max_pixels = PD_MAX_PIXELS_DEFAULT;
+    o.max_scans = PD_MAX_SCANS_DEFAULT;
     return o;
+}
+
+void pd_split_info_free(pd_split_info *si)
+{
+    if (!si) return;
+    free(si->heldout_keys);
+    memset(si, 0, sizeof *si);
 }
 
 /* Keep only rows whose owner is `part` (in place, order kept). */
@@ -25,6 +34,7 @@ static void keep_part(pd_dataset *d, const int *owner, int part)
         if (m != i) {
             memmove(d->x + m * per, d->x + i * per, per * sizeof(float));
             d->y[m] = d->y[i];
+            if (d->keys) d->keys[m] = d->keys[i];
         }
         m++;
     }

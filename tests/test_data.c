@@ -648,7 +648,7 @@ static void t_folder_decode(void)
     int rc = pd_load_folder(&d, NULL, dir, &o, err);
     ASSERT_MSG(rc == 0, "%s", err);
     ASSERT_EQ_INT(d.n, 6);
-    ASSERT_EQ_INT(d.skipped, 6);
+    ASSERT_EQ_INT(d.skipped, 5); /* notes.txt and .DS_Store are not image names: not listed */
     ASSERT_EQ_INT(d.nclasses, 2);
     ASSERT_STR_EQ(d.class_names[0], "a_dogs");
     ASSERT_STR_EQ(d.class_names[1], "b_cats");
@@ -933,7 +933,7 @@ static void t_folder_errors(void)
     mkdirs("hollow", "c2");
     snprintf(dir, sizeof dir, "%s/hollow", tmpdir());
     ASSERT_EQ_INT(pd_load_folder(&tr, &te, dir, &o, err), PT_ERR_FORMAT);
-    ASSERT_CONTAINS(err, "hold no files");
+    ASSERT_CONTAINS(err, "hold no image files");
     /* no decodable image */
     mkdirs("junk", "c1");
     for (int k = 0; k < 8; k++) {
@@ -968,6 +968,161 @@ static void t_folder_errors(void)
     o.num_parts = 20; /* 8 training files */
     ASSERT_EQ_INT(pd_load_folder(&tr, &te, dir, &o, err), PT_ERR_RANGE);
     ASSERT_CONTAINS(err, "20 clients but only 8");
+}
+
+/* ---- odd folder layouts, read as Keras reads them ---------------------------------- */
+
+static char logbuf_[16384];
+
+/* Send the log to a file while a loader runs; logbuf_ gets what it wrote. */
+static void log_capture(int on)
+{
+    static char path[300];
+    if (on) {
+        snprintf(path, sizeof path, "%s/capture.log", tmpdir());
+        unlink(path);
+        pt_log_set_file(path);
+        pt_log_set_stderr(0);
+        return;
+    }
+    pt_log_set_file(NULL);
+    pt_log_set_stderr(1);
+    logbuf_[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(logbuf_, 1, sizeof logbuf_ - 1, f);
+    logbuf_[n] = 0;
+    fclose(f);
+}
+
+static void img_id(const char *path, int id)
+{
+    img_spec s = {4, 4, 3, {(unsigned char)(2 * id), 7, 9, 0}, 0};
+    write_png(path, &s);
+}
+
+static void t_folder_layouts(void)
+{
+    char dir[512], p[1024], q[1024], err[PT_ERRLEN] = "";
+    const char *L = "lay";
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir(), L);
+    mkdirs(L, "a");
+    mkdirs(L, "b");
+    mkdirs(L, "c");      /* an empty class keeps its label */
+    mkdirs(L, ".git");   /* hidden: not a class (Keras) */
+    mkdirs("lay/a", "sub");
+    mkdirs("lay/a/sub", "deeper");
+    img_id(fpath(L, "a", "a1.png"), 1);
+    img_id(fpath(L, "a", "a2.png"), 2);
+    img_id(fpath(L, "a/sub", "a3.png"), 3);
+    img_id(fpath(L, "a/sub/deeper", "a4.png"), 4);
+    img_id(fpath(L, "a", ".hidden.png"), 5); /* os.walk lists hidden files: Keras reads it */
+    write_file(fpath(L, "a", "._apple.jpg"), "\x00\x05\x16\x07 AppleDouble", 16, 0);
+    write_file(fpath(L, "a", "notes.txt"), "text", 4, 0);
+    write_file(fpath(L, ".", "README.md"), "readme", 6, 0);
+    ASSERT_OK(symlink("..", fpath(L, "a", "up")));                 /* a link back up */
+    ASSERT_OK(symlink("a1.png", fpath(L, "a", "link_a1.png")));    /* same class twice */
+    ASSERT_OK(link(fpath(L, "a", "a2.png"), fpath(L, "a", "hard.png")));
+    img_id(fpath(L, "b", "b1.png"), 6);
+    img_id(fpath(L, "b", "b2.png"), 7);
+    ASSERT_OK(symlink("../a/sub/a3.png", fpath(L, "b", "cross.png"))); /* two classes */
+    ASSERT_OK(symlink("nowhere.png", fpath(L, "b", "dangling.png")));
+    ASSERT_OK(mkfifo(fpath(L, "b", "fifo.png"), 0644));             /* must not block */
+    img_id(fpath(L, "b", "new\nline.png"), 9);
+    /* 64 folders deep is read, 65 is not */
+    snprintf(p, sizeof p, "%s/a", dir);
+    for (int k = 1; k <= 65; k++) {
+        size_t l = strlen(p);
+        snprintf(p + l, sizeof p - l, "/d%d", k);
+        ASSERT_OK(mkdir(p, 0755));
+        if (k == 64) {
+            snprintf(q, sizeof q, "%s/d64ok.png", p);
+            img_id(q, 10);
+        }
+    }
+    snprintf(q, sizeof q, "%s/deep.png", p);
+    img_id(q, 11);
+
+    pd_open_opts o = pd_open_opts_default();
+    o.h = o.w = 4;
+    o.val_split = 0;
+    o.seed = 99;
+    pd_dataset d;
+    log_capture(1);
+    int rc = pd_load_folder(&d, NULL, dir, &o, err);
+    log_capture(0);
+    ASSERT_MSG(rc == 0, "%s", err);
+    ASSERT_EQ_INT(d.nclasses, 3);
+    ASSERT_STR_EQ(d.class_names[2], "c");
+    /* Keras' list after the duplicates are dropped, in its order: ids of the
+     * decodable files (-1: listed but not decodable) */
+    static const int list[11] = {-1, 5, 1, 2, 10, 4, 6, 7, -1, -1, 9};
+    static const char *const rel[11] = {"a/._apple.jpg", "a/.hidden.png", "a/a1.png",
+                                        "a/a2.png", NULL, "a/sub/deeper/a4.png", "b/b1.png",
+                                        "b/b2.png", "b/dangling.png", "b/fifo.png",
+                                        "b/new\nline.png"};
+    size_t perm[11];
+    for (size_t i = 0; i < 11; i++) perm[i] = i;
+    pd_mt mt;
+    pd_mt_seed(&mt, 99);
+    pd_mt_shuffle(&mt, perm, 11);
+    ASSERT_EQ_INT(d.n, 8);
+    ASSERT_EQ_INT(d.skipped, 3);
+    size_t m = 0;
+    for (size_t i = 0; i < 11; i++) {
+        int id = list[perm[i]];
+        if (id < 0) continue;
+        ASSERT_EQ_INT(example_id(&d, m), id);
+        ASSERT_EQ_INT(d.y[m], id >= 6 && id <= 9);
+        if (rel[perm[i]]) ASSERT(d.keys[m] == pd_key(rel[perm[i]]));
+        m++;
+    }
+    ASSERT_CONTAINS(logbuf_, "a/link_a1.png (the same file as a/a1.png)");
+    ASSERT_CONTAINS(logbuf_, "a/hard.png (the same file as a/a2.png)");
+    ASSERT_CONTAINS(logbuf_, "a/sub/a3.png (the same file is in classes 'a' and 'b')");
+    ASSERT_CONTAINS(logbuf_, "b/cross.png (the same file is in classes 'a' and 'b')");
+    ASSERT_CONTAINS(logbuf_, "a/up (symbolic link to a folder, not followed)");
+    ASSERT_CONTAINS(logbuf_, "/d65 (folder nested more than 64 levels deep, not read)");
+    ASSERT_CONTAINS(logbuf_, "a/notes.txt (not an image file name)");
+    ASSERT_CONTAINS(logbuf_, "README.md (not a class folder)");
+    ASSERT_CONTAINS(logbuf_, ".git (hidden folder)");
+    ASSERT_CONTAINS(logbuf_, "b/fifo.png (not a regular file)");
+    ASSERT_CONTAINS(logbuf_, "b/dangling.png (symbolic link to nothing)");
+    ASSERT_CONTAINS(logbuf_, "a/._apple.jpg (not a JPEG or PNG image)");
+    ASSERT_CONTAINS(logbuf_, "left out 6 files");
+    ASSERT_CONTAINS(logbuf_, "skipped (not decoded) 3 files");
+    ASSERT(!strstr(logbuf_, "new\nline")); /* escaped: every record is one line */
+    pd_dataset_free(&d);
+
+    /* any split: training and held-out never share a file, none is twice */
+    o.val_split = 0.4;
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        pd_dataset tr, te;
+        o.seed = seed;
+        o.quiet = 1;
+        log_capture(1);
+        rc = pd_load_folder(&tr, &te, dir, &o, err);
+        log_capture(0);
+        ASSERT_MSG(rc == 0, "%s", err);
+        int seen[12] = {0};
+        for (size_t i = 0; i < tr.n; i++) seen[example_id(&tr, i)]++;
+        for (size_t i = 0; i < te.n; i++) seen[example_id(&te, i)]++;
+        for (int k = 0; k < 12; k++)
+            ASSERT_EQ_INT(seen[k], k == 0 || k == 3 || k == 8 || k == 11 ? 0 : 1);
+        ASSERT_EQ_INT(tr.n + te.n + tr.skipped + te.skipped, 11);
+        pd_dataset_free(&tr);
+        pd_dataset_free(&te);
+    }
+
+    /* two class folders that are one folder: refused, naming both */
+    mkdirs("twin", "cats");
+    img_id(fpath("twin", "cats", "x.png"), 1);
+    img_id(fpath("twin", "cats", "y.png"), 2);
+    ASSERT_OK(symlink("cats", fpath("twin", ".", "kitties")));
+    snprintf(dir, sizeof dir, "%s/twin", tmpdir());
+    o.val_split = 0;
+    ASSERT_EQ_INT(pd_load_folder(&d, NULL, dir, &o, err), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(err, "class folders 'cats' and 'kitties' are the same folder");
 }
 
 /* ---- CIFAR-10 --------------------------------------------------------------------- */
@@ -1417,6 +1572,6 @@ TEST_MAIN(TEST(t_fashion_mnist_real), TEST(t_fashion_mnist_raw_bytes), TEST(t_id
           TEST(t_idx_errors), TEST(t_idx_trailing_and_labels), TEST(t_mt_matches_numpy),
           TEST(t_mt_matches_numpy_live), TEST(t_resize_constant), TEST(t_resize_known_values),
           TEST(t_reshape_channels), TEST(t_folder_decode), TEST(t_folder_resize),
-          TEST(t_folder_split), TEST(t_folder_errors), TEST(t_cifar10), TEST(t_open_specs),
+          TEST(t_folder_split), TEST(t_folder_errors), TEST(t_folder_layouts), TEST(t_cifar10), TEST(t_open_specs),
           TEST(t_open_fashion_subset), TEST(t_partition_iid), TEST(t_partition_dirichlet),
           TEST(t_partition_shards), TEST(t_partition_errors), TEST(t_subset), TEST(t_zz_cleanup))
