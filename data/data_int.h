@@ -19,6 +19,12 @@ int pd_dataset_alloc(pd_dataset *d, size_t n, int h, int w, int c, char *err);
 /* Copy class names (n entries) into d->class_names. */
 int pd_set_class_names(pd_dataset *d, const char *const *names, int n, char *err);
 
+/* Bilinear resizing in pieces (pd_resize_bilinear is built from them): the
+ * source positions and weight of output index o, and one output row from
+ * the two source rows r0 (lo) and r1 (hi). */
+void pd_lerp_weight(int o, int out, int in, int *lo, int *hi, float *t);
+void pd_resize_row(const float *r0, const float *r1, float ty, int sw, float *out, int dw, int c);
+
 /* Basename of a path, for messages. */
 const char *pd_basename(const char *path);
 

@@ -137,23 +137,31 @@ int pd_subset(pd_dataset *out, const pd_dataset *src, const size_t *idx, size_t 
 
 /* ---- resizing ------------------------------------------------------------------ */
 
-typedef struct lerp_w {
-    int lo, hi;
-    float t;
-} lerp_w;
-
 /* tf.image.resize bilinear, half_pixel_centers: in = (o + 0.5) * scale - 0.5,
  * lo = max(floor(in), 0), hi = min(ceil(in), size - 1), t = in - floor(in). */
-static lerp_w lerp_weight(int o, int out, int in)
+void pd_lerp_weight(int o, int out, int in, int *lo, int *hi, float *t)
 {
     double v = ((double)o + 0.5) * ((double)in / (double)out) - 0.5;
     double f = floor(v);
-    int lo = (int)f, hi = (int)ceil(v);
-    lerp_w w;
-    w.t = (float)(v - f);
-    w.lo = lo < 0 ? 0 : lo > in - 1 ? in - 1 : lo;
-    w.hi = hi < 0 ? 0 : hi > in - 1 ? in - 1 : hi;
-    return w;
+    int l = (int)f, h = (int)ceil(v);
+    *t = (float)(v - f);
+    *lo = l < 0 ? 0 : l > in - 1 ? in - 1 : l;
+    *hi = h < 0 ? 0 : h > in - 1 ? in - 1 : h;
+}
+
+void pd_resize_row(const float *r0, const float *r1, float ty, int sw, float *out, int dw, int c)
+{
+    for (int ox = 0; ox < dw; ox++) {
+        int lo, hi;
+        float tx;
+        pd_lerp_weight(ox, dw, sw, &lo, &hi, &tx);
+        size_t a = (size_t)lo * (size_t)c, b = (size_t)hi * (size_t)c;
+        for (int k = 0; k < c; k++) {
+            float top = r0[a + k] + (r0[b + k] - r0[a + k]) * tx;
+            float bot = r1[a + k] + (r1[b + k] - r1[a + k]) * tx;
+            out[(size_t)ox * (size_t)c + k] = top + (bot - top) * ty;
+        }
+    }
 }
 
 void pd_resize_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw, int c)
@@ -164,20 +172,11 @@ void pd_resize_bilinear(const float *src, int sh, int sw, float *dst, int dh, in
     }
     size_t row = (size_t)sw * (size_t)c;
     for (int oy = 0; oy < dh; oy++) {
-        lerp_w wy = lerp_weight(oy, dh, sh);
-        const float *r0 = src + (size_t)wy.lo * row, *r1 = src + (size_t)wy.hi * row;
-        float ty = wy.t;
-        float *out = dst + (size_t)oy * (size_t)dw * (size_t)c;
-        for (int ox = 0; ox < dw; ox++) {
-            lerp_w wx = lerp_weight(ox, dw, sw);
-            size_t a = (size_t)wx.lo * (size_t)c, b = (size_t)wx.hi * (size_t)c;
-            float tx = wx.t;
-            for (int k = 0; k < c; k++) {
-                float top = r0[a + k] + (r0[b + k] - r0[a + k]) * tx;
-                float bot = r1[a + k] + (r1[b + k] - r1[a + k]) * tx;
-                out[(size_t)ox * (size_t)c + k] = top + (bot - top) * ty;
-            }
-        }
+        int lo, hi;
+        float ty;
+        pd_lerp_weight(oy, dh, sh, &lo, &hi, &ty);
+        pd_resize_row(src + (size_t)lo * row, src + (size_t)hi * row, ty, sw,
+                      dst + (size_t)oy * (size_t)dw * (size_t)c, dw, c);
     }
 }
 

@@ -383,18 +383,21 @@ typedef struct job {
     const size_t *sel; /* entries to decode */
     size_t n;
     int h, w, c;
+    pd_img_limits lim;
     float *x;          /* n slots */
     unsigned char *ok; /* per slot: 1 decoded, 0 skipped */
     int fatal;         /* PT_ERR_NOMEM */
     size_t next;       /* work queue */
     notes *skipped;    /* shared by the workers, under mu */
+    notes *warned;     /* decoded despite libjpeg warnings */
     pthread_mutex_t mu;
 } job;
 
 /* Decode one entry into dst; why says why not. */
 static int decode_one(job *j, const fentry *e, pd_img *im, float *dst, float **scratch,
-                      size_t *scap, char *why)
+                      size_t *scap, int *warnings, char *why)
 {
+    *warnings = 0;
     char path[8192];
     int rc;
     if (e->kind == K_DANGLING)
@@ -402,8 +405,9 @@ static int decode_one(job *j, const fentry *e, pd_img *im, float *dst, float **s
     if (e->kind == K_SPECIAL)
         return pt_seterr(why, PT_ERR_IO, "not a regular file");
     snprintf(path, sizeof path, "%s/%s", j->dir, e->rel);
-    if ((rc = pd_read_file(im, path, why))) return rc;
-    if ((rc = pd_decode_image(im, im->fbuf, im->flen, j->w, j->h, why))) return rc;
+    if ((rc = pd_read_file(im, path, PD_MAX_FILE_BYTES(j->lim.max_pixels), why))) return rc;
+    if ((rc = pd_decode_image(im, im->fbuf, im->flen, j->w, j->h, &j->lim, warnings, why)))
+        return rc;
     if (pd_img_to_float(im, dst, j->h, j->w, j->c, scratch, scap))
         return pt_seterr(why, PT_ERR_NOMEM, "out of memory");
     return PT_OK;
@@ -427,7 +431,8 @@ static void *decode_worker(void *arg)
         for (; i < end; i++) {
             const fentry *e = &j->l->v[j->sel[i]];
             char why[PT_ERRLEN] = "";
-            int rc = decode_one(j, e, &im, j->x + i * per, &scratch, &scap, why);
+            int nwarn;
+            int rc = decode_one(j, e, &im, j->x + i * per, &scratch, &scap, &nwarn, why);
             if (rc == PT_ERR_NOMEM) {
                 pthread_mutex_lock(&j->mu);
                 j->fatal = rc;
@@ -435,9 +440,9 @@ static void *decode_worker(void *arg)
                 break;
             }
             j->ok[i] = rc == PT_OK;
-            if (rc) {
+            if (rc || nwarn) {
                 pthread_mutex_lock(&j->mu);
-                note(j->skipped, e->rel, why);
+                note(rc ? j->skipped : j->warned, e->rel, why);
                 pthread_mutex_unlock(&j->mu);
             }
         }
@@ -463,8 +468,11 @@ static int decode_set(pd_dataset *d, const char *dir, const flist *l, const size
     j.h = o->h;
     j.w = o->w;
     j.c = o->c;
+    j.lim.max_pixels = o->max_pixels;
+    j.lim.max_scans = o->max_scans;
     j.x = d->x;
-    j.skipped = sk;
+    j.skipped = &sk[0];
+    j.warned = &sk[1];
     if (!(j.ok = calloc(n ? n : 1, 1)) ||
         !(d->keys = malloc((n ? n : 1) * sizeof *d->keys))) {
         free(j.ok);
@@ -579,7 +587,7 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
 {
     pd_open_opts o = opts ? *opts : pd_open_opts_default();
     flist l;
-    notes undecodable = {0};
+    notes undecodable[2] = {{0}, {0}}; /* skipped, decoded with warnings */
     size_t *perm = NULL, *tsel = NULL;
     int rc;
     if (train) memset(train, 0, sizeof *train);
@@ -590,6 +598,8 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
     if (o.h == 0) o.h = 256;
     if (o.w == 0) o.w = 256;
     if (o.c == 0) o.c = 3;
+    if (o.max_pixels == 0) o.max_pixels = PD_MAX_PIXELS_DEFAULT;
+    if (o.max_scans <= 0) o.max_scans = PD_MAX_SCANS_DEFAULT;
     if (o.h < 1 || o.w < 1 || o.h > 16384 || o.w > 16384)
         return pt_seterr(err, PT_ERR_INVAL, "invalid image size %dx%d (1 to 16384)", o.h, o.w);
     if (o.c != 1 && o.c != 3 && o.c != 4)
@@ -642,7 +652,7 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
                 goto fail;
             sel = tsel;
         }
-        if ((rc = decode_set(train, dir, &l, sel, nsel, &o, "training", &undecodable, err)))
+        if ((rc = decode_set(train, dir, &l, sel, nsel, &o, "training", undecodable, err)))
             goto fail;
     }
     if (test && o.test_share) {
@@ -658,23 +668,24 @@ int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
             size_t *vs, m;
             rc = select_part(&l, vsel, nval, "iid", &o, &vs, &m, err);
             if (!rc && m)
-                rc = decode_set(test, dir, &l, vs, m, &o, "validation", &undecodable, err);
+                rc = decode_set(test, dir, &l, vs, m, &o, "validation", undecodable, err);
             free(vs);
             if (rc) goto fail;
             nval = 0; /* decoded */
         }
     }
     if (test && nval &&
-        (rc = decode_set(test, dir, &l, vsel, nval, &o, "validation", &undecodable, err)))
+        (rc = decode_set(test, dir, &l, vsel, nval, &o, "validation", undecodable, err)))
         goto fail;
-    note_report(&undecodable, PT_LOG_WARN, dir, "skipped (not decoded)", o.quiet);
+    note_report(&undecodable[0], PT_LOG_WARN, dir, "skipped (not decoded)", o.quiet);
+    note_report(&undecodable[1], PT_LOG_WARN, dir, "used despite decoder warnings", o.quiet);
     free(tsel);
     free(perm);
     flist_free(&l);
     return PT_OK;
 
 fail:
-    note_report(&undecodable, PT_LOG_WARN, dir, "skipped (not decoded)", o.quiet);
+    note_report(&undecodable[0], PT_LOG_WARN, dir, "skipped (not decoded)", o.quiet);
     if (train) pd_dataset_free(train);
     if (test) pd_dataset_free(test);
     if (o.split_info) pd_split_info_free(o.split_info);

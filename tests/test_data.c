@@ -11,7 +11,11 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include <sys/wait.h>
+#include <time.h>
+
 #include "data_int.h"
+#include "image_int.h"
 #include "pdata.h"
 #include "test.h"
 
@@ -1125,6 +1129,244 @@ static void t_folder_layouts(void)
     ASSERT_CONTAINS(err, "class folders 'cats' and 'kitties' are the same folder");
 }
 
+/* ---- decoder caps: cost follows the data, not the header ---------------------------- */
+
+/* A grayscale w x h JPEG of noise in memory; nscan_al >= 0 makes it
+ * progressive with (nscan_al + 1) * 64 scans: every coefficient alone, first
+ * at Al = nscan_al, then refined bit by bit (a valid progression: libjpeg
+ * warns about none of it). */
+static unsigned char *jpeg_noise(int w, int h, int nscan_al, unsigned long *len)
+{
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr je;
+    unsigned char *out = NULL;
+    jpeg_scan_info *scans = NULL;
+    ci.err = jpeg_std_error(&je);
+    jpeg_create_compress(&ci);
+    jpeg_mem_dest(&ci, &out, len);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = 1;
+    ci.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, 100, TRUE);
+    if (nscan_al >= 0) {
+        int A = nscan_al, n = 0;
+        scans = calloc((size_t)(A + 1) * 64, sizeof *scans);
+        for (int k = 0; k < 64; k++) {
+            for (int a = A; a >= 0; a--) {
+                jpeg_scan_info *sc = &scans[n++];
+                sc->comps_in_scan = 1;
+                sc->component_index[0] = 0;
+                sc->Ss = sc->Se = k;
+                sc->Ah = a == A ? 0 : a + 1; /* first scan, then one bit per refinement */
+                sc->Al = a;
+            }
+        }
+        ci.scan_info = scans;
+        ci.num_scans = n;
+    }
+    jpeg_start_compress(&ci, TRUE);
+    unsigned char *row = malloc((size_t)w);
+    uint32_t r = 12345;
+    while (ci.next_scanline < ci.image_height) {
+        for (int x = 0; x < w; x++) {
+            r = r * 1103515245u + 12345u;
+            row[x] = (unsigned char)(r >> 24);
+        }
+        JSAMPROW rp = row;
+        jpeg_write_scanlines(&ci, &rp, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    free(row);
+    free(scans);
+    return out;
+}
+
+/* Set the size in a JPEG's SOF marker (a lying header). */
+static void jpeg_set_sof(unsigned char *b, unsigned long len, unsigned w, unsigned h)
+{
+    for (unsigned long i = 2; i + 9 < len; i++)
+        if (b[i] == 0xff && (b[i + 1] == 0xc0 || b[i + 1] == 0xc2)) {
+            b[i + 5] = (unsigned char)(h >> 8);
+            b[i + 6] = (unsigned char)h;
+            b[i + 7] = (unsigned char)(w >> 8);
+            b[i + 8] = (unsigned char)w;
+            return;
+        }
+}
+
+static long vm_kb(const char *field)
+{
+    char line[256];
+    long v = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, strlen(field))) v = atol(line + strlen(field) + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+typedef struct dcost {
+    int rc;
+    double secs;
+    long peak_kb; /* peak RSS growth during the decode */
+    char why[PT_ERRLEN];
+} dcost;
+
+/* Decode in a forked child (its own peak RSS) and report what it cost. */
+static dcost decode_cost(const unsigned char *b, size_t len, int tw, int th, int max_scans)
+{
+    dcost c;
+    int fd[2];
+    memset(&c, 0, sizeof c);
+    if (pipe(fd)) return c;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        pd_img im;
+        pd_img_limits lim = {0, max_scans};
+        memset(&im, 0, sizeof im);
+        long rss0 = vm_kb("VmRSS:");
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        c.rc = pd_decode_image(&im, b, len, tw, th, &lim, NULL, c.why);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        c.secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        c.peak_kb = vm_kb("VmHWM:") - rss0;
+        pd_img_free(&im);
+        if (write(fd[1], &c, sizeof c) != (ssize_t)sizeof c) _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    if (read(fd[0], &c, sizeof c) != (ssize_t)sizeof c) c.rc = 999;
+    close(fd[0]);
+    waitpid(pid, NULL, 0);
+    return c;
+}
+
+static void t_jpeg_caps(void)
+{
+    char why[PT_ERRLEN];
+    pd_img im;
+    memset(&im, 0, sizeof im);
+    /* 1. lying headers: a 64x64 progressive JPEG claiming to be bigger. Over
+     * the pixel cap: refused before libjpeg allocates; under it: refused at
+     * the first missing byte. Memory and time must not follow the claim. */
+    unsigned long len;
+    unsigned char *small = jpeg_noise(64, 64, 0, &len);
+    static const unsigned sizes[4] = {1000, 2000, 4000, 8000};
+    dcost lie[4];
+    for (int i = 0; i < 4; i++) {
+        unsigned char *b = malloc(len);
+        memcpy(b, small, len);
+        jpeg_set_sof(b, len, sizes[i], sizes[i]);
+        lie[i] = decode_cost(b, len, 0, 0, 0);
+        ASSERT_EQ_INT(lie[i].rc, PT_ERR_FORMAT);
+        ASSERT_CONTAINS(lie[i].why, "data ends early");
+        free(b);
+    }
+    jpeg_set_sof(small, len, 30000, 30000);
+    ASSERT_EQ_INT(pd_decode_image(&im, small, len, 0, 0, NULL, NULL, why), PT_ERR_RANGE);
+    ASSERT_CONTAINS(why, "declares 30000x30000 = 900000000 pixels, more than the 67108864");
+    jpeg_set_sof(small, len, 65500, 65500);
+    dcost huge = decode_cost(small, len, 0, 0, 0);
+    ASSERT_EQ_INT(huge.rc, PT_ERR_RANGE);
+    free(small);
+    double mem_ratio = (double)(lie[3].peak_kb + 1024) / (double)(lie[0].peak_kb + 1024);
+    double time_ratio = (lie[3].secs + 1e-3) / (lie[0].secs + 1e-3);
+    printf("  lying progressive header, 8000^2 vs 1000^2 declared (64x declared pixels): "
+           "peak RSS +%ld KiB vs +%ld KiB (ratio %.2f), time %.4f s vs %.4f s (ratio %.2f); "
+           "65500^2: refused in %.4f s\n",
+           lie[3].peak_kb, lie[0].peak_kb, mem_ratio, lie[3].secs, lie[0].secs, time_ratio,
+           huge.secs);
+    ASSERT_MSG(mem_ratio < 4.0, "memory follows the declared size: ratio %.2f", mem_ratio);
+    ASSERT_MSG(time_ratio < 8.0, "time follows the declared size: ratio %.2f", time_ratio);
+
+    /* 2. scan count: 64, 256 and 704 valid scans of a 1024x1024 image; the
+     * default cap (100 scans) accepts the first and stops the others at
+     * scan 101, whatever their count */
+    unsigned long l64, l256, l704;
+    unsigned char *p64 = jpeg_noise(1024, 1024, 0, &l64);
+    unsigned char *p256 = jpeg_noise(1024, 1024, 3, &l256);
+    unsigned char *p704 = jpeg_noise(1024, 1024, 10, &l704);
+    dcost c64 = decode_cost(p64, l64, 0, 0, 0);
+    dcost c256 = decode_cost(p256, l256, 0, 0, 0);
+    dcost c704 = decode_cost(p704, l704, 0, 0, 0);
+    dcost u704 = decode_cost(p704, l704, 0, 0, 1000); /* cap raised: valid, decodes */
+    ASSERT_MSG(c64.rc == 0, "%s", c64.why);
+    ASSERT_EQ_INT(c256.rc, PT_ERR_RANGE);
+    ASSERT_CONTAINS(c256.why, "more than 100 scans");
+    ASSERT_EQ_INT(c704.rc, PT_ERR_RANGE);
+    ASSERT_MSG(u704.rc == 0, "%s", u704.why);
+    double scan_ratio = (c704.secs + 1e-3) / (c256.secs + 1e-3);
+    printf("  progressive scans (cap 100): 704 vs 256 scans %.4f s vs %.4f s (ratio %.2f for "
+           "2.75x scans); 64 scans decoded in %.4f s; 704 scans uncapped %.4f s (%.1fx the "
+           "capped)\n",
+           c704.secs, c256.secs, scan_ratio, c64.secs, u704.secs,
+           u704.secs / (c704.secs + 1e-9));
+    ASSERT_MSG(scan_ratio < 2.0, "time follows the scan count: ratio %.2f", scan_ratio);
+    ASSERT(u704.secs > c704.secs);
+
+    /* 3. a warning is counted and named, the image used; data ending early
+     * is refused (never gray-filled) */
+    unsigned char *buf = malloc(l64 + 8);
+    size_t at = 2; /* junk between two marker segments: before the first DQT */
+    while (at + 1 < l64 && !(p64[at] == 0xff && p64[at + 1] == 0xdb)) at++;
+    memcpy(buf, p64, at);
+    memcpy(buf + at, "\x01\x02\x03", 3);
+    memcpy(buf + at + 3, p64 + at, l64 - at);
+    int nw = -1;
+    ASSERT_OK(pd_decode_image(&im, buf, l64 + 3, 0, 0, NULL, &nw, why));
+    ASSERT_EQ_INT(nw, 1);
+    ASSERT_CONTAINS(why, "decoded despite 1 libjpeg warning (first: Corrupt JPEG data: 3 "
+                         "extraneous bytes");
+    ASSERT_EQ_INT(pd_decode_image(&im, p64, l64 - 200, 0, 0, NULL, NULL, why), PT_ERR_FORMAT);
+    ASSERT_CONTAINS(why, "data ends early");
+    free(buf);
+    free(p64);
+    free(p256);
+    free(p704);
+    pd_img_free(&im);
+}
+
+/* PNG: the declared size is checked against the cap before any allocation. */
+static void t_png_caps(void)
+{
+    char why[PT_ERRLEN];
+    img_spec s = {8, 8, 3, {1, 2, 3, 0}, 0};
+    write_png(tpath("cap.png"), &s);
+    FILE *f = fopen(tpath("cap.png"), "rb");
+    static unsigned char b[4096];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    /* IHDR width/height at bytes 16..23 (CRC not fixed: libpng checks the
+     * size first? no: it checks the CRC, so fix it) */
+    b[16] = 0; b[17] = 0; b[18] = 0x40; b[19] = 0x00; /* 16384 */
+    b[20] = 0; b[21] = 0; b[22] = 0x40; b[23] = 0x00;
+    uLong crc = crc32(0, b + 12, 17);
+    b[29] = (unsigned char)(crc >> 24);
+    b[30] = (unsigned char)(crc >> 16);
+    b[31] = (unsigned char)(crc >> 8);
+    b[32] = (unsigned char)crc;
+    pd_img im;
+    memset(&im, 0, sizeof im);
+    ASSERT_EQ_INT(pd_decode_image(&im, b, n, 0, 0, NULL, NULL, why), PT_ERR_RANGE);
+    ASSERT_CONTAINS(why, "PNG: header declares 16384x16384");
+    pd_img_limits lim = {1u << 30, 0};
+    ASSERT_EQ_INT(pd_decode_image(&im, b, n, 0, 0, &lim, NULL, why), PT_ERR_FORMAT);
+    pd_img_free(&im);
+    /* the file-size cap and special files */
+    ASSERT_OK(mkfifo(tpath("pipe.png"), 0644));
+    pd_img im2;
+    memset(&im2, 0, sizeof im2);
+    ASSERT_EQ_INT(pd_read_file(&im2, tpath("pipe.png"), 1 << 20, why), PT_ERR_IO);
+    ASSERT_CONTAINS(why, "not a regular file");
+    ASSERT_EQ_INT(pd_read_file(&im2, tpath("cap.png"), 10, why), PT_ERR_RANGE);
+    pd_img_free(&im2);
+}
+
 /* ---- CIFAR-10 --------------------------------------------------------------------- */
 
 static void write_cifar(const char *dir, const char *name, int n, int label0)
@@ -1572,6 +1814,6 @@ TEST_MAIN(TEST(t_fashion_mnist_real), TEST(t_fashion_mnist_raw_bytes), TEST(t_id
           TEST(t_idx_errors), TEST(t_idx_trailing_and_labels), TEST(t_mt_matches_numpy),
           TEST(t_mt_matches_numpy_live), TEST(t_resize_constant), TEST(t_resize_known_values),
           TEST(t_reshape_channels), TEST(t_folder_decode), TEST(t_folder_resize),
-          TEST(t_folder_split), TEST(t_folder_errors), TEST(t_folder_layouts), TEST(t_cifar10), TEST(t_open_specs),
+          TEST(t_folder_split), TEST(t_folder_errors), TEST(t_folder_layouts), TEST(t_jpeg_caps), TEST(t_png_caps), TEST(t_cifar10), TEST(t_open_specs),
           TEST(t_open_fashion_subset), TEST(t_partition_iid), TEST(t_partition_dirichlet),
           TEST(t_partition_shards), TEST(t_partition_errors), TEST(t_subset), TEST(t_zz_cleanup))
