@@ -243,18 +243,18 @@ int pd_reshape(pd_dataset *d, int h, int w, int c, char *err)
     return PT_OK;
 }
 
-void pd_keep_random(pd_dataset *d, size_t keep, uint64_t seed)
+int pd_random_rows(size_t n, size_t keep, uint64_t seed, size_t **rows, size_t *nrows)
 {
-    if (keep >= d->n) return;
-    size_t n = d->n;
-    unsigned char *mark = calloc(n, 1);
-    size_t *perm = malloc(n * sizeof *perm);
-    if (!mark || !perm) { /* fall back to the first rows: still deterministic */
-        free(mark);
+    size_t *perm = malloc((n ? n : 1) * sizeof *perm);
+    unsigned char *mark = calloc(n ? n : 1, 1);
+    *rows = NULL;
+    *nrows = 0;
+    if (!perm || !mark) {
         free(perm);
-        d->n = keep;
-        return;
+        free(mark);
+        return PT_ERR_NOMEM;
     }
+    if (keep > n) keep = n;
     pd_rng r;
     pd_rng_seed(&r, seed ^ 0x6b6565702d726e64ULL);
     for (size_t i = 0; i < n; i++) perm[i] = i;
@@ -266,17 +266,11 @@ void pd_keep_random(pd_dataset *d, size_t keep, uint64_t seed)
         perm[j] = t;
         mark[perm[i]] = 1;
     }
-    size_t per = pd_example_floats(d), o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!mark[i]) continue;
-        if (o != i) {
-            memmove(d->x + o * per, d->x + i * per, per * sizeof(float));
-            d->y[o] = d->y[i];
-            if (d->keys) d->keys[o] = d->keys[i];
-        }
-        o++;
-    }
-    d->n = keep;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) /* in original order */
+        if (mark[i]) perm[o++] = i;
     free(mark);
-    free(perm);
+    *rows = perm;
+    *nrows = keep;
+    return PT_OK;
 }

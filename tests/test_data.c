@@ -11,6 +11,9 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include <fcntl.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -1197,6 +1200,18 @@ static void jpeg_set_sof(unsigned char *b, unsigned long len, unsigned w, unsign
         }
 }
 
+/* Reset this process's peak RSS (VmHWM) to its current RSS: a forked child
+ * inherits its parent's peak otherwise. */
+static void reset_peak(void)
+{
+    malloc_trim(0); /* freed heap goes back: new allocations show as new pages */
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
 static long vm_kb(const char *field)
 {
     char line[256];
@@ -1228,6 +1243,7 @@ static dcost decode_cost(const unsigned char *b, size_t len, int tw, int th, int
         pd_img im;
         pd_img_limits lim = {0, max_scans};
         memset(&im, 0, sizeof im);
+        reset_peak();
         long rss0 = vm_kb("VmRSS:");
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1598,6 +1614,56 @@ static void t_open_fashion_subset(void)
     pd_dataset_free(&te);
 }
 
+/* Peak RSS (KiB) of a fresh pdata-info process loading Fashion-MNIST's
+ * training set (it reports its own VmHWM: a forked child's rusage would
+ * include this process's memory from before the exec). */
+static long info_rss(const char *limit, const char *scheme, const char *parts)
+{
+    char cmd[1024], line[512];
+    const char *b = getenv("BUILD");
+    long kib = -1;
+    snprintf(cmd, sizeof cmd, "%s/pdata-info -o train -l %s %s%s%s%s fashion-mnist",
+             b && *b ? b : "build", limit, scheme ? "-p " : "", scheme ? scheme : "",
+             parts ? " -n " : "", parts ? parts : "");
+    FILE *f = popen(cmd, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "peak RSS ");
+        if (p) kib = atol(p + 9);
+    }
+    if (f && pclose(f) != 0) kib = -1;
+    return kib;
+}
+
+/* Memory follows the work: what pd_open holds grows with --limit and the
+ * partition, not with the dataset (Fashion-MNIST's 60,000 training images
+ * are 188 MB as floats). */
+static void t_open_memory(void)
+{
+    ASSERT_MSG(have_fmnist(), "Debian's dataset-fashion-mnist is not installed");
+    long m2 = info_rss("2000", NULL, NULL), m8 = info_rss("8000", NULL, NULL);
+    long m32 = info_rss("32000", NULL, NULL), mall = info_rss("0", NULL, NULL);
+    long mp = info_rss("32000", "iid", "4"); /* a quarter of 32,000: like 8,000 */
+    ASSERT(m2 > 0 && m8 > 0 && m32 > 0 && mall > 0 && mp > 0);
+    double r = (double)(m32 - m2) / (double)(m8 - m2), rp = (double)mp / (double)m8;
+    printf("  fashion-mnist training set, peak RSS of the loading process: %ld KiB at --limit "
+           "2000, %ld at 8000, %ld at 32000, %ld for all 60000; growth 2000->32000 over "
+           "2000->8000: %.2f (rows: 5.0); 32000 in 4 parts: %ld KiB (%.2fx 8000 alone)\n",
+           m2, m8, m32, mall, r, mp, rp);
+    ASSERT_MSG(r > 3.5 && r < 6.5, "memory growth %.2f, rows 5.0", r);
+    ASSERT_MSG(rp < 1.3, "a quarter of 32000 rows costs %.2fx 8000 rows", rp);
+    ASSERT_MSG(m2 * 5 < mall, "2000 rows: %ld KiB, 60000 rows: %ld KiB", m2, mall);
+    pd_open_opts o;
+    /* the server's side: a model that would need upsampling is refused */
+    char err[PT_ERRLEN];
+    pd_dataset te;
+    o = pd_open_opts_default();
+    o.h = o.w = 256;
+    o.c = 3;
+    ASSERT_EQ_INT(pd_open(NULL, &te, "fashion-mnist", &o, err), PT_ERR_UNSUPPORTED);
+    ASSERT_CONTAINS(err, "holds 28x28 images and the model takes 256x256: Petal does not upsample");
+    ASSERT_CONTAINS(err, "these 10000 examples would take 7.3 GiB");
+}
+
 /* ---- partitions ------------------------------------------------------------------------ */
 
 /* n examples, label i % nclasses (or blocks when blocks != 0). */
@@ -1815,5 +1881,5 @@ TEST_MAIN(TEST(t_fashion_mnist_real), TEST(t_fashion_mnist_raw_bytes), TEST(t_id
           TEST(t_mt_matches_numpy_live), TEST(t_resize_constant), TEST(t_resize_known_values),
           TEST(t_reshape_channels), TEST(t_folder_decode), TEST(t_folder_resize),
           TEST(t_folder_split), TEST(t_folder_errors), TEST(t_folder_layouts), TEST(t_jpeg_caps), TEST(t_png_caps), TEST(t_cifar10), TEST(t_open_specs),
-          TEST(t_open_fashion_subset), TEST(t_partition_iid), TEST(t_partition_dirichlet),
+          TEST(t_open_fashion_subset), TEST(t_open_memory), TEST(t_partition_iid), TEST(t_partition_dirichlet),
           TEST(t_partition_shards), TEST(t_partition_errors), TEST(t_subset), TEST(t_zz_cleanup))
