@@ -5,6 +5,7 @@
  * arrive, straight from the received message bytes (zero copy for float32). */
 #include "agent_int.h"
 #include "checkpoint_int.h"
+#include "contract_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ typedef struct srv {
     pnn_model *model;
     pd_dataset train, test;
     int have_test;
+    pt_contract contract;  /* classes and held-out split the clients must follow */
     pt_params global;
     pt_params scratch;     /* conversion space for non-float32 / fortran updates */
     pt_tensor *upd_t;      /* views of one update */
@@ -752,6 +754,7 @@ static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_conf
     if ((rc = pst_sample(&s->rng, avail, k, idx))) goto done;
     pt_config_set_int(&cfg, "server_round", s->round);
     pt_config_set_int(&cfg, "batch_size", s->o->batch_size);
+    if ((rc = pt_contract_put(&s->contract, &cfg, 0))) goto done; /* classes, split */
     if ((rc = pst_configure_evaluate(s->st, s->round, &cfg, err))) goto done;
     pnet_server_out m = {PNET_SMSG_EVALUATE, 0, &s->global, &cfg};
     if ((rc = build_msg(&m, &msg, err))) goto done;
@@ -803,6 +806,23 @@ static void disconnect_all(srv *s)
     pnet_server_flush(s->net, 1000);
 }
 
+/* The federation's classes and held-out split go to the clients in every
+ * FitIns config (and, without the held-out filter, every EvaluateIns). */
+static int send_contract(srv *s, pt_config *fit_cfg, char *err)
+{
+    char d[700];
+    if (!s->contract.classes) {
+        SLOG(s, "no --dataset: no data contract for the clients (their labels and split are "
+                "their own)");
+        return PT_OK;
+    }
+    if (pt_contract_put(&s->contract, fit_cfg, 1)) return pt_seterr(err, PT_ERR_NOMEM,
+                                                                     "out of memory");
+    pt_contract_describe(&s->contract, d, sizeof d);
+    SLOG(s, "data contract for the clients (fit and evaluate config): %s", d);
+    return PT_OK;
+}
+
 /* ---- setup --------------------------------------------------------------------------------- */
 
 static int setup(srv *s, char *err)
@@ -836,8 +856,13 @@ static int setup(srv *s, char *err)
         po.seed = o->seed;
         po.test_limit = o->eval_limit;
         po.quiet = 1;
+        pd_split_info si;
+        po.split_info = &si;
         if ((rc = pd_open(NULL, &s->test, o->dataset, &po, e))) /* the held-out split only */
             return pt_seterr(err, rc, "dataset: %s", e);
+        rc = pt_contract_build(&s->contract, &s->test, &si, e);
+        pd_split_info_free(&si);
+        if (rc) return pt_seterr(err, rc, "%s", e);
         if (s->test.n == 0)
             return pt_seterr(err, PT_ERR_INVAL, "dataset '%s' has no held-out examples",
                              o->dataset);
@@ -880,6 +905,7 @@ static void teardown(srv *s)
     pnn_model_free(s->model);
     pd_dataset_free(&s->test);
     pd_dataset_free(&s->train);
+    pt_contract_free(&s->contract);
     pt_params_free(&s->global);
     pt_params_free(&s->scratch);
     held_drop(s);
@@ -1064,6 +1090,7 @@ int pt_server_run(const pt_server_opts *o, char *err)
     }
     s->t_start = pt_now();
     s->ckpt_dir = checkpoint_dir(s);
+    if ((rc = send_contract(s, &base, err))) goto fail;
     double last_central_loss = NAN;
     int first_round = 1;
     if (o->resume) {

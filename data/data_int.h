@@ -16,8 +16,6 @@ const float *pd_u8_lut(void);
 /* Allocate a dataset's pixel and label buffers (x uninitialised). */
 int pd_dataset_alloc(pd_dataset *d, size_t n, int h, int w, int c, char *err);
 
-/* Copy class names (n entries) into d->class_names. */
-int pd_set_class_names(pd_dataset *d, const char *const *names, int n, char *err);
 
 /* Bilinear resizing in pieces (pd_resize_bilinear is built from them): the
  * source positions and weight of output index o, and one output row from

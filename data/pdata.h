@@ -56,6 +56,10 @@ uint64_t pd_key(const char *rel_path);
 /* Release everything a dataset owns and zero it (NULL-safe, idempotent). */
 void pd_dataset_free(pd_dataset *d);
 
+/* Replace d's class names with copies of names[0..n) and set nclasses = n
+ * (labels are not touched). Returns PT_OK or PT_ERR_NOMEM (d unchanged). */
+int pd_set_class_names(pd_dataset *d, const char *const *names, int n, char *err);
+
 /* Floats in one example (h*w*c). */
 size_t pd_example_floats(const pd_dataset *d);
 
