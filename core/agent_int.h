@@ -140,6 +140,14 @@ int pt_agent_parse_backend(const char *cmd, const char *s, int *out);
 /* --log-level: set the core log level; on failure print
  * "CMD: --log-level: unknown level ..." and return PT_ERR_INVAL. */
 int pt_agent_set_log_level(const char *cmd, const char *s);
+/* Path options checked before any work (pt_check_path): entries with a NULL
+ * path are skipped; the first bad one prints "CMD: OPT PATH: why" to stderr
+ * and returns its pt_err. */
+typedef struct pt_path_opt {
+    const char *opt, *path;
+    int kind; /* PT_PATH_* */
+} pt_path_opt;
+int pt_agent_check_paths(const char *cmd, const pt_path_opt *p, size_t n);
 /* SIGINT/SIGTERM set *stop = 1 (no SA_RESTART); SIGPIPE ignored. */
 void pt_agent_signals(volatile int *stop);
 

@@ -206,6 +206,14 @@ int pt_cmd_client(int argc, char **argv)
         fprintf(stderr, "petal client: --tls-cert and --tls-key go together\n");
         return 2;
     }
+    const pt_path_opt paths[] = {
+        {"--tls-ca", o.tls_ca, PT_PATH_IN},
+        {"--tls-cert", o.tls_cert, PT_PATH_IN},
+        {"--tls-key", o.tls_key, PT_PATH_IN},
+        {"--auth-token-file", token_file, PT_PATH_IN},
+        {"--out", o.out_dir, PT_PATH_OUT_DIR},
+    };
+    if (pt_agent_check_paths("petal client", paths, sizeof paths / sizeof paths[0])) return 2;
     static char token[PNET_TOKEN_MAX + 1];
     if (pnet_auth_token_get(token_file, "PETAL_AUTH_TOKEN", token, sizeof token, err)) {
         fprintf(stderr, "petal client: %s\n", err);

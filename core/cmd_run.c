@@ -136,6 +136,7 @@ static int validate(run_opts *o, pst_options *po, char *err)
 {
     long l;
     double d;
+    int rc2;
     char e2[PT_ERRLEN];
     if (o->n_strategies == 0)
         return pt_seterr(err, PT_ERR_INVAL, "--strategy: no strategy given");
@@ -226,7 +227,13 @@ static int validate(run_opts *o, pst_options *po, char *err)
         if (strchr(path, '/') && stat(path, &st) != 0)
             return pt_seterr(err, PT_ERR_NOTFOUND, "--dataset %s: %s: %s", o->dataset, path,
                              strerror(errno));
+        if (strchr(path, '/') && !S_ISDIR(st.st_mode))
+            return pt_seterr(err, PT_ERR_INVAL, "--dataset %s: %s is %s, not a directory",
+                             o->dataset, path, pt_file_kind(st.st_mode));
     }
+    /* the results directory: created now, or the run would train for nothing */
+    if (!o->dry_run && (rc2 = pt_check_path("--out", o->out, PT_PATH_OUT_DIR, e2)))
+        return pt_seterr(err, rc2, "%s", e2);
     return PT_OK;
 }
 

@@ -369,6 +369,20 @@ int pt_cmd_server(int argc, char **argv)
         fprintf(stderr, "petal server: --tls-client-ca needs --tls-cert and --tls-key\n");
         return 2;
     }
+    /* every path option checked now: a mistake fails in a second, not after
+     * the run (an output that cannot be written) or never (a FIFO) */
+    const pt_path_opt paths[] = {
+        {"--resume", o.resume, PT_PATH_IN_ANY},
+        {"--tls-cert", o.tls_cert, PT_PATH_IN},
+        {"--tls-key", o.tls_key, PT_PATH_IN},
+        {"--tls-client-ca", o.tls_client_ca, PT_PATH_IN},
+        {"--auth-token-file", token_file, PT_PATH_IN},
+        {"--save-weights", o.save_weights, PT_PATH_OUT},
+        {"--port-file", o.port_file, PT_PATH_OUT},
+        {"--checkpoint-dir", o.checkpoint_dir, PT_PATH_OUT_DIR},
+        {"--out", o.out_dir, PT_PATH_OUT_DIR},
+    };
+    if (pt_agent_check_paths("petal server", paths, sizeof paths / sizeof paths[0])) return 2;
     static char token[PNET_TOKEN_MAX + 1];
     if (pnet_auth_token_get(token_file, "PETAL_AUTH_TOKEN", token, sizeof token, err)) {
         fprintf(stderr, "petal server: %s\n", err);

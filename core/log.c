@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static pt_log_level log_level = PT_LOG_INFO;
@@ -46,9 +47,14 @@ int pt_log_set_file(const char *path)
         log_fp = NULL;
     }
     if (path) {
-        log_fp = fopen(path, "a");
-        if (!log_fp) rc = PT_ERR_IO;
-        else setvbuf(log_fp, NULL, _IOLBF, 0);
+        int fd = pt_open_write(path, 1, NULL); /* never waits on a FIFO */
+        log_fp = fd >= 0 ? fdopen(fd, "a") : NULL;
+        if (!log_fp) {
+            if (fd >= 0) close(fd);
+            rc = PT_ERR_IO;
+        } else {
+            setvbuf(log_fp, NULL, _IOLBF, 0);
+        }
     }
     pthread_mutex_unlock(&log_mu);
     return rc;

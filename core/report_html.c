@@ -695,9 +695,9 @@ int pt_report_write_html(const pt_runset *set, const char *path, const pt_report
         pt_seterr(err, rc, "report: out of memory");
         goto out;
     }
-    f = fopen(path, "w");
-    if (!f) {
-        rc = pt_seterr(err, PT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    if (!(f = pt_fopen_write(path, e2))) {
+        rc = pt_seterr(err, PT_ERR_IO, "cannot write %s", e2);
         goto out;
     }
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"

@@ -236,8 +236,8 @@ int pt_runset_load_file(pt_runset *set, const char *path, const char *run_dir, c
     ssize_t len;
     int rc = PT_OK;
     if (!set || !path || !run_dir) return pt_seterr(err, PT_ERR_INVAL, "NULL argument");
-    f = fopen(path, "r");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    if (!(f = pt_fopen_read(path, e2))) return pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
     set->files++;
     while ((len = getline(&line, &cap, f)) >= 0) {
         if (len == 0 || (len == 1 && line[0] == '\n')) continue;
@@ -303,7 +303,9 @@ static int walk(const char *dir, int depth, path_list *out)
     struct stat st;
     int rc = PT_OK;
     snprintf(p, sizeof p, "%s/events.jsonl", dir);
-    if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (rc = push_path(out, dir)) != PT_OK)
+    /* a special file there is read (and refused, named) rather than skipped */
+    if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode) &&
+        (rc = push_path(out, dir)) != PT_OK)
         return rc;
     if (depth >= MAX_DEPTH || !(d = opendir(dir))) return PT_OK;
     while (rc == PT_OK && (de = readdir(d))) {
@@ -334,7 +336,8 @@ int pt_runset_load(pt_runset *set, const char *dir, char *err)
     if (stat(dir, &st) != 0)
         return pt_seterr(err, PT_ERR_NOTFOUND, "results directory %s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return pt_seterr(err, PT_ERR_INVAL, "%s is not a directory", dir);
+        return pt_seterr(err, PT_ERR_INVAL, "results directory %s is %s, not a directory", dir,
+                         pt_file_kind(st.st_mode));
     if ((rc = walk(dir, 0, &paths)) != PT_OK) {
         pt_seterr(err, rc, "scanning %s: out of memory", dir);
         goto out;

@@ -890,8 +890,8 @@ static int setup(srv *s, char *err)
     so.on_leave = on_leave;
     if ((rc = pnet_server_new(&s->net, &so, e))) return pt_seterr(err, rc, "%s", e);
     if (o->port_file) {
-        FILE *f = fopen(o->port_file, "w");
-        if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s", o->port_file);
+        FILE *f = pt_fopen_write(o->port_file, e);
+        if (!f) return pt_seterr(err, PT_ERR_IO, "--port-file: cannot write %s", e);
         fprintf(f, "%d\n", pnet_server_port(s->net));
         fclose(f);
     }

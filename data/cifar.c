@@ -23,7 +23,9 @@ static int batch_records(const char *path, size_t *n, char *err)
     if (stat(path, &st) != 0)
         return pt_seterr(err, errno == ENOENT ? PT_ERR_NOTFOUND : PT_ERR_IO, "%s: %s", path,
                          strerror(errno));
-    if (!S_ISREG(st.st_mode)) return pt_seterr(err, PT_ERR_IO, "%s: not a regular file", path);
+    if (!S_ISREG(st.st_mode))
+        return pt_seterr(err, PT_ERR_IO, "%s: %s, not a regular file", path,
+                         pt_file_kind(st.st_mode));
     if (st.st_size == 0) return pt_seterr(err, PT_ERR_FORMAT, "%s: empty file", path);
     if (st.st_size % REC)
         return pt_seterr(err, PT_ERR_FORMAT,
@@ -74,8 +76,8 @@ static int read_labels(cfiles *cf, char *err)
     if (!(cf->y = malloc((cf->total ? cf->total : 1) * sizeof *cf->y)))
         return pt_seterr(err, PT_ERR_NOMEM, "out of memory for %zu labels", cf->total);
     for (int f = 0; f < cf->nfiles; f++) {
-        int fd = open(cf->path[f], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) return pt_seterr(err, PT_ERR_IO, "%s: %s", cf->path[f], strerror(errno));
+        int fd = pt_open_read(cf->path[f], err);
+        if (fd < 0) return PT_ERR_IO;
         for (size_t i = 0; i < cf->count[f]; i++) {
             unsigned char lab;
             if (pread(fd, &lab, 1, (off_t)(i * REC)) != 1) {
@@ -114,9 +116,8 @@ static int read_rows(pd_dataset *d, const cfiles *cf, const size_t *rows, size_t
             if (cur >= 0) base += cf->count[cur];
             cur++;
             if (fd >= 0) close(fd);
-            fd = open(cf->path[cur], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-            if (fd < 0) {
-                rc = pt_seterr(err, PT_ERR_IO, "%s: %s", cf->path[cur], strerror(errno));
+            if ((fd = pt_open_read(cf->path[cur], err)) < 0) {
+                rc = PT_ERR_IO;
                 break;
             }
         }
@@ -194,8 +195,11 @@ int pd_cifar10_open(pd_dataset *train, pd_dataset *test, const char *dir, const 
     if (test) memset(test, 0, sizeof *test);
     if (!dir) return pt_seterr(err, PT_ERR_INVAL, "pd_load_cifar10: NULL directory");
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (stat(dir, &st) != 0)
         return pt_seterr(err, PT_ERR_NOTFOUND, "%s: no such directory", dir);
+    if (!S_ISDIR(st.st_mode))
+        return pt_seterr(err, PT_ERR_INVAL, "%s: %s, not a directory", dir,
+                         pt_file_kind(st.st_mode));
     if (train && (rc = load_files(train, dir, trn, 5, 0, o, 0, err))) return rc;
     if (test && (rc = load_files(test, dir, tst, 1, 1, o, 1, err))) {
         if (train) pd_dataset_free(train);

@@ -326,7 +326,8 @@ static int list_folder(flist *l, const char *dir, char *err)
         return pt_seterr(err, errno == ENOENT ? PT_ERR_NOTFOUND : PT_ERR_IO,
                          "dataset folder %s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return pt_seterr(err, PT_ERR_INVAL, "dataset %s is not a folder", dir);
+        return pt_seterr(err, PT_ERR_INVAL, "dataset %s is %s, not a folder", dir,
+                         pt_file_kind(st.st_mode));
     if ((rc = list_classes(l, dir, &nfiles_top, err))) {
         flist_free(l);
         return rc;

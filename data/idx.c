@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IDX_MAGIC_IMAGES 0x00000803U
@@ -28,19 +29,20 @@ static int idx_open(idx_file *f, const char *path, char *err)
     memset(f, 0, sizeof *f);
     f->path = path;
     f->name = pd_basename(path);
-    if (stat(path, &st) != 0)
-        return pt_seterr(err, errno == ENOENT ? PT_ERR_NOTFOUND : PT_ERR_IO, "%s: %s", path,
-                         strerror(errno));
-    if (!S_ISREG(st.st_mode)) return pt_seterr(err, PT_ERR_IO, "%s: not a regular file", path);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return pt_seterr(err, PT_ERR_IO, "%s: %s", path, strerror(errno));
+    int fd = pt_open_read(path, err); /* a regular file, never a FIFO waited on */
+    if (fd < 0) return fd == PT_ERR_INVAL ? PT_ERR_IO : fd;
     unsigned char sig[2] = {0, 0};
-    size_t got = fread(sig, 1, 2, fp);
-    fclose(fp);
+    ssize_t got = pread(fd, sig, 2, 0);
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return pt_seterr(err, PT_ERR_IO, "%s: %s", path, strerror(errno));
+    }
     int gzip = got == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
     f->max_bytes = gzip ? (uint64_t)st.st_size * 1032u : (uint64_t)st.st_size;
-    if (!(f->gz = gzopen(path, "rb")))
-        return pt_seterr(err, PT_ERR_IO, "%s: %s", path, errno ? strerror(errno) : "gzopen failed");
+    if (!(f->gz = gzdopen(fd, "rb"))) { /* takes the descriptor */
+        close(fd);
+        return pt_seterr(err, PT_ERR_IO, "%s: gzdopen failed", path);
+    }
     gzbuffer(f->gz, CHUNK);
     return PT_OK;
 }
@@ -330,8 +332,11 @@ int pd_idx_dir_open(pd_dataset *train, pd_dataset *test, const char *dir, int nc
     if (train) memset(train, 0, sizeof *train);
     if (test) memset(test, 0, sizeof *test);
     if (!dir) return pt_seterr(err, PT_ERR_INVAL, "IDX dataset: NULL directory");
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (stat(dir, &st) != 0)
         return pt_seterr(err, PT_ERR_NOTFOUND, "%s: no such directory", dir);
+    if (!S_ISDIR(st.st_mode))
+        return pt_seterr(err, PT_ERR_INVAL, "%s: %s, not a directory", dir,
+                         pt_file_kind(st.st_mode));
     /* labels first: the rows to keep are chosen from them, then only those
      * images are converted (memory follows the partition and the limits) */
     int fixed = nclasses;

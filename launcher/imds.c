@@ -119,8 +119,9 @@ done:
 int pl_agent_put(const char *file, const char *bucket, const char *key, const char *region,
                  const char *s3_endpoint, const char *imds_endpoint, char *err)
 {
-    FILE *f = fopen(file, "rb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", file, strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_read(file, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
     pl_str data = {0};
     char buf[65536];
     size_t n;

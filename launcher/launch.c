@@ -314,8 +314,9 @@ static int add_ids(run *r, const pl_instance *v, size_t n)
 /* ---- helpers ---- */
 static int read_file(const char *path, pl_str *out, size_t max, char *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_read(path, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
     char buf[65536];
     size_t n;
     int rc = PT_OK;
@@ -344,8 +345,9 @@ static int write_file(const char *path, const void *data, size_t n, char *err)
         if (dir[0] && mkdirs(dir))
             return pt_seterr(err, PT_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     }
-    FILE *f = fopen(path, "wb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_write(path, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s", e2);
     int bad = n && fwrite(data, 1, n, f) != n;
     if (fclose(f) || bad) return pt_seterr(err, PT_ERR_IO, "cannot write %s", path);
     return PT_OK;

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -40,6 +43,44 @@ int pnn__seterr(char *err, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
+}
+
+static const char *kind_of(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+FILE *pnn__fopen(const char *path, int write, int *rc, char *err)
+{
+    struct stat st;
+    *rc = PNN_ERR_IO;
+    if (write && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s, not a regular file", path, kind_of(st.st_mode));
+        return NULL;
+    }
+    /* O_NONBLOCK: opening a FIFO must not wait for the other end */
+    int fd = open(path, (write ? O_WRONLY | O_CREAT : O_RDONLY) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+                  0644);
+    if (fd < 0) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s", path,
+                    errno == ENXIO ? "a FIFO, not a regular file" : strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s, not a regular file", path, kind_of(st.st_mode));
+        close(fd);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = NULL;
+    if ((write && ftruncate(fd, 0) != 0) || !(f = fdopen(fd, write ? "wb" : "rb"))) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    *rc = PNN_OK;
+    return f;
 }
 
 int pnn_backend_parse(const char *name, pnn_backend *out)
@@ -618,11 +659,13 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
     const char *p = spec;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     if (*p == '{' || *p == '[') return pnn_model_new_json(out, spec, strlen(spec), o, err);
-    FILE *f = fopen(spec, "rb");
+    char why[PNN_ERRLEN];
+    int orc;
+    FILE *f = pnn__fopen(spec, 0, &orc, why);
     if (!f)
-        return pnn__seterr(err, PNN_ERR_IO, "model \"%.100s\": not a preset (seed-cnn, "
-                                          "fmnist-cnn) and cannot open as a file: %s",
-                         spec, strerror(errno));
+        return pnn__seterr(err, orc, "model \"%.100s\": not a preset (seed-cnn, fmnist-cnn) and "
+                                     "cannot open as a file: %.200s",
+                         spec, why);
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = PNN_OK;
