@@ -162,7 +162,7 @@ int pt_cmd_client(int argc, char **argv)
             o.eval_limit = (size_t)iv;
             break;
         case O_SEED:
-            if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            if (pt_agent_parse_int("--seed", optarg, 0, 4294967295LL, &iv)) return 2;
             o.seed = (uint64_t)iv;
             break;
         case O_BACKEND:

@@ -180,35 +180,37 @@ static int validate(run_opts *o, pst_options *po, char *err)
     if (pd_partition_check(o->partitioner, e2) != PT_OK)
         return pt_seterr(err, PT_ERR_INVAL, "--partition %s: %s", o->partitioner, e2);
     if (parse_int(o->epochs, 1, 100000, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--epochs must be an integer >= 1 (got '%s')",
-                         o->epochs);
+        return pt_seterr(err, PT_ERR_INVAL, "--epochs must be an integer in [1, 100000] (got "
+                         "'%s')", o->epochs);
     if (parse_int(o->batch_size, 1, 1 << 20, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--batch-size must be an integer >= 1 (got '%s')",
-                         o->batch_size);
+        return pt_seterr(err, PT_ERR_INVAL, "--batch-size must be an integer in [1, 1048576] "
+                         "(got '%s')", o->batch_size);
     if (parse_double(o->lr, 1e-12, 1e3, &d))
-        return pt_seterr(err, PT_ERR_INVAL, "--lr must be a number > 0 (got '%s')", o->lr);
+        return pt_seterr(err, PT_ERR_INVAL, "--lr must be a number in [1e-12, 1000] (got '%s')",
+                         o->lr);
     if (parse_double(o->val_split, 0.0, 0.95, &d))
         return pt_seterr(err, PT_ERR_INVAL, "--val-split must be in [0, 0.95] (got '%s')",
                          o->val_split);
-    if (o->seed && parse_int(o->seed, 0, 0x7fffffffL, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--seed must be a non-negative integer (got '%s')",
+    if (o->seed && parse_int(o->seed, 0, 4294967295L, &l))
+        return pt_seterr(err, PT_ERR_INVAL, "--seed must be an integer in [0, 4294967295] (the "
+                         "range of numpy's RandomState, which Keras' split uses; got '%s')",
                          o->seed);
     if (parse_int(o->threads, 1, 256, &l))
         return pt_seterr(err, PT_ERR_INVAL, "--threads must be an integer in [1, 256] (got '%s')",
                          o->threads);
     if (o->limit && parse_int(o->limit, 0, 0x7fffffffL, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--limit must be an integer >= 0 (0: no limit; got "
-                                            "'%s')", o->limit);
+        return pt_seterr(err, PT_ERR_INVAL, "--limit must be an integer in [0, 2147483647] (0: "
+                         "no limit; got '%s')", o->limit);
     if (o->eval_limit && parse_int(o->eval_limit, 0, 0x7fffffffL, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--eval-limit must be an integer >= 0 (got '%s')",
-                         o->eval_limit);
+        return pt_seterr(err, PT_ERR_INVAL, "--eval-limit must be an integer in [0, 2147483647] "
+                         "(0: all; got '%s')", o->eval_limit);
     if (o->client_eval_limit && parse_int(o->client_eval_limit, 0, 0x7fffffffL, &l))
         return pt_seterr(err, PT_ERR_INVAL,
-                         "--client-eval-limit must be an integer >= 0 (got '%s')",
-                         o->client_eval_limit);
+                         "--client-eval-limit must be an integer in [0, 2147483647] (0: all; got "
+                         "'%s')", o->client_eval_limit);
     if (o->round_timeout && parse_double(o->round_timeout, 0.001, 1e7, &d))
-        return pt_seterr(err, PT_ERR_INVAL, "--round-timeout must be seconds > 0 (got '%s')",
-                         o->round_timeout);
+        return pt_seterr(err, PT_ERR_INVAL, "--round-timeout must be seconds in [0.001, 1e+07] "
+                         "(got '%s')", o->round_timeout);
     /* Impossible partitions of the built-in dataset fail here; other
      * datasets are checked by the clients when they load them. */
     if (!strcmp(o->dataset, "fashion-mnist") || !strcmp(o->dataset, "mnist")) {
@@ -951,8 +953,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
             break;
         case O_ROUNDS:
             if (parse_int(optarg, 1, 1000000, &l)) {
-                fprintf(stderr, "petal run: --rounds must be an integer >= 1 (got '%s')\n",
-                        optarg);
+                fprintf(stderr, "petal run: --rounds must be an integer in [1, 1000000] (got "
+                        "'%s')\n", optarg);
                 return 2;
             }
             o->rounds = (int)l;
@@ -992,7 +994,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
             break;
         case O_TIMEOUT:
             if (parse_double(optarg, 0, 1e9, &o->timeout)) {
-                fprintf(stderr, "petal run: --timeout must be seconds >= 0 (got '%s')\n", optarg);
+                fprintf(stderr, "petal run: --timeout must be seconds in [0, 1e+09] (got '%s')\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -1089,7 +1092,7 @@ int pt_cmd_run(int argc, char **argv)
     run_opts o;
     pst_options po;
     char err[PT_ERRLEN] = "";
-    int rc, failed = 0, interrupted = 0;
+    int rc, failed = 0, interrupted = 0, no_report = 0;
     memset(&o, 0, sizeof o);
     o.clients = DEF_CLIENTS;
     o.rounds = DEF_ROUNDS;
@@ -1164,7 +1167,7 @@ int pt_cmd_run(int argc, char **argv)
                     o.out, o.out, o.out);
         } else {
             fprintf(stderr, "petal run: no report: %s\n", err);
-            failed++;
+            no_report = 1;
         }
     }
     if (!o.dry_run)
@@ -1173,5 +1176,5 @@ int pt_cmd_run(int argc, char **argv)
                 interrupted ? " (interrupted)" : "");
     free_opts(&o);
     if (interrupted) return 130;
-    return failed ? 1 : 0;
+    return failed || no_report ? 1 : 0;
 }

@@ -234,7 +234,7 @@ int pt_cmd_server(int argc, char **argv)
             o.eval_limit = (size_t)iv;
             break;
         case O_EPOCHS:
-            if (pt_agent_parse_int("--epochs", optarg, 0, 100000, &iv)) return 2;
+            if (pt_agent_parse_int("--epochs", optarg, 1, 100000, &iv)) return 2;
             o.epochs = (int)iv;
             break;
         case O_BATCH:
@@ -255,7 +255,7 @@ int pt_cmd_server(int argc, char **argv)
         case O_CERT: o.tls_cert = optarg; break;
         case O_KEY: o.tls_key = optarg; break;
         case O_SEED:
-            if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            if (pt_agent_parse_int("--seed", optarg, 0, 4294967295LL, &iv)) return 2;
             o.seed = (uint64_t)iv;
             break;
         case O_BACKEND:

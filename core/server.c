@@ -71,6 +71,8 @@ typedef struct srv {
     const char *ckpt_dir;  /* where checkpoints go (NULL = none) */
     char ckpt_buf[4096];
     double elapsed0;       /* seconds taken before a resume */
+    int rounds_updated;    /* rounds whose fit produced new global parameters */
+    int ckpt_failures;     /* checkpoints that could not be written */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -970,6 +972,7 @@ static void write_checkpoint(srv *s, double last_central_loss)
     double t0 = pt_now();
     int rc = pt_ckpt_save(s->ckpt_dir, &c, s->st, e);
     if (rc) {
+        s->ckpt_failures++;
         PT_RERROR(s->res, "round %d: no checkpoint written (a resume would start from the "
                           "previous one): %s", s->round, e);
         pt_results_failure(s->res, s->round, NULL, "checkpoint", e);
@@ -987,6 +990,13 @@ static int resume_from(srv *s, int *next_round, double *last_central_loss, char 
     char e[PT_ERRLEN];
     int rc = pt_ckpt_load(s->o->resume, &s->global, &c, e);
     if (rc) return pt_seterr(err, rc, "--resume: %s", e);
+    if (c.round >= s->o->rounds) {
+        rc = pt_seterr(err, PT_ERR_INVAL,
+                       "--resume: the checkpoint in %s is of round %d and --rounds is %d: nothing "
+                       "is left to run (--rounds is the total; give more than %d to continue)",
+                       s->o->resume, c.round, s->o->rounds, c.round);
+        goto out;
+    }
     if (strcmp(c.strategy, pst_name(s->st))) {
         rc = pt_seterr(err, PT_ERR_MISMATCH,
                        "--resume: the checkpoint was written by strategy %s, this server runs %s",
@@ -1033,14 +1043,38 @@ out:
     return rc;
 }
 
-static void save_weights(srv *s)
+static int save_weights(srv *s, char *why)
 {
     char e[PNN_ERRLEN];
-    if (!s->o->save_weights || !s->model) return;
+    if (!s->o->save_weights || !s->model) return PT_OK;
     int rc = pnn_set_weights_flat(s->model, s->global.buf, s->global.total, e);
     if (!rc) rc = pnn_save_weights(s->model, s->o->save_weights, e);
-    if (rc) PT_RERROR(s->res, "--save-weights %s: %s", s->o->save_weights, e);
-    else SLOG(s, "global model weights saved to %s", s->o->save_weights);
+    if (rc) {
+        pt_seterr(why, PT_ERR_IO, "--save-weights %s: %s", s->o->save_weights, e);
+        PT_RERROR(s->res, "%s", why);
+        return PT_ERR_IO;
+    }
+    SLOG(s, "global model weights saved to %s", s->o->save_weights);
+    return PT_OK;
+}
+
+/* Success means the work was done: a run whose rounds never produced a new
+ * global model, or whose requested outputs were not written, ends with an
+ * error saying so. */
+static int run_verdict(srv *s, int rounds_run, int weights_rc, const char *weights_why,
+                       char *err)
+{
+    if (weights_rc) return pt_seterr(err, weights_rc, "%s", weights_why);
+    if (s->ckpt_failures)
+        return pt_seterr(err, PT_ERR_IO, "%d of the %d checkpoints could not be written (see "
+                         "the log): a resume would start from an older round",
+                         s->ckpt_failures, rounds_run);
+    if (rounds_run > 0 && s->rounds_updated == 0)
+        return pt_seterr(err, PT_ERR_STATE,
+                         "none of the %d rounds produced new parameters (every fit failed or "
+                         "was rejected): the global model is the initial one",
+                         rounds_run);
+    return PT_OK;
 }
 
 int pt_server_run(const pt_server_opts *o, char *err)
@@ -1158,6 +1192,7 @@ fl_start:
         if (!updated && sampled)
             SWARN(s, "fit_round %d: no new parameters (%d results, %d failures)", s->round,
                   rs.results, rs.failures);
+        s->rounds_updated += updated != 0;
         /* centralised evaluation */
         if (s->have_test) {
             double loss, acc;
@@ -1241,7 +1276,17 @@ fl_start:
         pt_config_free(&mc);
     }
     disconnect_all(s);
-    save_weights(s);
+    {
+        char why[PT_ERRLEN] = "";
+        int wrc = save_weights(s, why);
+        if ((rc = run_verdict(s, rounds_done - (first_round - 1), wrc, why, err))) {
+            PT_RERROR(s->res, "%s", err);
+            pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done, "error", err);
+            pt_config_free(&base);
+            teardown(s);
+            return rc;
+        }
+    }
     pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done, "ok", NULL);
     pt_config_free(&base);
     teardown(s);
@@ -1250,7 +1295,8 @@ fail:
     PT_RERROR(s->res, "%s", err && *err ? err : pt_strerror(rc));
     disconnect_all(s);
     if (rounds_done > 0) { /* the results so far */
-        save_weights(s);
+        char why[PT_ERRLEN];
+        save_weights(s, why);
         if (s->ckpt_dir)
             SLOG(s, "the run can continue from round %d with: petal server --resume %s ...",
                  rounds_done + 1, s->ckpt_dir);
