@@ -41,7 +41,7 @@ core_TESTS += tests/test_agents_flower_client.py tests/test_agents_flower_server
 core_TEST_PREREQS += $(PETAL_BIN) $(BUILD)/gen/py/transport_pb2.py \
                      $(BUILD)/gen/py/transport_pb2_grpc.py
 core_TESTS += tests/test_run_e2e.py tests/test_data_federation.py tests/test_fifo_options.py \
-              tests/test_exit_status.py
+              tests/test_exit_status.py tests/test_report_growth.py
 
 # reliability (issue 7): checkpoints/resume, client faults, update validation, limits, load
 core_TESTS += tests/test_rel_checkpoint.py tests/test_rel_faults.py tests/test_rel_validation.py \

@@ -179,6 +179,21 @@ FILE *pt_fopen_write(const char *path, char *err);
 enum { PT_PATH_IN = 1, PT_PATH_IN_DIR, PT_PATH_IN_ANY, PT_PATH_OUT, PT_PATH_OUT_DIR };
 int pt_check_path(const char *opt, const char *path, int kind, char *err);
 
+/* ---- JSON ------------------------------------------------------------------- */
+/* One rule for a key repeated in a JSON object, wherever Petal reads JSON
+ * (event logs, AWS replies, run state; the nn library applies the same rule
+ * to model files): the text is refused. Python's json module and Keras keep
+ * the last value, cJSON's lookups the first; rather than silently read a
+ * different value than the tool that wrote the file, Petal reads neither. */
+struct cJSON;
+/* The first key that appears twice in one object of the tree (borrowed from
+ * it), or NULL. */
+const char *pt_json_repeated_key(const struct cJSON *o);
+/* cJSON_ParseWithLength, refusing repeated keys: NULL with err set ("not
+ * valid JSON" / "the key 'K' appears twice in one object"). Free with
+ * cJSON_Delete. */
+struct cJSON *pt_json_parse(const char *s, size_t n, char *err);
+
 /* ---- config / metrics maps ---------------------------------------------- */
 /* Flower's map<string, Scalar> (fit/evaluate config, metrics, properties).
  * Keys are unique (set replaces); insertion order is kept. Strings and bytes

@@ -753,7 +753,7 @@ static int write_events(const evbuf *e, char *err)
     for (const char *p = s; *p;) {
         size_t l = strcspn(p, "\n");
         if (l) {
-            cJSON *j = cJSON_ParseWithLength(p, l);
+            cJSON *j = pt_json_parse(p, l, NULL);
             const cJSON *ts = j ? cJSON_GetObjectItemCaseSensitive(j, "ts") : NULL;
             double t = cJSON_IsNumber(ts) ? ts->valuedouble : last;
             last = t;
@@ -887,7 +887,7 @@ static int agent_failed(run *r, const char *agent, const pl_instance *inst, char
         pl_str_free(&st);
         return 0;
     }
-    cJSON *j = cJSON_ParseWithLength(pl_str_c(&st), st.len);
+    cJSON *j = pt_json_parse(pl_str_c(&st), st.len, NULL);
     const cJSON *code = j ? cJSON_GetObjectItemCaseSensitive(j, "status") : NULL;
     const cJSON *stage = j ? cJSON_GetObjectItemCaseSensitive(j, "stage") : NULL;
     int failed = !cJSON_IsNumber(code) || code->valueint != 0;
@@ -1578,7 +1578,7 @@ int pl_launch_cleanup(const pl_launch_opts *oin, volatile int *stop, char *err)
         pl_str js = {0};
         char e2[PT_ERRLEN];
         if (!read_file(r->state_path, &js, 1 << 20, e2)) {
-            cJSON *j = cJSON_ParseWithLength(pl_str_c(&js), js.len);
+            cJSON *j = pt_json_parse(pl_str_c(&js), js.len, NULL);
             const cJSON *reg = cJSON_GetObjectItemCaseSensitive(j, "region");
             const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bucket");
             static char region[32];

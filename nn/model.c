@@ -511,6 +511,34 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
     return PNN_OK;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first key repeated in one object of the tree, or NULL. Python's json
+ * and Keras keep the last value, cJSON the first: a model file with a
+ * repeated key is refused rather than read differently from Keras. */
+static const char *repeated_key(const cJSON *o)
+{
+    if (!cJSON_IsObject(o) && !cJSON_IsArray(o)) return NULL;
+    size_t n = 0;
+    for (const cJSON *c = o->child; c; c = c->next, n++) {
+        const char *k = repeated_key(c);
+        if (k) return k;
+    }
+    if (!cJSON_IsObject(o) || n < 2) return NULL;
+    const char **keys = malloc(n * sizeof *keys), *dup = NULL;
+    if (!keys) return "(out of memory)";
+    n = 0;
+    for (const cJSON *c = o->child; c; c = c->next) keys[n++] = c->string ? c->string : "";
+    qsort(keys, n, sizeof *keys, cmp_key);
+    for (size_t i = 1; i < n && !dup; i++)
+        if (!strcmp(keys[i], keys[i - 1])) dup = keys[i];
+    free(keys);
+    return dup;
+}
+
 static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
 {
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -518,6 +546,15 @@ static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
         const char *ep = cJSON_GetErrorPtr();
         long at = ep && ep >= json && ep <= json + len ? (long)(ep - json) : -1;
         return pnn__seterr(err, PNN_ERR_JSON, "model JSON: syntax error near byte %ld", at);
+    }
+    const char *dup = repeated_key(root);
+    if (dup) {
+        int rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: the key \"%.100s\" appears twice in "
+                                                "one object (Keras would keep the last value; "
+                                                "Petal refuses the file)",
+                             dup);
+        cJSON_Delete(root);
+        return rc;
     }
     int rc;
     if (cJSON_IsObject(root)) {
