@@ -32,6 +32,8 @@ typedef struct pt_server_opts {
     const char *dataset;        /* held-out split for centralised evaluation; NULL = none */
     double val_split;           /* image folders: held-out fraction (default 0.25) */
     size_t eval_limit;          /* at most this many evaluation examples (0 = all) */
+    uint64_t max_image_pixels;  /* image folders: decoder caps (pd_open_opts max_pixels, */
+    int max_jpeg_scans;         /* max_scans); 0 = the defaults */
     int epochs, batch_size;     /* fit config sent to the clients */
     double lr;
     double round_timeout;       /* seconds per instruction; <= 0 = none */
@@ -109,6 +111,8 @@ typedef struct pt_client_opts {
     uint64_t seed;
     size_t limit;               /* at most this many training examples (before partitioning) */
     size_t eval_limit;          /* at most this many validation examples (before partitioning) */
+    uint64_t max_image_pixels;  /* image folders: decoder caps, as the server's; 0 = defaults */
+    int max_jpeg_scans;
     volatile int *stop;
 } pt_client_opts;
 

@@ -390,6 +390,8 @@ static int load_data(cli *c, char *err)
     po.seed = o->seed;
     po.limit = o->limit;
     po.test_limit = o->eval_limit;
+    po.max_pixels = o->max_image_pixels;
+    po.max_scans = o->max_jpeg_scans;
     po.partition = o->partitioner;
     po.num_parts = o->num_parts;
     po.part = o->part;

@@ -39,6 +39,10 @@ static void usage(FILE *f)
             "  --val-split F           image folders: held-out fraction (default 0.25)\n"
             "  --limit N               use at most N training examples (before partitioning)\n"
             "  --eval-limit N          use at most N validation examples (before partitioning)\n"
+            "  --max-image-pixels N    image folders: skip (and name) images whose header\n"
+            "                          declares more pixels (default 67108864 = 8192x8192)\n"
+            "  --max-jpeg-scans N      image folders: skip progressive JPEGs with more scans\n"
+            "                          (default 100)\n"
             "  --seed N                seed of the split, partition and shuffles (default 1337;\n"
             "                          every client of a federation must use the same)\n"
             "  --backend openblas|reference   --threads N\n"
@@ -56,7 +60,7 @@ enum {
     O_SERVER = 256, O_CONNECT_TIMEOUT, O_TLS_CA, O_TLS, O_SERVER_NAME, O_MODEL, O_DATASET,
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
     O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN, O_TLS_CERT, O_TLS_KEY,
-    O_TOKEN_FILE
+    O_TOKEN_FILE, O_MAX_PIXELS, O_MAX_SCANS
 };
 
 static int valid_id(const char *s)
@@ -97,6 +101,8 @@ int pt_cmd_client(int argc, char **argv)
         {"tls-cert", required_argument, 0, O_TLS_CERT},
         {"tls-key", required_argument, 0, O_TLS_KEY},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
+        {"max-image-pixels", required_argument, 0, O_MAX_PIXELS},
+        {"max-jpeg-scans", required_argument, 0, O_MAX_SCANS},
         {0, 0, 0, 0},
     };
     static volatile int stop;
@@ -123,6 +129,14 @@ int pt_cmd_client(int argc, char **argv)
         case O_TLS_CERT: o.tls_cert = optarg; break;
         case O_TLS_KEY: o.tls_key = optarg; break;
         case O_TOKEN_FILE: token_file = optarg; break;
+        case O_MAX_PIXELS:
+            if (pt_agent_parse_int("--max-image-pixels", optarg, 1, 1LL << 32, &iv)) return 2;
+            o.max_image_pixels = (uint64_t)iv;
+            break;
+        case O_MAX_SCANS:
+            if (pt_agent_parse_int("--max-jpeg-scans", optarg, 1, 100000, &iv)) return 2;
+            o.max_jpeg_scans = (int)iv;
+            break;
         case O_MODEL: o.model = optarg; break;
         case O_DATASET: o.dataset = optarg; break;
         case O_PARTITION: {

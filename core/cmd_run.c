@@ -73,6 +73,7 @@ typedef struct run_opts {
     const char *epochs, *batch_size, *lr, *val_split, *seed, *threads, *limit;
     const char *eval_limit, *client_eval_limit; /* server / per client */
     const char *round_timeout;
+    const char *max_pixels, *max_scans; /* decoder caps, passed to every agent */
     const char *out;
     int port;              /* 0: pick a free one per strategy */
     double timeout;        /* per strategy, 0 = none */
@@ -591,6 +592,8 @@ static void server_args(argvec *a, const run_opts *o, const char *strategy, cons
     av_add2(a, "--out", dir);
     if (o->round_timeout) av_add2(a, "--round-timeout", o->round_timeout);
     if (o->eval_limit) av_add2(a, "--eval-limit", o->eval_limit);
+    if (o->max_pixels) av_add2(a, "--max-image-pixels", o->max_pixels);
+    if (o->max_scans) av_add2(a, "--max-jpeg-scans", o->max_scans);
     snprintf(n, sizeof n, "%d", o->clients);
     av_add2(a, "--expected-clients", n);
     av_add2(a, "--wait-clients", "120");
@@ -628,6 +631,8 @@ static void client_args(argvec *a, const run_opts *o, int i, const char *addr, c
     av_add2(a, "--id", buf);
     av_add2(a, "--out", dir);
     if (o->seed) av_add2(a, "--seed", o->seed);
+    if (o->max_pixels) av_add2(a, "--max-image-pixels", o->max_pixels);
+    if (o->max_scans) av_add2(a, "--max-jpeg-scans", o->max_scans);
     /* the client's --limit / --eval-limit apply before partitioning */
     if (o->limit) {
         snprintf(buf, sizeof buf, "%lld", atoll(o->limit) * o->clients);
@@ -873,6 +878,10 @@ static void usage(FILE *f)
             "  --seed N                      seed for partitions, init and shuffling\n"
             "  --threads N                   compute threads per process (default 1)\n"
             "  --round-timeout SEC           server's per-round timeout\n"
+            "  --max-image-pixels N          image folders: skip images declaring more pixels\n"
+            "                                (default 67108864)\n"
+            "  --max-jpeg-scans N            image folders: skip progressive JPEGs with more\n"
+            "                                scans (default 100)\n"
             "  --out DIR                     results directory (default results)\n"
             "  --port N                      server port (default: a free one)\n"
             "  --timeout SEC                 stop a strategy's federation after SEC seconds\n"
@@ -890,7 +899,8 @@ static void usage(FILE *f)
 enum {
     O_CLIENTS = 1000, O_ROUNDS, O_STRATEGY, O_BACKEND, O_MODEL, O_DATASET, O_PARTITION,
     O_EPOCHS, O_BATCH, O_LR, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_OUT, O_PORT, O_TIMEOUT,
-    O_ROUND_TIMEOUT, O_NO_REPORT, O_DRY_RUN, O_EVAL_LIMIT, O_CLIENT_EVAL_LIMIT
+    O_ROUND_TIMEOUT, O_NO_REPORT, O_DRY_RUN, O_EVAL_LIMIT, O_CLIENT_EVAL_LIMIT, O_MAX_PIXELS,
+    O_MAX_SCANS
 };
 
 static void free_opts(run_opts *o)
@@ -931,6 +941,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
         {"round-timeout", required_argument, 0, O_ROUND_TIMEOUT},
         {"no-report", no_argument, 0, O_NO_REPORT},
         {"dry-run", no_argument, 0, O_DRY_RUN},
+        {"max-image-pixels", required_argument, 0, O_MAX_PIXELS},
+        {"max-jpeg-scans", required_argument, 0, O_MAX_SCANS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     char err[PT_ERRLEN];
@@ -985,6 +997,22 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
         case O_CLIENT_EVAL_LIMIT: o->client_eval_limit = optarg; break;
         case O_OUT: o->out = optarg; break;
         case O_ROUND_TIMEOUT: o->round_timeout = optarg; break;
+        case O_MAX_PIXELS:
+            if (parse_int(optarg, 1, 4294967296L, &l)) {
+                fprintf(stderr, "petal run: --max-image-pixels must be an integer in [1, "
+                                "4294967296] (got '%s')\n", optarg);
+                return 2;
+            }
+            o->max_pixels = optarg;
+            break;
+        case O_MAX_SCANS:
+            if (parse_int(optarg, 1, 100000, &l)) {
+                fprintf(stderr, "petal run: --max-jpeg-scans must be an integer in [1, 100000] "
+                                "(got '%s')\n", optarg);
+                return 2;
+            }
+            o->max_scans = optarg;
+            break;
         case O_PORT:
             if (parse_int(optarg, 1, 65535, &l)) {
                 fprintf(stderr, "petal run: --port must be in [1, 65535] (got '%s')\n", optarg);

@@ -67,6 +67,10 @@ static void usage(FILE *f)
             "                          fashion-mnist, folder:DIR, cifar10:DIR (default: none)\n"
             "  --val-split F           image folders: held-out fraction (default 0.25)\n"
             "  --eval-limit N          evaluate on at most N held-out examples\n"
+            "  --max-image-pixels N    image folders: skip (and name) images whose header\n"
+            "                          declares more pixels (default 67108864 = 8192x8192)\n"
+            "  --max-jpeg-scans N      image folders: skip progressive JPEGs with more scans\n"
+            "                          (default 100)\n"
             "  --epochs N --batch-size N --lr F   fit config sent to the clients\n"
             "                          (defaults 1, 32, 0.001)\n"
             "  --seed N                model init and client sampling seed (default 1337)\n"
@@ -102,7 +106,7 @@ enum {
     O_THREADS, O_OUT, O_LOG, O_INIT_CLIENT, O_MAXMSG, O_PORTFILE, O_EXPECTED, O_HELP,
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
-    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED,
+    O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED, O_MAX_PIXELS, O_MAX_SCANS,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -194,6 +198,8 @@ int pt_cmd_server(int argc, char **argv)
         {"tls-client-ca", required_argument, 0, O_CLIENT_CA},
         {"auth-token-file", required_argument, 0, O_TOKEN_FILE},
         {"ordered-aggregation", no_argument, 0, O_ORDERED},
+        {"max-image-pixels", required_argument, 0, O_MAX_PIXELS},
+        {"max-jpeg-scans", required_argument, 0, O_MAX_SCANS},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -306,6 +312,14 @@ int pt_cmd_server(int argc, char **argv)
                 return 2;
             break;
         case O_CLIENT_CA: o.tls_client_ca = optarg; break;
+        case O_MAX_PIXELS:
+            if (pt_agent_parse_int("--max-image-pixels", optarg, 1, 1LL << 32, &iv)) return 2;
+            o.max_image_pixels = (uint64_t)iv;
+            break;
+        case O_MAX_SCANS:
+            if (pt_agent_parse_int("--max-jpeg-scans", optarg, 1, 100000, &iv)) return 2;
+            o.max_jpeg_scans = (int)iv;
+            break;
         case O_TOKEN_FILE: token_file = optarg; break;
         case O_EXPECTED:
             if (pt_agent_parse_int("--expected-clients", optarg, 1, 1000000, &iv)) return 2;

@@ -857,6 +857,8 @@ static int setup(srv *s, char *err)
         po.val_split = o->val_split;
         po.seed = o->seed;
         po.test_limit = o->eval_limit;
+        po.max_pixels = o->max_image_pixels;
+        po.max_scans = o->max_jpeg_scans;
         po.quiet = 1;
         pd_split_info si;
         po.split_info = &si;

@@ -179,6 +179,19 @@ def flower_client(d, data):
     srv.kill()
 
 
+def decoder_caps(d, data):
+    """--max-image-pixels reaches the loader: 8x8 images over a cap of 50
+    pixels are skipped, named with the reason."""
+    r = subprocess.run([L.PETAL, "client", "--server", "127.0.0.1:9", "--connect-timeout", "1",
+                        "--model", os.path.join(d, "m.json"), "--dataset", "folder:" + data,
+                        "--max-image-pixels", "50"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    L.check("datafed_max_image_pixels", r.returncode != 0 and
+            "header declares 8x8 = 64 pixels, more than the 50 allowed (--max-image-pixels)"
+            in out and "could be decoded" in out, out[-1500:])
+
+
 def through_run(d, data):
     out = os.path.join(d, "run")
     r = subprocess.run([L.PETAL, "run", "--clients", "2", "--rounds", "2", "--strategy", "FedAvg",
@@ -215,6 +228,7 @@ def main():
                                      "classes (a, b, c)",
                 "this client's class 'd' is not one of the server's classes (a, b, c)")
         flower_client(d, data)
+        decoder_caps(d, data)
         through_run(d, data)
     return 1 if L.failures else 0
 
