@@ -222,8 +222,14 @@ int pd_load_image(const char *path, int h, int w, int c, float *out, char *err);
  * o may be NULL (defaults). Resizing (o->h/o->w) and channel conversion
  * (o->c) apply to every format; `limit`/`test_limit` keep a seeded random
  * subset (in original order) of formats with their own test set.
+ * Memory follows the selection: for IDX and CIFAR-10 the labels are read
+ * first, the rows to keep (limit, partition, test share) chosen from them,
+ * and only those images converted, straight to the target shape; a target
+ * larger than such a format's native size is PT_ERR_UNSUPPORTED (no
+ * upsampling of a whole split up front; the message gives its cost).
  * Either output may be NULL to load only the other split (a server needs only
  * the test set, a client only its training share); the selection is the same.
+ * With o->split_info, what the split is (pd_split_info) is filled too.
  * Returns PT_OK or the loaders' errors; PT_ERR_INVAL for an unknown scheme or
  * empty spec. */
 int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open_opts *o,
