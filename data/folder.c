@@ -296,7 +296,7 @@ static int list_classes(flist *l, const char *dir, size_t *nfiles_top, char *err
         free(ids);
         return pt_seterr(err, rc, "out of memory listing %s", dir);
     }
-    qsort(ids, (size_t)l->nclasses, sizeof *ids, cmp_dup);
+    if (l->nclasses > 1) qsort(ids, (size_t)l->nclasses, sizeof *ids, cmp_dup);
     for (int i = 1; i < l->nclasses; i++)
         if (ids[i].dev == ids[i - 1].dev && ids[i].ino == ids[i - 1].ino) {
             const char *x = l->classes[ids[i - 1].i], *y = l->classes[ids[i].i];
@@ -312,7 +312,8 @@ static int list_classes(flist *l, const char *dir, size_t *nfiles_top, char *err
             break;
         }
     free(ids);
-    if (!rc) qsort(l->classes, (size_t)l->nclasses, sizeof *l->classes, cmp_str);
+    if (!rc && l->nclasses > 1)
+        qsort(l->classes, (size_t)l->nclasses, sizeof *l->classes, cmp_str);
     return rc;
 }
 
