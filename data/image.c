@@ -124,6 +124,31 @@ static void j_progress(j_common_ptr ci)
     }
 }
 
+/* A Huffman-coded JPEG spends at least one bit on every 8x8 block's DC
+ * coefficient in its first DC scan, and every MCU holds a block of each
+ * component: a file of len bytes cannot complete an image of more than
+ * 8 * len MCUs. Such a header claims data the file does not hold (it would
+ * end early and be refused anyway): refused now, before libjpeg allocates
+ * buffers for the claimed size. Arithmetic coding can spend less than a
+ * bit, so it is not checked here. */
+static int check_data_size(const struct jpeg_decompress_struct *ci, size_t len, char *why)
+{
+    if (ci->arith_code || ci->num_components < 1) return PT_OK;
+    int mh = 1, mv = 1;
+    for (int i = 0; i < ci->num_components; i++) {
+        if (ci->comp_info[i].h_samp_factor > mh) mh = ci->comp_info[i].h_samp_factor;
+        if (ci->comp_info[i].v_samp_factor > mv) mv = ci->comp_info[i].v_samp_factor;
+    }
+    uint64_t mcus = (((uint64_t)ci->image_width + 8u * mh - 1) / (8u * mh)) *
+                    (((uint64_t)ci->image_height + 8u * mv - 1) / (8u * mv));
+    if (mcus > (uint64_t)len * 8)
+        return pt_seterr(why, PT_ERR_FORMAT,
+                         "JPEG: header declares %ux%u (%llu blocks) but the file's %zu bytes "
+                         "cannot hold one bit per block: data missing (truncated file)",
+                         ci->image_width, ci->image_height, (unsigned long long)mcus, len);
+    return PT_OK;
+}
+
 static int decode_jpeg(pd_img *im, const unsigned char *data, size_t len, int min_w, int min_h,
                        const pd_img_limits *lim, int *warnings, char *why)
 {
@@ -149,6 +174,7 @@ static int decode_jpeg(pd_img *im, const unsigned char *data, size_t len, int mi
     jpeg_mem_src(&ci, (const unsigned char *)data, (unsigned long)len);
     jpeg_read_header(&ci, TRUE);
     int rc = check_declared("JPEG", ci.image_width, ci.image_height, lim, why);
+    if (!rc) rc = check_data_size(&ci, len, why);
     if (rc) {
         jpeg_destroy_decompress(&ci);
         return rc;
