@@ -47,6 +47,8 @@ typedef struct pt_server_opts {
     const char *dataset;        /* held-out split for centralised evaluation; NULL = none */
     double val_split;           /* image folders: held-out fraction (default 0.25) */
     size_t eval_limit;          /* at most this many evaluation examples (0 = all) */
+    uint64_t max_image_pixels;  /* image folders: decoder caps (pd_open_opts max_pixels, */
+    int max_jpeg_scans;         /* max_scans); 0 = the defaults */
     int epochs, batch_size;     /* fit config sent to the clients */
     double lr;
     double round_timeout;       /* seconds a sampled client gets to reply to an instruction
@@ -155,6 +157,8 @@ typedef struct pt_client_opts {
     double keepalive_timeout;   /* < 0 = off (20 s) */
     double transfer_timeout;    /* (60 s) */
     int require_tls;            /* 1: refuse to connect without TLS */
+    uint64_t max_image_pixels;  /* image folders: decoder caps, as the server's; 0 = defaults */
+    int max_jpeg_scans;
     volatile int *stop;
 } pt_client_opts;
 
@@ -193,6 +197,14 @@ int pt_agent_parse_backend(const char *cmd, const char *s, int *out);
 /* --log-level: set the core log level; on failure print
  * "CMD: --log-level: unknown level ..." and return PT_ERR_INVAL. */
 int pt_agent_set_log_level(const char *cmd, const char *s);
+/* Path options checked before any work (pt_check_path): entries with a NULL
+ * path are skipped; the first bad one prints "CMD: OPT PATH: why" to stderr
+ * and returns its pt_err. */
+typedef struct pt_path_opt {
+    const char *opt, *path;
+    int kind; /* PT_PATH_* */
+} pt_path_opt;
+int pt_agent_check_paths(const char *cmd, const pt_path_opt *p, size_t n);
 /* SIGINT/SIGTERM set *stop = 1 (no SA_RESTART); SIGPIPE ignored. */
 void pt_agent_signals(volatile int *stop);
 

@@ -93,6 +93,20 @@ int pt_agent_parse_double(const char *opt, const char *s, double lo, double hi, 
     return PT_OK;
 }
 
+int pt_agent_check_paths(const char *cmd, const pt_path_opt *p, size_t n)
+{
+    char err[PT_ERRLEN];
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i].path) continue;
+        int rc = pt_check_path(p[i].opt, p[i].path, p[i].kind, err);
+        if (rc) {
+            fprintf(stderr, "%s: %s\n", cmd, err);
+            return rc;
+        }
+    }
+    return PT_OK;
+}
+
 static volatile int *g_stop;
 
 static void on_signal(int sig)

@@ -442,14 +442,15 @@ static const char *check_values(const pt_ckpt *c)
 
 static int read_file(const char *path, uint8_t **out, size_t *len, char *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pt_seterr(err, errno == ENOENT ? PT_ERR_NOTFOUND : PT_ERR_IO,
-                         "checkpoint %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    int fd = pt_open_read(path, e2); /* a FIFO is refused, never waited on */
+    if (fd < 0) return pt_seterr(err, fd == PT_ERR_INVAL ? PT_ERR_FORMAT : fd, "checkpoint %s", e2);
+    FILE *f = fdopen(fd, "rb");
     struct stat sb;
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return pt_seterr(err, PT_ERR_FORMAT, "checkpoint %s: not a regular file", path);
+    if (!f || fstat(fd, &sb)) {
+        if (f) fclose(f);
+        else close(fd);
+        return pt_seterr(err, PT_ERR_IO, "checkpoint %s: %s", path, strerror(errno));
     }
     if ((uint64_t)sb.st_size > MAX_FILE) {
         fclose(f);

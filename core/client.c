@@ -17,6 +17,7 @@
  * ReconnectIns asks for a wait over max_reconnect_wait, or the stop flag is
  * raised (SIGINT/SIGTERM). */
 #include "agent_int.h"
+#include "contract_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -48,6 +49,8 @@ typedef struct cli {
     int conn_msgs;    /* messages received on this connection */
     int net_rc;       /* the connection failed during a computation (0 = fine) */
     char net_err[PT_ERRLEN];
+    pt_contract_state contract; /* the server's classes and split, once agreed */
+    int contract_noted;         /* "no contract" said once */
 } cli;
 
 #define MAX_EPOCHS_DEFAULT 100
@@ -382,6 +385,45 @@ static int do_evaluate(cli *c, const pnet_server_in *in, char *err)
     return rc;
 }
 
+/* ---- the federation's data contract --------------------------------------------- */
+
+/* Before fit/evaluate: follow the server's classes and held-out split
+ * (contract_int.h). A client whose data cannot follow them answers the
+ * instruction with a failure status giving the reason (the server logs it)
+ * and stops with that reason. */
+static int agree_data(cli *c, const pnet_server_in *in, pnet_cmsg_type reply, char *err)
+{
+    pt_contract_outcome out;
+    char e[PT_ERRLEN];
+    int rc = pt_contract_apply(&c->contract, &in->config, &c->train, &c->val, &out, e);
+    if (!rc) {
+        if (out.note[0]) {
+            pt_config f = {0};
+            CLOG(c, "data contract: %s", out.note);
+            pt_config_set_int(&f, "classes", c->train.nclasses);
+            pt_config_set_int(&f, "train_examples", (int64_t)c->train.n);
+            pt_config_set_int(&f, "heldout_excluded", (int64_t)out.excluded);
+            pt_results_event(c->res, "data_contract", &f);
+            pt_config_free(&f);
+        }
+        if (!out.present && !c->contract_noted) {
+            CLOG(c, "the server sent no data contract: labels follow this client's own "
+                    "classes (%d) and split", c->train.nclasses);
+            c->contract_noted = 1;
+        }
+        return PT_OK;
+    }
+    pnet_client_out r = {0};
+    r.type = reply;
+    r.status_code = reply == PNET_CMSG_FIT ? PNET_CODE_FIT_NOT_IMPLEMENTED
+                                           : PNET_CODE_EVALUATE_NOT_IMPLEMENTED;
+    r.status_message = e;
+    char e2[PT_ERRLEN];
+    if (send_reply(c, &r, e2)) CDEBUG(c, "refusal not sent: %s", e2);
+    pnet_client_close(c->net, 2000);
+    return pt_seterr(err, rc, "refused the server's data contract: %s", e);
+}
+
 /* ---- the loop ------------------------------------------------------------------- */
 
 /* Serve one connection. Returns PT_OK with *reconnect_after = -1 to stop,
@@ -453,8 +495,13 @@ static int serve(cli *c, double *reconnect_after, char *err)
             pt_config_free(&props);
             break;
         }
-        case PNET_SMSG_FIT: rc = do_fit(c, &in, err); break;
-        case PNET_SMSG_EVALUATE: rc = do_evaluate(c, &in, err); break;
+        case PNET_SMSG_FIT:
+            if (!(rc = agree_data(c, &in, PNET_CMSG_FIT, err))) rc = do_fit(c, &in, err);
+            break;
+        case PNET_SMSG_EVALUATE:
+            if (!(rc = agree_data(c, &in, PNET_CMSG_EVALUATE, err)))
+                rc = do_evaluate(c, &in, err);
+            break;
         default:
             rc = pt_seterr(err, PT_ERR_PROTO, "ServerMessage without a known member");
             break;
@@ -479,13 +526,20 @@ static int load_data(cli *c, char *err)
     po.seed = o->seed;
     po.limit = o->limit;
     po.test_limit = o->eval_limit;
+    po.max_pixels = o->max_image_pixels;
+    po.max_scans = o->max_jpeg_scans;
     po.partition = o->partitioner;
     po.num_parts = o->num_parts;
     po.part = o->part;
     po.test_share = 1; /* decode only this client's share of the held-out split */
     po.quiet = 1;
+    pd_split_info si;
+    po.split_info = &si;
     if ((rc = pd_open(&c->train, &test, o->dataset, &po, e)))
         return pt_seterr(err, rc, "dataset: %s", e);
+    c->contract.own_folder = !si.own_test_set;
+    c->contract.own_list_hash = si.list_hash;
+    pd_split_info_free(&si);
     if (c->train.n == 0) {
         pd_dataset_free(&test);
         return pt_seterr(err, PT_ERR_RANGE, "partition %d/%d of '%s' holds no training examples",
@@ -637,6 +691,9 @@ int pt_client_run(const pt_client_opts *o, char *err)
     if ((rc = pt_agent_params_view(&c->w, c->model, err))) goto done;
     if ((rc = limits(c, err))) goto done;
     if ((rc = load_data(c, err))) goto done;
+    c->contract.val_split = o->val_split;
+    c->contract.seed = o->seed;
+    c->contract.model_classes = pnn_num_classes(c->model);
     {
         char part[32];
         snprintf(part, sizeof part, "%d/%d", o->part, o->num_parts);

@@ -44,6 +44,10 @@ static void usage(FILE *f)
             "  --val-split F           image folders: held-out fraction (default 0.25)\n"
             "  --limit N               use at most N training examples (before partitioning)\n"
             "  --eval-limit N          use at most N validation examples (before partitioning)\n"
+            "  --max-image-pixels N    image folders: skip (and name) images whose header\n"
+            "                          declares more pixels (default 67108864 = 8192x8192)\n"
+            "  --max-jpeg-scans N      image folders: skip progressive JPEGs with more scans\n"
+            "                          (default 100)\n"
             "  --seed N                seed of the split, partition and shuffles (default 1337;\n"
             "                          every client of a federation must use the same)\n"
             "  --backend openblas|reference   --threads N\n"
@@ -76,7 +80,8 @@ enum {
     O_PARTITION, O_PARTITIONER, O_VAL_SPLIT, O_LIMIT, O_EVAL_LIMIT, O_SEED, O_BACKEND,
     O_THREADS, O_ID, O_OUT, O_LOG, O_HELP, O_KEEP_OPT, O_REJOIN, O_TLS_CERT, O_TLS_KEY,
     O_TOKEN_FILE, O_MAX_EPOCHS, O_MAX_BATCH, O_MAX_RECONNECT, O_MAX_MESSAGE, O_MAX_QUEUE,
-    O_KEEPALIVE, O_KEEPALIVE_TIMEOUT, O_TRANSFER_TIMEOUT, O_REQUIRE_TLS
+    O_KEEPALIVE, O_KEEPALIVE_TIMEOUT, O_TRANSFER_TIMEOUT, O_REQUIRE_TLS, O_MAX_PIXELS,
+    O_MAX_SCANS
 };
 
 /* SIGINT/SIGTERM raise the stop flag, which every wait, send, training batch
@@ -167,6 +172,8 @@ int pt_cmd_client(int argc, char **argv)
         {"keepalive", required_argument, 0, O_KEEPALIVE},
         {"keepalive-timeout", required_argument, 0, O_KEEPALIVE_TIMEOUT},
         {"transfer-timeout", required_argument, 0, O_TRANSFER_TIMEOUT},
+        {"max-image-pixels", required_argument, 0, O_MAX_PIXELS},
+        {"max-jpeg-scans", required_argument, 0, O_MAX_SCANS},
         {0, 0, 0, 0},
     };
     pt_client_opts o;
@@ -192,6 +199,14 @@ int pt_cmd_client(int argc, char **argv)
         case O_TLS_CERT: o.tls_cert = optarg; break;
         case O_TLS_KEY: o.tls_key = optarg; break;
         case O_TOKEN_FILE: token_file = optarg; break;
+        case O_MAX_PIXELS:
+            if (pt_agent_parse_int("--max-image-pixels", optarg, 1, 1LL << 32, &iv)) return 2;
+            o.max_image_pixels = (uint64_t)iv;
+            break;
+        case O_MAX_SCANS:
+            if (pt_agent_parse_int("--max-jpeg-scans", optarg, 1, 100000, &iv)) return 2;
+            o.max_jpeg_scans = (int)iv;
+            break;
         case O_MODEL: o.model = optarg; break;
         case O_DATASET: o.dataset = optarg; break;
         case O_PARTITION: {
@@ -231,7 +246,7 @@ int pt_cmd_client(int argc, char **argv)
             o.eval_limit = (size_t)iv;
             break;
         case O_SEED:
-            if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            if (pt_agent_parse_int("--seed", optarg, 0, 4294967295LL, &iv)) return 2;
             o.seed = (uint64_t)iv;
             break;
         case O_BACKEND:
@@ -312,6 +327,14 @@ int pt_cmd_client(int argc, char **argv)
         fprintf(stderr, "petal client: --tls-cert and --tls-key go together\n");
         return 2;
     }
+    const pt_path_opt paths[] = {
+        {"--tls-ca", o.tls_ca, PT_PATH_IN},
+        {"--tls-cert", o.tls_cert, PT_PATH_IN},
+        {"--tls-key", o.tls_key, PT_PATH_IN},
+        {"--auth-token-file", token_file, PT_PATH_IN},
+        {"--out", o.out_dir, PT_PATH_OUT_DIR},
+    };
+    if (pt_agent_check_paths("petal client", paths, sizeof paths / sizeof paths[0])) return 2;
     static char token[PNET_TOKEN_MAX + 1];
     if (pnet_auth_token_get(token_file, "PETAL_AUTH_TOKEN", token, sizeof token, err)) {
         fprintf(stderr, "petal client: %s\n", err);

@@ -73,6 +73,7 @@ typedef struct run_opts {
     const char *epochs, *batch_size, *lr, *val_split, *seed, *threads, *limit;
     const char *eval_limit, *client_eval_limit; /* server / per client */
     const char *round_timeout;
+    const char *max_pixels, *max_scans; /* decoder caps, passed to every agent */
     const char *out;
     int port;              /* 0: pick a free one per strategy */
     double timeout;        /* per strategy, 0 = none */
@@ -136,6 +137,7 @@ static int validate(run_opts *o, pst_options *po, char *err)
 {
     long l;
     double d;
+    int rc2;
     char e2[PT_ERRLEN];
     if (o->n_strategies == 0)
         return pt_seterr(err, PT_ERR_INVAL, "--strategy: no strategy given");
@@ -179,37 +181,38 @@ static int validate(run_opts *o, pst_options *po, char *err)
     if (pd_partition_check(o->partitioner, e2) != PT_OK)
         return pt_seterr(err, PT_ERR_INVAL, "--partition %s: %s", o->partitioner, e2);
     if (parse_int(o->epochs, 1, 100000, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--epochs must be an integer >= 1 (got '%s')",
-                         o->epochs);
+        return pt_seterr(err, PT_ERR_INVAL, "--epochs must be an integer in [1, 100000] (got "
+                         "'%s')", o->epochs);
     if (parse_int(o->batch_size, 1, 1 << 20, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--batch-size must be an integer >= 1 (got '%s')",
-                         o->batch_size);
+        return pt_seterr(err, PT_ERR_INVAL, "--batch-size must be an integer in [1, 1048576] "
+                         "(got '%s')", o->batch_size);
     if (parse_double(o->lr, 1e-12, 1e3, &d))
-        return pt_seterr(err, PT_ERR_INVAL, "--lr must be a number > 0 (got '%s')", o->lr);
+        return pt_seterr(err, PT_ERR_INVAL, "--lr must be a number in [1e-12, 1000] (got '%s')",
+                         o->lr);
     if (parse_double(o->val_split, 0.0, 0.95, &d))
         return pt_seterr(err, PT_ERR_INVAL, "--val-split must be in [0, 0.95] (got '%s')",
                          o->val_split);
-    if (o->seed && parse_int(o->seed, 0, 0x7fffffffL, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--seed must be a non-negative integer (got '%s')",
+    if (o->seed && parse_int(o->seed, 0, 4294967295L, &l))
+        return pt_seterr(err, PT_ERR_INVAL, "--seed must be an integer in [0, 4294967295] (the "
+                         "range of numpy's RandomState, which Keras' split uses; got '%s')",
                          o->seed);
     if (parse_int(o->threads, 1, 256, &l))
         return pt_seterr(err, PT_ERR_INVAL, "--threads must be an integer in [1, 256] (got '%s')",
                          o->threads);
     if (o->limit && parse_int(o->limit, 0, 0x7fffffffL, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--limit must be an integer >= 0 (0: no limit; got "
-                                            "'%s')", o->limit);
+        return pt_seterr(err, PT_ERR_INVAL, "--limit must be an integer in [0, 2147483647] (0: "
+                         "no limit; got '%s')", o->limit);
     if (o->eval_limit && parse_int(o->eval_limit, 0, 0x7fffffffL, &l))
-        return pt_seterr(err, PT_ERR_INVAL, "--eval-limit must be an integer >= 0 (got '%s')",
-                         o->eval_limit);
+        return pt_seterr(err, PT_ERR_INVAL, "--eval-limit must be an integer in [0, 2147483647] "
+                         "(0: all; got '%s')", o->eval_limit);
     if (o->client_eval_limit && parse_int(o->client_eval_limit, 0, 0x7fffffffL, &l))
         return pt_seterr(err, PT_ERR_INVAL,
-                         "--client-eval-limit must be an integer >= 0 (got '%s')",
-                         o->client_eval_limit);
+                         "--client-eval-limit must be an integer in [0, 2147483647] (0: all; got "
+                         "'%s')", o->client_eval_limit);
     if (o->round_timeout && strcmp(o->round_timeout, "auto") &&
         strcmp(o->round_timeout, "none") && parse_double(o->round_timeout, 0.001, 1e7, &d))
-        return pt_seterr(err, PT_ERR_INVAL,
-                         "--round-timeout must be seconds > 0, auto or none (got '%s')",
-                         o->round_timeout);
+        return pt_seterr(err, PT_ERR_INVAL, "--round-timeout must be seconds in [0.001, 1e+07], "
+                         "auto or none (got '%s')", o->round_timeout);
     /* Impossible partitions of the built-in dataset fail here; other
      * datasets are checked by the clients when they load them. */
     if (!strcmp(o->dataset, "fashion-mnist") || !strcmp(o->dataset, "mnist")) {
@@ -228,7 +231,13 @@ static int validate(run_opts *o, pst_options *po, char *err)
         if (strchr(path, '/') && stat(path, &st) != 0)
             return pt_seterr(err, PT_ERR_NOTFOUND, "--dataset %s: %s: %s", o->dataset, path,
                              strerror(errno));
+        if (strchr(path, '/') && !S_ISDIR(st.st_mode))
+            return pt_seterr(err, PT_ERR_INVAL, "--dataset %s: %s is %s, not a directory",
+                             o->dataset, path, pt_file_kind(st.st_mode));
     }
+    /* the results directory: created now, or the run would train for nothing */
+    if (!o->dry_run && (rc2 = pt_check_path("--out", o->out, PT_PATH_OUT_DIR, e2)))
+        return pt_seterr(err, rc2, "%s", e2);
     return PT_OK;
 }
 
@@ -584,6 +593,8 @@ static void server_args(argvec *a, const run_opts *o, const char *strategy, cons
     av_add2(a, "--out", dir);
     if (o->round_timeout) av_add2(a, "--round-timeout", o->round_timeout);
     if (o->eval_limit) av_add2(a, "--eval-limit", o->eval_limit);
+    if (o->max_pixels) av_add2(a, "--max-image-pixels", o->max_pixels);
+    if (o->max_scans) av_add2(a, "--max-jpeg-scans", o->max_scans);
     snprintf(n, sizeof n, "%d", o->clients);
     av_add2(a, "--expected-clients", n);
     av_add2(a, "--wait-clients", "120");
@@ -625,6 +636,8 @@ static void client_args(argvec *a, const run_opts *o, int i, const char *addr, c
     av_add2(a, "--max-epochs", o->epochs);
     av_add2(a, "--max-batch", o->batch_size);
     if (o->seed) av_add2(a, "--seed", o->seed);
+    if (o->max_pixels) av_add2(a, "--max-image-pixels", o->max_pixels);
+    if (o->max_scans) av_add2(a, "--max-jpeg-scans", o->max_scans);
     /* the client's --limit / --eval-limit apply before partitioning */
     if (o->limit) {
         snprintf(buf, sizeof buf, "%lld", atoll(o->limit) * o->clients);
@@ -871,6 +884,10 @@ static void usage(FILE *f)
             "  --threads N                   compute threads per process (default 1)\n"
             "  --round-timeout SEC|auto|none server's reply timeout (default auto: 10 x the\n"
             "                                slowest reply so far, at least 120 s)\n"
+            "  --max-image-pixels N          image folders: skip images declaring more pixels\n"
+            "                                (default 67108864)\n"
+            "  --max-jpeg-scans N            image folders: skip progressive JPEGs with more\n"
+            "                                scans (default 100)\n"
             "  --out DIR                     results directory (default results)\n"
             "  --port N                      server port (default: a free one)\n"
             "  --timeout SEC                 stop a strategy's federation after SEC seconds\n"
@@ -888,7 +905,8 @@ static void usage(FILE *f)
 enum {
     O_CLIENTS = 1000, O_ROUNDS, O_STRATEGY, O_BACKEND, O_MODEL, O_DATASET, O_PARTITION,
     O_EPOCHS, O_BATCH, O_LR, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_OUT, O_PORT, O_TIMEOUT,
-    O_ROUND_TIMEOUT, O_NO_REPORT, O_DRY_RUN, O_EVAL_LIMIT, O_CLIENT_EVAL_LIMIT
+    O_ROUND_TIMEOUT, O_NO_REPORT, O_DRY_RUN, O_EVAL_LIMIT, O_CLIENT_EVAL_LIMIT, O_MAX_PIXELS,
+    O_MAX_SCANS
 };
 
 static void free_opts(run_opts *o)
@@ -929,6 +947,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
         {"round-timeout", required_argument, 0, O_ROUND_TIMEOUT},
         {"no-report", no_argument, 0, O_NO_REPORT},
         {"dry-run", no_argument, 0, O_DRY_RUN},
+        {"max-image-pixels", required_argument, 0, O_MAX_PIXELS},
+        {"max-jpeg-scans", required_argument, 0, O_MAX_SCANS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     char err[PT_ERRLEN];
@@ -951,8 +971,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
             break;
         case O_ROUNDS:
             if (parse_int(optarg, 1, 1000000, &l)) {
-                fprintf(stderr, "petal run: --rounds must be an integer >= 1 (got '%s')\n",
-                        optarg);
+                fprintf(stderr, "petal run: --rounds must be an integer in [1, 1000000] (got "
+                        "'%s')\n", optarg);
                 return 2;
             }
             o->rounds = (int)l;
@@ -983,6 +1003,22 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
         case O_CLIENT_EVAL_LIMIT: o->client_eval_limit = optarg; break;
         case O_OUT: o->out = optarg; break;
         case O_ROUND_TIMEOUT: o->round_timeout = optarg; break;
+        case O_MAX_PIXELS:
+            if (parse_int(optarg, 1, 4294967296L, &l)) {
+                fprintf(stderr, "petal run: --max-image-pixels must be an integer in [1, "
+                                "4294967296] (got '%s')\n", optarg);
+                return 2;
+            }
+            o->max_pixels = optarg;
+            break;
+        case O_MAX_SCANS:
+            if (parse_int(optarg, 1, 100000, &l)) {
+                fprintf(stderr, "petal run: --max-jpeg-scans must be an integer in [1, 100000] "
+                                "(got '%s')\n", optarg);
+                return 2;
+            }
+            o->max_scans = optarg;
+            break;
         case O_PORT:
             if (parse_int(optarg, 1, 65535, &l)) {
                 fprintf(stderr, "petal run: --port must be in [1, 65535] (got '%s')\n", optarg);
@@ -992,7 +1028,8 @@ static int parse_args(int argc, char **argv, run_opts *o, pst_options *po)
             break;
         case O_TIMEOUT:
             if (parse_double(optarg, 0, 1e9, &o->timeout)) {
-                fprintf(stderr, "petal run: --timeout must be seconds >= 0 (got '%s')\n", optarg);
+                fprintf(stderr, "petal run: --timeout must be seconds in [0, 1e+09] (got '%s')\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -1089,7 +1126,7 @@ int pt_cmd_run(int argc, char **argv)
     run_opts o;
     pst_options po;
     char err[PT_ERRLEN] = "";
-    int rc, failed = 0, interrupted = 0;
+    int rc, failed = 0, interrupted = 0, no_report = 0;
     memset(&o, 0, sizeof o);
     o.clients = DEF_CLIENTS;
     o.rounds = DEF_ROUNDS;
@@ -1164,7 +1201,7 @@ int pt_cmd_run(int argc, char **argv)
                     o.out, o.out, o.out);
         } else {
             fprintf(stderr, "petal run: no report: %s\n", err);
-            failed++;
+            no_report = 1;
         }
     }
     if (!o.dry_run)
@@ -1173,5 +1210,5 @@ int pt_cmd_run(int argc, char **argv)
                 interrupted ? " (interrupted)" : "");
     free_opts(&o);
     if (interrupted) return 130;
-    return failed ? 1 : 0;
+    return failed || no_report ? 1 : 0;
 }

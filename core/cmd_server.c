@@ -84,6 +84,10 @@ static void usage(FILE *f)
             "                          fashion-mnist, folder:DIR, cifar10:DIR (default: none)\n"
             "  --val-split F           image folders: held-out fraction (default 0.25)\n"
             "  --eval-limit N          evaluate on at most N held-out examples\n"
+            "  --max-image-pixels N    image folders: skip (and name) images whose header\n"
+            "                          declares more pixels (default 67108864 = 8192x8192)\n"
+            "  --max-jpeg-scans N      image folders: skip progressive JPEGs with more scans\n"
+            "                          (default 100)\n"
             "  --epochs N --batch-size N --lr F   fit config sent to the clients\n"
             "                          (defaults 1, 32, 0.001)\n"
             "  --seed N                model init and client sampling seed (default 1337)\n"
@@ -120,7 +124,7 @@ enum {
     O_HELP_STRAT, O_STRAT_OPT, O_ACCEPT, O_NO_ACCEPT, O_FLOWER_DEFAULTS, O_CKPT_DIR,
     O_NO_CKPT, O_RESUME, O_SAVE_WEIGHTS, O_MAX_EXAMPLES, O_MAX_CONN, O_MAX_HDR, O_MAX_BUF,
     O_CLIENT_CA, O_TOKEN_FILE, O_MAX_TOTAL, O_HANDSHAKE, O_ORDERED, O_MAX_KEY_BYTES,
-    O_PER_ADDR, O_PER_CONN, O_MAX_REFUSED,
+    O_PER_ADDR, O_PER_CONN, O_MAX_REFUSED, O_MAX_PIXELS, O_MAX_SCANS,
     O_PST = 512 /* + index into pst_keys */
 };
 
@@ -241,6 +245,8 @@ int pt_cmd_server(int argc, char **argv)
         {"max-conn-per-addr", required_argument, 0, O_PER_ADDR},
         {"max-streams-per-conn", required_argument, 0, O_PER_CONN},
         {"max-refused-streams", required_argument, 0, O_MAX_REFUSED},
+        {"max-image-pixels", required_argument, 0, O_MAX_PIXELS},
+        {"max-jpeg-scans", required_argument, 0, O_MAX_SCANS},
     };
     enum { NBASE = sizeof base / sizeof base[0] };
     struct option opts[NBASE + N_PST_KEYS + 1];
@@ -281,7 +287,7 @@ int pt_cmd_server(int argc, char **argv)
             o.eval_limit = (size_t)iv;
             break;
         case O_EPOCHS:
-            if (pt_agent_parse_int("--epochs", optarg, 0, 100000, &iv)) return 2;
+            if (pt_agent_parse_int("--epochs", optarg, 1, 100000, &iv)) return 2;
             o.epochs = (int)iv;
             break;
         case O_BATCH:
@@ -301,7 +307,7 @@ int pt_cmd_server(int argc, char **argv)
         case O_CERT: o.tls_cert = optarg; break;
         case O_KEY: o.tls_key = optarg; break;
         case O_SEED:
-            if (pt_agent_parse_int("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            if (pt_agent_parse_int("--seed", optarg, 0, 4294967295LL, &iv)) return 2;
             o.seed = (uint64_t)iv;
             break;
         case O_BACKEND:
@@ -368,6 +374,14 @@ int pt_cmd_server(int argc, char **argv)
             o.max_refused_streams = (int)iv;
             break;
         case O_CLIENT_CA: o.tls_client_ca = optarg; break;
+        case O_MAX_PIXELS:
+            if (pt_agent_parse_int("--max-image-pixels", optarg, 1, 1LL << 32, &iv)) return 2;
+            o.max_image_pixels = (uint64_t)iv;
+            break;
+        case O_MAX_SCANS:
+            if (pt_agent_parse_int("--max-jpeg-scans", optarg, 1, 100000, &iv)) return 2;
+            o.max_jpeg_scans = (int)iv;
+            break;
         case O_TOKEN_FILE: token_file = optarg; break;
         case O_EXPECTED:
             if (pt_agent_parse_int("--expected-clients", optarg, 1, 1000000, &iv)) return 2;
@@ -431,6 +445,20 @@ int pt_cmd_server(int argc, char **argv)
         fprintf(stderr, "petal server: --tls-client-ca needs --tls-cert and --tls-key\n");
         return 2;
     }
+    /* every path option checked now: a mistake fails in a second, not after
+     * the run (an output that cannot be written) or never (a FIFO) */
+    const pt_path_opt paths[] = {
+        {"--resume", o.resume, PT_PATH_IN_ANY},
+        {"--tls-cert", o.tls_cert, PT_PATH_IN},
+        {"--tls-key", o.tls_key, PT_PATH_IN},
+        {"--tls-client-ca", o.tls_client_ca, PT_PATH_IN},
+        {"--auth-token-file", token_file, PT_PATH_IN},
+        {"--save-weights", o.save_weights, PT_PATH_OUT},
+        {"--port-file", o.port_file, PT_PATH_OUT},
+        {"--checkpoint-dir", o.checkpoint_dir, PT_PATH_OUT_DIR},
+        {"--out", o.out_dir, PT_PATH_OUT_DIR},
+    };
+    if (pt_agent_check_paths("petal server", paths, sizeof paths / sizeof paths[0])) return 2;
     static char token[PNET_TOKEN_MAX + 1];
     if (pnet_auth_token_get(token_file, "PETAL_AUTH_TOKEN", token, sizeof token, err)) {
         fprintf(stderr, "petal server: %s\n", err);

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static pt_log_level log_level = PT_LOG_INFO;
@@ -46,9 +47,14 @@ int pt_log_set_file(const char *path)
         log_fp = NULL;
     }
     if (path) {
-        log_fp = fopen(path, "a");
-        if (!log_fp) rc = PT_ERR_IO;
-        else setvbuf(log_fp, NULL, _IOLBF, 0);
+        int fd = pt_open_write(path, 1, NULL); /* never waits on a FIFO */
+        log_fp = fd >= 0 ? fdopen(fd, "a") : NULL;
+        if (!log_fp) {
+            if (fd >= 0) close(fd);
+            rc = PT_ERR_IO;
+        } else {
+            setvbuf(log_fp, NULL, _IOLBF, 0);
+        }
     }
     pthread_mutex_unlock(&log_mu);
     return rc;
@@ -75,13 +81,44 @@ static const char *level_name(pt_log_level l)
     }
 }
 
+size_t pt_escape_ctrl(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (!dst || cap == 0) return 0;
+    for (const unsigned char *p = (const unsigned char *)(src ? src : ""); *p; p++) {
+        char e[4];
+        size_t k = 1;
+        e[0] = (char)*p;
+        if (*p < 0x20 || *p == 0x7f) {
+            e[0] = '\\';
+            k = 2;
+            if (*p == '\n') e[1] = 'n';
+            else if (*p == '\r') e[1] = 'r';
+            else if (*p == '\t') e[1] = 't';
+            else {
+                e[1] = 'x';
+                e[2] = hex[*p >> 4];
+                e[3] = hex[*p & 15];
+                k = 4;
+            }
+        }
+        if (o + k >= cap) break;
+        memcpy(dst + o, e, k);
+        o += k;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
 void pt_log_vwrite(pt_log_level lvl, const char *file, int line, const char *fmt, va_list ap)
 {
-    char ts[40], msg[2048];
+    char ts[40], raw[2048], msg[2048];
     const char *base;
     if (lvl < log_level || lvl >= PT_LOG_OFF) return;
     pt_iso8601_now(ts, sizeof ts);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    pt_escape_ctrl(msg, sizeof msg, raw);
     base = file ? strrchr(file, '/') : NULL;
     base = base ? base + 1 : (file ? file : "?");
     pthread_mutex_lock(&log_mu);

@@ -42,7 +42,8 @@ core_TESTS += tests/test_agents_flower_client.py tests/test_agents_flower_server
 core_TESTS += tests/test_agents_hostile_server.py
 core_TEST_PREREQS += $(PETAL_BIN) $(BUILD)/gen/py/transport_pb2.py \
                      $(BUILD)/gen/py/transport_pb2_grpc.py
-core_TESTS += tests/test_run_e2e.py
+core_TESTS += tests/test_run_e2e.py tests/test_data_federation.py tests/test_fifo_options.py \
+              tests/test_exit_status.py tests/test_report_growth.py
 
 # reliability (issue 7): checkpoints/resume, client faults, update validation, limits, load
 core_TESTS += tests/test_rel_checkpoint.py tests/test_rel_faults.py tests/test_rel_validation.py \
@@ -64,6 +65,10 @@ bench-load: $(BUILD)/tests/test_rel_load $(PETAL_BIN)
 .PHONY: check-valgrind
 check-valgrind: $(PETAL_BIN)
 	BUILD=$(BUILD) sh tests/test_rel_valgrind.sh
+core_TESTS += $(BUILD)/tests/test_contract
+test_contract_LIBS = $(CORE_LIB) $(DATA_LIB) $(CORE_LIB)
+test_contract_LDLIBS := -lcjson -lz -ljpeg -lpng
+$(BUILD)/tests/test_contract: $(CORE_LIB) $$(DATA_LIB)
 core_TESTS += $(BUILD)/tests/test_rel_ckpt
 test_rel_ckpt_LIBS = $(CORE_LIB) $(STRAT_LIB) $(CORE_LIB)
 $(BUILD)/tests/test_rel_ckpt: $(CORE_LIB) $$(STRAT_LIB)

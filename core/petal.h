@@ -104,6 +104,14 @@ const char *pt_escape(char *out, size_t cap, const void *in, size_t n);
 /* ISO-8601 UTC timestamp with milliseconds into buf (>= 32 bytes). */
 void pt_iso8601_now(char *buf, size_t len);
 
+/* Copy src into dst (capacity cap > 0, always NUL-terminated, truncated to
+ * fit) with every control character (bytes 0x00-0x1f and 0x7f) written as an
+ * escape: \n, \r, \t or \xNN. A log record is then always one line: a file
+ * name or peer string holding a newline cannot forge another record. Every
+ * log writer (pt_log_*, the results log) passes its messages through this.
+ * Returns the length written. */
+size_t pt_escape_ctrl(char *dst, size_t cap, const char *src);
+
 /* ---- timing ------------------------------------------------------------ */
 /* Monotonic clock in seconds / nanoseconds. */
 double pt_now(void);
@@ -150,6 +158,54 @@ int pt_params_same_shape(const pt_params *a, const pt_params *b);
 int pt_params_all_finite(const pt_params *p);
 /* Free storage and zero the struct (NULL-safe, idempotent). */
 void pt_params_free(pt_params *p);
+
+/* ---- a user's files ------------------------------------------------------ */
+/* Every path a user names (options, dataset files, outputs) is opened through
+ * these: they never block on a FIFO (a FIFO named as input waits forever for a
+ * writer with plain open/fopen) and refuse anything but a regular file, saying
+ * what it is ("a FIFO", "a directory", "a character device", ...). */
+
+/* What st_mode is, for messages: "a regular file", "a FIFO", ... */
+const char *pt_file_kind(unsigned mode);
+/* Open an existing regular file for reading (O_CLOEXEC). Returns a file
+ * descriptor >= 0, or a negative pt_err with err: "PATH: why". */
+int pt_open_read(const char *path, char *err);
+/* Open a regular file for writing, created (mode 0644) if absent, truncated
+ * (or appended to with append = 1); an existing non-regular file is refused
+ * without opening it for writing. Returns an fd >= 0 or a negative pt_err. */
+int pt_open_write(const char *path, int append, char *err);
+/* The same as stdio streams ("rb" / "wb"); NULL with err set on failure. */
+FILE *pt_fopen_read(const char *path, char *err);
+FILE *pt_fopen_write(const char *path, char *err);
+
+/* Check a path option before any work, so that a mistake fails in a second
+ * with the option's name rather than hours later (or never):
+ *   PT_PATH_IN       an existing regular file
+ *   PT_PATH_IN_DIR   an existing directory
+ *   PT_PATH_IN_ANY   an existing regular file or directory
+ *   PT_PATH_OUT      a regular file or nothing yet, in a directory where a file
+ *                    can be created (tried: a temporary file is made and removed)
+ *   PT_PATH_OUT_DIR  a directory or nothing yet; created (with parents) and
+ *                    tried like PT_PATH_OUT
+ * Returns PT_OK or PT_ERR_INVAL / PT_ERR_NOTFOUND / PT_ERR_IO with err:
+ * "OPT PATH: why". */
+enum { PT_PATH_IN = 1, PT_PATH_IN_DIR, PT_PATH_IN_ANY, PT_PATH_OUT, PT_PATH_OUT_DIR };
+int pt_check_path(const char *opt, const char *path, int kind, char *err);
+
+/* ---- JSON ------------------------------------------------------------------- */
+/* One rule for a key repeated in a JSON object, wherever Petal reads JSON
+ * (event logs, AWS replies, run state; the nn library applies the same rule
+ * to model files): the text is refused. Python's json module and Keras keep
+ * the last value, cJSON's lookups the first; rather than silently read a
+ * different value than the tool that wrote the file, Petal reads neither. */
+struct cJSON;
+/* The first key that appears twice in one object of the tree (borrowed from
+ * it), or NULL. */
+const char *pt_json_repeated_key(const struct cJSON *o);
+/* cJSON_ParseWithLength, refusing repeated keys: NULL with err set ("not
+ * valid JSON" / "the key 'K' appears twice in one object"). Free with
+ * cJSON_Delete. */
+struct cJSON *pt_json_parse(const char *s, size_t n, char *err);
 
 /* ---- config / metrics maps ---------------------------------------------- */
 /* Flower's map<string, Scalar> (fit/evaluate config, metrics, properties).

@@ -93,8 +93,9 @@ static void round_rows(const row_ctx *c, const pt_round_rec *r)
 int pt_runset_write_csv(const pt_runset *set, const char *path, char *err)
 {
     if (!set || !path) return pt_seterr(err, PT_ERR_INVAL, "NULL argument");
-    FILE *f = fopen(path, "w");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_write(path, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s", e2);
     fputs("strategy,n_clients,backend,client,metric,value,timestamp,round\n", f);
     for (size_t i = 0; i < set->n; i++) {
         row_ctx c = {f, &set->runs[i], ""};
@@ -200,9 +201,10 @@ int pt_runset_write_summary(const pt_runset *set, const char *path, char *err)
     cJSON_Delete(root);
     root = NULL;
     if (!text) goto fail_oom;
-    FILE *f = fopen(path, "w");
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_write(path, e2);
     if (!f) {
-        rc = pt_seterr(err, PT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        rc = pt_seterr(err, PT_ERR_IO, "cannot write %s", e2);
         goto out;
     }
     fputs(text, f);

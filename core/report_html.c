@@ -392,9 +392,8 @@ static int run_labels(const pt_runset *set, labels *out)
 }
 
 /* Distinct client sources over all runs, sorted naturally (client_2 < client_10). */
-static int natcmp(const void *a, const void *b)
+static int natcmp_raw(const char *x, const char *y)
 {
-    const char *x = *(char *const *)a, *y = *(char *const *)b;
     while (*x && *y) {
         if (*x >= '0' && *x <= '9' && *y >= '0' && *y <= '9') {
             char *ex, *ey;
@@ -411,47 +410,83 @@ static int natcmp(const void *a, const void *b)
     return (unsigned char)*x - (unsigned char)*y;
 }
 
-static int client_list(const pt_runset *set, labels *out)
+/* natural order, then bytewise ("client_02" and "client_2" are two clients) */
+static int natcmp(const void *a, const void *b)
 {
-    size_t cap = 16;
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    int c = natcmp_raw(x, y);
+    return c ? c : strcmp(x, y);
+}
+
+/* Every distinct client of the set (interned at load), sorted naturally;
+ * rank[cid] = its position (out->n entries). */
+static int client_list(const pt_runset *set, labels *out, size_t **rank)
+{
+    size_t n = set->n_clients;
     out->n = 0;
-    out->v = malloc(cap * sizeof *out->v);
-    if (!out->v) return PT_ERR_NOMEM;
-    for (size_t i = 0; i < set->n; i++)
-        for (size_t k = 0; k < set->runs[i].n_cl; k++) {
-            const char *s = set->runs[i].cl[k].source;
-            int seen = 0;
-            for (size_t j = 0; j < out->n && !seen; j++) seen = !strcmp(out->v[j], s);
-            if (seen) continue;
-            if (out->n == cap) {
-                char **nv = realloc(out->v, cap * 2 * sizeof *nv);
-                if (!nv) return PT_ERR_NOMEM;
-                out->v = nv;
-                cap *= 2;
-            }
-            if (!(out->v[out->n] = strdup(s))) return PT_ERR_NOMEM;
-            out->n++;
-        }
-    qsort(out->v, out->n, sizeof *out->v, natcmp);
+    out->v = malloc((n ? n : 1) * sizeof *out->v);
+    *rank = malloc((n ? n : 1) * sizeof **rank);
+    if (!out->v || !*rank) return PT_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) out->v[i] = set->clients[i]; /* sorted, then copied */
+    qsort(out->v, n, sizeof *out->v, natcmp);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = out->v[i];
+        if (!(out->v[i] = strdup(s))) return PT_ERR_NOMEM;
+        out->n++;
+    }
+    /* rank: each set->clients[cid] found in the sorted list by binary search */
+    for (size_t cid = 0; cid < n; cid++) {
+        const char *key = set->clients[cid];
+        const char **hit = bsearch(&key, out->v, n, sizeof *out->v, natcmp);
+        (*rank)[cid] = hit ? (size_t)(hit - (const char **)out->v) : 0;
+    }
     return PT_OK;
 }
 
-/* Mean of a client field per (run, client); which: 0 cpu%, 1 wall time, 2 system cpu%. */
-static double client_mean(const pt_run_data *r, const char *src, int evaluate, int which)
+/* One run's per-client figures, in one pass over its records. */
+typedef struct cagg {
+    double sum[2][3]; /* [evaluate][0 cpu%, 1 wall time, 2 system cpu%] */
+    int cnt[2][3];
+    int fits, seen;
+    double ex, rss;
+} cagg;
+
+/* Fill agg[cid] for the clients of r (agg has set->n_clients zeroed
+ * entries; touched[] gets the cids seen, *nt their count). */
+static void run_aggregate(const pt_run_data *r, cagg *agg, int *touched, size_t *nt)
 {
-    double sum = 0;
-    int n = 0;
+    *nt = 0;
     for (size_t k = 0; k < r->n_cl; k++) {
         const pt_client_rec *c = &r->cl[k];
-        if (c->evaluate != evaluate || strcmp(c->source, src)) continue;
-        double v = which == 0 ? c->cpu_process_percent
-                   : which == 1 ? c->wall_time
-                                : c->cpu_system_percent;
-        if (isnan(v)) continue;
-        sum += v;
-        n++;
+        cagg *a = &agg[c->cid];
+        if (!a->seen) {
+            a->seen = 1;
+            a->ex = a->rss = NAN;
+            touched[(*nt)++] = c->cid;
+        }
+        double v[3] = {c->cpu_process_percent, c->wall_time, c->cpu_system_percent};
+        for (int w = 0; w < 3; w++)
+            if (!isnan(v[w])) {
+                a->sum[c->evaluate][w] += v[w];
+                a->cnt[c->evaluate][w]++;
+            }
+        if (!c->evaluate) {
+            a->fits++;
+            if (!isnan(c->examples)) a->ex = c->examples;
+        }
+        if (!isnan(c->peak_rss_bytes) && (isnan(a->rss) || c->peak_rss_bytes > a->rss))
+            a->rss = c->peak_rss_bytes;
     }
-    return n ? sum / n : NAN;
+}
+
+static void run_aggregate_clear(cagg *agg, const int *touched, size_t nt)
+{
+    for (size_t i = 0; i < nt; i++) memset(&agg[touched[i]], 0, sizeof *agg);
+}
+
+static double agg_mean(const cagg *a, int evaluate, int which)
+{
+    return a->cnt[evaluate][which] ? a->sum[evaluate][which] / a->cnt[evaluate][which] : NAN;
 }
 
 static const char css[] =
@@ -605,11 +640,26 @@ static void summary_table(FILE *f, const pt_runset *set, const labels *lab)
     fputs("</tbody></table></div></section>\n", f);
 }
 
-static void client_table(FILE *f, const pt_runset *set, const labels *lab)
+static size_t *g_rank; /* for sorting one run's cids by their natural order */
+
+static int cmp_rank(const void *a, const void *b)
+{
+    size_t x = g_rank[*(const int *)a], y = g_rank[*(const int *)b];
+    return (x > y) - (x < y);
+}
+
+static void client_table(FILE *f, const pt_runset *set, const labels *lab, const size_t *rank)
 {
     int any = 0;
     for (size_t i = 0; i < set->n; i++) any |= set->runs[i].n_cl > 0;
     if (!any) return;
+    cagg *agg = calloc(set->n_clients ? set->n_clients : 1, sizeof *agg);
+    int *touched = malloc((set->n_clients ? set->n_clients : 1) * sizeof *touched);
+    if (!agg || !touched) {
+        free(agg);
+        free(touched);
+        return;
+    }
     card_open(f, "Clients",
               "Means over rounds. CPU: process (may exceed 100% on several cores) / whole machine");
     fputs("<div class=\"scroll\"><table><thead><tr><th>Run</th><th>Client</th><th>Fits</th>"
@@ -618,66 +668,74 @@ static void client_table(FILE *f, const pt_runset *set, const labels *lab)
           f);
     for (size_t i = 0; i < set->n; i++) {
         const pt_run_data *r = &set->runs[i];
-        labels cl = {0};
-        pt_runset tmp = {(pt_run_data *)r, 1, 1, 0, 0};
-        if (client_list(&tmp, &cl) != PT_OK) {
-            labels_free(&cl);
-            continue;
-        }
-        for (size_t c = 0; c < cl.n; c++) {
-            int fits = 0;
-            double ex = NAN, rss = NAN;
-            for (size_t k = 0; k < r->n_cl; k++) {
-                const pt_client_rec *x = &r->cl[k];
-                if (strcmp(x->source, cl.v[c])) continue;
-                if (!x->evaluate) {
-                    fits++;
-                    if (!isnan(x->examples)) ex = x->examples;
-                }
-                if (!isnan(x->peak_rss_bytes) && (isnan(rss) || x->peak_rss_bytes > rss))
-                    rss = x->peak_rss_bytes;
-            }
+        size_t nt;
+        run_aggregate(r, agg, touched, &nt);
+        g_rank = (size_t *)rank;
+        qsort(touched, nt, sizeof *touched, cmp_rank);
+        for (size_t t = 0; t < nt; t++) {
+            const cagg *a = &agg[touched[t]];
             char t1[48], p1[48], s1[48], t2[48], p2[48], s2[48], e[48], m[48];
-            fmt_num(t1, sizeof t1, client_mean(r, cl.v[c], 0, 1), "%.2f s");
-            fmt_num(p1, sizeof p1, client_mean(r, cl.v[c], 0, 0), "%.0f%%");
-            fmt_num(s1, sizeof s1, client_mean(r, cl.v[c], 0, 2), "%.0f%%");
-            fmt_num(t2, sizeof t2, client_mean(r, cl.v[c], 1, 1), "%.2f s");
-            fmt_num(p2, sizeof p2, client_mean(r, cl.v[c], 1, 0), "%.0f%%");
-            fmt_num(s2, sizeof s2, client_mean(r, cl.v[c], 1, 2), "%.0f%%");
-            fmt_num(e, sizeof e, ex, "%.0f");
-            fmt_num(m, sizeof m, rss / 1048576.0, "%.0f MiB");
+            fmt_num(t1, sizeof t1, agg_mean(a, 0, 1), "%.2f s");
+            fmt_num(p1, sizeof p1, agg_mean(a, 0, 0), "%.0f%%");
+            fmt_num(s1, sizeof s1, agg_mean(a, 0, 2), "%.0f%%");
+            fmt_num(t2, sizeof t2, agg_mean(a, 1, 1), "%.2f s");
+            fmt_num(p2, sizeof p2, agg_mean(a, 1, 0), "%.0f%%");
+            fmt_num(s2, sizeof s2, agg_mean(a, 1, 2), "%.0f%%");
+            fmt_num(e, sizeof e, a->ex, "%.0f");
+            fmt_num(m, sizeof m, a->rss / 1048576.0, "%.0f MiB");
             fputs("<tr><td>", f);
             esc(f, lab->v[i]);
             fputs("</td><td class=\"l\">", f);
-            esc(f, cl.v[c]);
+            esc(f, set->clients[touched[t]]);
             fprintf(f, "</td><td>%d</td><td>%s</td><td>%s / %s</td><td>%s</td><td>%s / %s</td>"
                        "<td>%s</td><td>%s</td></tr>\n",
-                    fits, t1, p1, s1, t2, p2, s2, e, m);
+                    a->fits, t1, p1, s1, t2, p2, s2, e, m);
         }
-        labels_free(&cl);
+        run_aggregate_clear(agg, touched, nt);
     }
     fputs("</tbody></table></div></section>\n", f);
+    free(agg);
+    free(touched);
 }
 
-/* Grouped bars: group = run, series = client; which/evaluate as client_mean. */
+/* Grouped bars: group = run, series = client (the first CHART_CLIENTS in
+ * natural order: more bars than that are not a chart; the table has all). */
+#define CHART_CLIENTS 64
 static int client_bars(FILE *f, const pt_runset *set, const labels *lab, const labels *cl,
-                       int evaluate, int which, const char *title, const char *ylabel,
-                       const char *unit)
+                       const size_t *rank, int evaluate, int which, const char *title,
+                       const char *ylabel, const char *unit)
 {
-    size_t nv = set->n * cl->n;
+    size_t nc = cl->n < CHART_CLIENTS ? cl->n : CHART_CLIENTS, nv = set->n * nc, nt;
     double *v = malloc((nv ? nv : 1) * sizeof *v);
-    if (!v) return PT_ERR_NOMEM;
-    for (size_t i = 0; i < set->n; i++)
-        for (size_t c = 0; c < cl->n; c++)
-            v[i * cl->n + c] = client_mean(&set->runs[i], cl->v[c], evaluate, which);
+    cagg *agg = calloc(set->n_clients ? set->n_clients : 1, sizeof *agg);
+    int *touched = malloc((set->n_clients ? set->n_clients : 1) * sizeof *touched);
+    if (!v || !agg || !touched) {
+        free(v);
+        free(agg);
+        free(touched);
+        return PT_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < nv; i++) v[i] = NAN;
+    for (size_t i = 0; i < set->n; i++) {
+        run_aggregate(&set->runs[i], agg, touched, &nt);
+        for (size_t t = 0; t < nt; t++)
+            if (rank[touched[t]] < nc)
+                v[i * nc + rank[touched[t]]] = agg_mean(&agg[touched[t]], evaluate, which);
+        run_aggregate_clear(agg, touched, nt);
+    }
     fputs("<section class=\"card\"><h2>", f);
     esc(f, title);
     fputs("</h2>\n", f);
+    if (nc < cl->n)
+        fprintf(f, "<p class=\"sub\">The first %zu of %zu clients; the table below has all.</p>\n",
+                nc, cl->n);
     geom g = HALF;
     bar_chart(f, &g, title, "Run", ylabel, (const char *const *)lab->v, set->n,
-              (const char *const *)cl->v, cl->n, v, unit);
+              (const char *const *)cl->v, nc, v, unit);
     fputs("</section>\n", f);
     free(v);
+    free(agg);
+    free(touched);
     return PT_OK;
 }
 
@@ -691,13 +749,14 @@ int pt_report_write_html(const pt_runset *set, const char *path, const pt_report
     int logy = o ? o->log_loss : -1;
     char ts[40];
     if (!set || !path) return pt_seterr(err, PT_ERR_INVAL, "NULL argument");
-    if ((rc = run_labels(set, &lab)) != PT_OK || (rc = client_list(set, &cl)) != PT_OK) {
+    size_t *rank = NULL;
+    if ((rc = run_labels(set, &lab)) != PT_OK || (rc = client_list(set, &cl, &rank)) != PT_OK) {
         pt_seterr(err, rc, "report: out of memory");
         goto out;
     }
-    f = fopen(path, "w");
-    if (!f) {
-        rc = pt_seterr(err, PT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    if (!(f = pt_fopen_write(path, e2))) {
+        rc = pt_seterr(err, PT_ERR_IO, "cannot write %s", e2);
         goto out;
     }
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
@@ -799,17 +858,17 @@ int pt_report_write_html(const pt_runset *set, const char *path, const pt_report
     }
     if (rc == PT_OK) {
         fputs("<div class=\"grid2\">\n", f);
-        rc = client_bars(f, set, &lab, &cl, 0, 0, "Client CPU during fit", "Process CPU (%)", "%");
+        rc = client_bars(f, set, &lab, &cl, rank, 0, 0, "Client CPU during fit", "Process CPU (%)", "%");
         if (rc == PT_OK)
-            rc = client_bars(f, set, &lab, &cl, 1, 0, "Client CPU during evaluate",
+            rc = client_bars(f, set, &lab, &cl, rank, 1, 0, "Client CPU during evaluate",
                              "Process CPU (%)", "%");
         if (rc == PT_OK)
-            rc = client_bars(f, set, &lab, &cl, 0, 1, "Client fit time", "Seconds", "s");
+            rc = client_bars(f, set, &lab, &cl, rank, 0, 1, "Client fit time", "Seconds", "s");
         if (rc == PT_OK)
-            rc = client_bars(f, set, &lab, &cl, 1, 1, "Client evaluate time", "Seconds", "s");
+            rc = client_bars(f, set, &lab, &cl, rank, 1, 1, "Client evaluate time", "Seconds", "s");
         fputs("</div>\n", f);
     }
-    if (rc == PT_OK) client_table(f, set, &lab);
+    if (rc == PT_OK) client_table(f, set, &lab, rank);
     fputs("<footer>Drawn by petal report. Data: metrics.csv (tidy) and summary.json beside this "
           "file; raw events in each run's events.jsonl.</footer>\n</main></body></html>\n",
           f);
@@ -822,6 +881,7 @@ int pt_report_write_html(const pt_runset *set, const char *path, const pt_report
 out:
     labels_free(&lab);
     labels_free(&cl);
+    free(rank);
     return rc;
 }
 

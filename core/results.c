@@ -81,15 +81,16 @@ int pt_results_open(pt_results **out, const char *dir, const char *source, char 
     snprintf(r->source, sizeof r->source, "%s", source);
 
     snprintf(path, sizeof path, "%s/%s_log.log", dir, source);
-    r->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    char e2[PT_ERRLEN];
+    r->log_fd = pt_open_write(path, 1, e2);
     if (r->log_fd < 0) {
-        rc = pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        rc = pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
         goto fail_alloc;
     }
     snprintf(path, sizeof path, "%s/events.jsonl", dir);
-    r->ev_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    r->ev_fd = pt_open_write(path, 1, e2);
     if (r->ev_fd < 0) {
-        rc = pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        rc = pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
         goto fail_log;
     }
     pthread_mutex_init(&r->mu, NULL);
@@ -169,10 +170,11 @@ size_t pt_results_format_line(char *buf, size_t len, pt_log_level lvl, const cha
 void pt_results_vlog(pt_results *r, pt_log_level lvl, const char *file, int line,
                      const char *fmt, va_list ap)
 {
-    char msg[4096], out[4600];
+    char raw[4096], msg[4096], out[4600];
     size_t n;
     if (lvl < pt_log_get_level() || lvl >= PT_LOG_OFF) return;
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    pt_escape_ctrl(msg, sizeof msg, raw); /* one record, one line */
     pt_log_write(lvl, file, line, "%s", msg);
     if (!r) return;
     n = pt_results_format_line(out, sizeof out - 1, lvl, file, line, msg);

@@ -196,6 +196,7 @@ typedef struct pt_round_rec {
 
 typedef struct pt_client_rec {
     char source[72];   /* "client_<id>" */
+    int cid;           /* index of source in the set's clients[] */
     int evaluate;      /* 0 fit, 1 evaluate */
     int round;         /* -1 unknown */
     double ts, wall_time, cpu_process_percent, cpu_system_percent;
@@ -224,9 +225,17 @@ typedef struct pt_run_data {
 typedef struct pt_runset {
     pt_run_data *runs;   /* sorted by start time */
     size_t n, cap;
-    size_t bad_lines;    /* lines skipped as malformed */
+    size_t bad_lines;    /* lines skipped as malformed (or with a repeated key) */
     size_t files;        /* events.jsonl files read */
+    char **clients;      /* distinct client sources over all runs, first seen first */
+    size_t n_clients, cap_clients;
+    size_t *cmap, cmap_cap; /* hash of clients[] (index + 1; 0 = empty) */
 } pt_runset;
+
+/* Loading is linear in the events: clients are interned through a hash map
+ * (cid), rounds sorted once per file. A line whose JSON repeats a key is
+ * malformed (Python's json would keep the last value, cJSON the first: Petal
+ * picks neither; see pt_json_repeated_key). */
 
 /* Read every events.jsonl under dir (dir itself included; directories are
  * walked up to 8 levels deep, symlinks are not followed). A zeroed set is

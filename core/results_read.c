@@ -85,15 +85,17 @@ void pt_runset_free(pt_runset *set)
     if (!set) return;
     for (size_t i = 0; i < set->n; i++) free_run(&set->runs[i]);
     free(set->runs);
+    for (size_t i = 0; i < set->n_clients; i++) free(set->clients[i]);
+    free(set->clients);
+    free(set->cmap);
     memset(set, 0, sizeof *set);
 }
 
-/* The record for round k (inserted in order when new); NULL on OOM. */
+/* A new record for round k, appended; sort_rounds orders the records once
+ * the file is read (inserting in order would cost n^2 for events out of
+ * order). NULL on OOM. */
 static pt_round_rec *get_round(pt_run_data *r, int k)
 {
-    size_t i = 0;
-    while (i < r->n_rounds && r->rounds[i].round < k) i++;
-    if (i < r->n_rounds && r->rounds[i].round == k) return &r->rounds[i];
     if (r->n_rounds == r->cap_rounds) {
         size_t nc = r->cap_rounds ? r->cap_rounds * 2 : 16;
         pt_round_rec *nr = realloc(r->rounds, nc * sizeof *nr);
@@ -101,10 +103,45 @@ static pt_round_rec *get_round(pt_run_data *r, int k)
         r->rounds = nr;
         r->cap_rounds = nc;
     }
-    memmove(&r->rounds[i + 1], &r->rounds[i], (r->n_rounds - i) * sizeof *r->rounds);
-    r->n_rounds++;
-    round_init(&r->rounds[i], k);
-    return &r->rounds[i];
+    pt_round_rec *rr = &r->rounds[r->n_rounds++];
+    round_init(rr, k);
+    return rr;
+}
+
+/* indices into the records: by round, then by position in the file */
+static int cmp_round_idx(const void *a, const void *b, void *arg)
+{
+    const pt_round_rec *v = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    if (v[x].round != v[y].round) return v[x].round < v[y].round ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* Sorted by round (n log n, whatever the order of the events); a round
+ * reported twice keeps its last record, as overwriting in file order would. */
+static int sort_rounds(pt_run_data *r)
+{
+    size_t n = r->n_rounds, m = 0;
+    if (n < 2) return PT_OK;
+    size_t *ord = malloc(n * sizeof *ord);
+    pt_round_rec *tmp = malloc(n * sizeof *tmp);
+    if (!ord || !tmp) {
+        free(ord);
+        free(tmp);
+        return PT_ERR_NOMEM;
+    }
+    memcpy(tmp, r->rounds, n * sizeof *tmp);
+    for (size_t i = 0; i < n; i++) ord[i] = i;
+    qsort_r(ord, n, sizeof *ord, cmp_round_idx, tmp);
+    for (size_t i = 0; i < n; i++) {
+        const pt_round_rec *x = &tmp[ord[i]];
+        if (m && r->rounds[m - 1].round == x->round) r->rounds[m - 1] = *x; /* later wins */
+        else r->rounds[m++] = *x;
+    }
+    r->n_rounds = m;
+    free(ord);
+    free(tmp);
+    return PT_OK;
 }
 
 static void fill_round(pt_round_rec *rr, const cJSON *o, double ts)
@@ -126,9 +163,53 @@ static void fill_round(pt_round_rec *rr, const cJSON *o, double ts)
     rr->eval_failures = jnum(o, "eval_failures");
 }
 
-static int add_client_rec(pt_run_data *r, const cJSON *o, const char *source, int evaluate,
-                          double ts)
+/* The index of a client source in set->clients (added when new); -1 on OOM. */
+static size_t hash_str(const char *s)
 {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static int cmap_grow(pt_runset *set)
+{
+    size_t cap = set->cmap_cap ? set->cmap_cap * 2 : 64;
+    size_t *m = calloc(cap, sizeof *m);
+    if (!m) return PT_ERR_NOMEM;
+    for (size_t i = 0; i < set->n_clients; i++) {
+        size_t h = hash_str(set->clients[i]) & (cap - 1);
+        while (m[h]) h = (h + 1) & (cap - 1);
+        m[h] = i + 1;
+    }
+    free(set->cmap);
+    set->cmap = m;
+    set->cmap_cap = cap;
+    return PT_OK;
+}
+
+static int intern_client(pt_runset *set, const char *src)
+{
+    if ((set->n_clients + 1) * 2 > set->cmap_cap && cmap_grow(set)) return -1;
+    size_t h = hash_str(src) & (set->cmap_cap - 1);
+    for (; set->cmap[h]; h = (h + 1) & (set->cmap_cap - 1))
+        if (!strcmp(set->clients[set->cmap[h] - 1], src)) return (int)(set->cmap[h] - 1);
+    if (set->n_clients == set->cap_clients) {
+        size_t nc = set->cap_clients ? set->cap_clients * 2 : 16;
+        char **v = realloc(set->clients, nc * sizeof *v);
+        if (!v) return -1;
+        set->clients = v;
+        set->cap_clients = nc;
+    }
+    if (!(set->clients[set->n_clients] = strdup(src))) return -1;
+    set->cmap[h] = ++set->n_clients;
+    return (int)(set->n_clients - 1);
+}
+
+static int add_client_rec(pt_runset *set, pt_run_data *r, const cJSON *o, const char *source,
+                          int evaluate, double ts)
+{
+    int cid = intern_client(set, source);
+    if (cid < 0) return PT_ERR_NOMEM;
     if (r->n_cl == r->cap_cl) {
         size_t nc = r->cap_cl ? r->cap_cl * 2 : 32;
         pt_client_rec *n = realloc(r->cl, nc * sizeof *n);
@@ -138,6 +219,7 @@ static int add_client_rec(pt_run_data *r, const cJSON *o, const char *source, in
     }
     pt_client_rec *c = &r->cl[r->n_cl++];
     copy_str(c->source, sizeof c->source, source);
+    c->cid = cid;
     c->evaluate = evaluate;
     c->round = jint(o, "round", 0, MAX_ROUND, -1);
     c->ts = ts;
@@ -200,7 +282,7 @@ static int apply_event(pt_runset *set, size_t first, const char *run_dir, const 
         r->n_failures++;
         copy_str(r->last_failure, sizeof r->last_failure, jstr(o, "reason"));
     } else if (!is_server && (!strcmp(ev, "fit") || !strcmp(ev, "evaluate"))) {
-        return add_client_rec(r, o, src, ev[0] == 'e', ts);
+        return add_client_rec(set, r, o, src, ev[0] == 'e', ts);
     }
     return PT_OK; /* other events: not needed by the report */
 }
@@ -236,8 +318,8 @@ int pt_runset_load_file(pt_runset *set, const char *path, const char *run_dir, c
     ssize_t len;
     int rc = PT_OK;
     if (!set || !path || !run_dir) return pt_seterr(err, PT_ERR_INVAL, "NULL argument");
-    f = fopen(path, "r");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    if (!(f = pt_fopen_read(path, e2))) return pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
     set->files++;
     while ((len = getline(&line, &cap, f)) >= 0) {
         if (len == 0 || (len == 1 && line[0] == '\n')) continue;
@@ -245,7 +327,7 @@ int pt_runset_load_file(pt_runset *set, const char *path, const char *run_dir, c
             set->bad_lines++;
             continue;
         }
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
+        cJSON *o = pt_json_parse(line, (size_t)len, NULL); /* repeated keys: malformed */
         if (!o || !cJSON_IsObject(o)) {
             set->bad_lines++;
             cJSON_Delete(o);
@@ -265,7 +347,11 @@ int pt_runset_load_file(pt_runset *set, const char *path, const char *run_dir, c
         rc = pt_seterr(err, PT_ERR_IO, "reading %s: %s", path, strerror(errno));
     free(line);
     fclose(f);
-    for (size_t i = first; i < set->n; i++) infer_from_path(&set->runs[i]);
+    for (size_t i = first; i < set->n; i++) {
+        infer_from_path(&set->runs[i]);
+        if (rc == PT_OK && sort_rounds(&set->runs[i]))
+            rc = pt_seterr(err, PT_ERR_NOMEM, "reading %s: out of memory", path);
+    }
     return rc;
 }
 
@@ -303,7 +389,9 @@ static int walk(const char *dir, int depth, path_list *out)
     struct stat st;
     int rc = PT_OK;
     snprintf(p, sizeof p, "%s/events.jsonl", dir);
-    if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (rc = push_path(out, dir)) != PT_OK)
+    /* a special file there is read (and refused, named) rather than skipped */
+    if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode) &&
+        (rc = push_path(out, dir)) != PT_OK)
         return rc;
     if (depth >= MAX_DEPTH || !(d = opendir(dir))) return PT_OK;
     while (rc == PT_OK && (de = readdir(d))) {
@@ -334,7 +422,8 @@ int pt_runset_load(pt_runset *set, const char *dir, char *err)
     if (stat(dir, &st) != 0)
         return pt_seterr(err, PT_ERR_NOTFOUND, "results directory %s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return pt_seterr(err, PT_ERR_INVAL, "%s is not a directory", dir);
+        return pt_seterr(err, PT_ERR_INVAL, "results directory %s is %s, not a directory", dir,
+                         pt_file_kind(st.st_mode));
     if ((rc = walk(dir, 0, &paths)) != PT_OK) {
         pt_seterr(err, rc, "scanning %s: out of memory", dir);
         goto out;
@@ -384,6 +473,12 @@ void pt_runset_label(const pt_runset *set, size_t i, char *buf, size_t len)
     if (dup && n < len) snprintf(buf + n, len - n, " #%zu", i + 1);
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 void pt_run_summarize(const pt_run_data *run, pt_run_summary *s)
 {
     double sum_rt = 0, fc = 0, ec = 0, ft = 0, et = 0;
@@ -418,13 +513,16 @@ void pt_run_summarize(const pt_run_data *run, pt_run_summary *s)
         }
     }
     if (n_rt) s->mean_round_time = sum_rt / n_rt;
-    /* distinct clients */
+    /* distinct clients: sort the records' client ids (n log n, not n^2) */
     int clients = 0;
+    int *ids = malloc((run->n_cl ? run->n_cl : 1) * sizeof *ids);
+    if (ids) {
+        for (size_t i = 0; i < run->n_cl; i++) ids[i] = run->cl[i].cid;
+        qsort(ids, run->n_cl, sizeof *ids, cmp_int);
+        for (size_t i = 0; i < run->n_cl; i++) clients += !i || ids[i] != ids[i - 1];
+        free(ids);
+    }
     for (size_t i = 0; i < run->n_cl; i++) {
-        int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++)
-            if (!strcmp(run->cl[j].source, run->cl[i].source)) seen = 1;
-        if (!seen) clients++;
         const pt_client_rec *c = &run->cl[i];
         if (!isnan(c->cpu_process_percent)) {
             if (c->evaluate) ec += c->cpu_process_percent, nec++;

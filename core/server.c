@@ -5,6 +5,7 @@
  * arrive, straight from the received message bytes (zero copy for float32). */
 #include "agent_int.h"
 #include "checkpoint_int.h"
+#include "contract_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ typedef struct srv {
     pnn_model *model;
     pd_dataset train, test;
     int have_test;
+    pt_contract contract;  /* classes and held-out split the clients must follow */
     pt_params global;
     pt_params scratch;     /* conversion space for non-float32 / fortran updates */
     pt_tensor *upd_t;      /* views of one update */
@@ -75,6 +77,8 @@ typedef struct srv {
     pnet_decode_limits lim; /* caps on what clients send (maps; at most the model's
                                tensors) */
     int max_keys;          /* distinct keys per metric history (max_metric_keys) */
+    int rounds_updated;    /* rounds whose fit produced new global parameters */
+    int ckpt_failures;     /* checkpoints that could not be written */
 } srv;
 
 #define SLOG(s, ...) PT_RINFO((s)->res, __VA_ARGS__)
@@ -837,6 +841,7 @@ static int evaluate_round(srv *s, int *ran, double *loss, int *has_loss, pt_conf
     if ((rc = pst_sample(&s->rng, avail, k, idx))) goto done;
     pt_config_set_int(&cfg, "server_round", s->round);
     pt_config_set_int(&cfg, "batch_size", s->o->batch_size);
+    if ((rc = pt_contract_put(&s->contract, &cfg, 0))) goto done; /* classes, split */
     if ((rc = pst_configure_evaluate(s->st, s->round, &cfg, err))) goto done;
     pnet_server_out m = {PNET_SMSG_EVALUATE, 0, &s->global, &cfg};
     if ((rc = build_msg(&m, &msg, err))) goto done;
@@ -888,6 +893,23 @@ static void disconnect_all(srv *s)
     pnet_server_flush(s->net, 1000);
 }
 
+/* The federation's classes and held-out split go to the clients in every
+ * FitIns config (and, without the held-out filter, every EvaluateIns). */
+static int send_contract(srv *s, pt_config *fit_cfg, char *err)
+{
+    char d[700];
+    if (!s->contract.classes) {
+        SLOG(s, "no --dataset: no data contract for the clients (their labels and split are "
+                "their own)");
+        return PT_OK;
+    }
+    if (pt_contract_put(&s->contract, fit_cfg, 1)) return pt_seterr(err, PT_ERR_NOMEM,
+                                                                     "out of memory");
+    pt_contract_describe(&s->contract, d, sizeof d);
+    SLOG(s, "data contract for the clients (fit and evaluate config): %s", d);
+    return PT_OK;
+}
+
 /* ---- setup --------------------------------------------------------------------------------- */
 
 static int setup(srv *s, char *err)
@@ -927,9 +949,16 @@ static int setup(srv *s, char *err)
         po.val_split = o->val_split;
         po.seed = o->seed;
         po.test_limit = o->eval_limit;
+        po.max_pixels = o->max_image_pixels;
+        po.max_scans = o->max_jpeg_scans;
         po.quiet = 1;
+        pd_split_info si;
+        po.split_info = &si;
         if ((rc = pd_open(NULL, &s->test, o->dataset, &po, e))) /* the held-out split only */
             return pt_seterr(err, rc, "dataset: %s", e);
+        rc = pt_contract_build(&s->contract, &s->test, &si, e);
+        pd_split_info_free(&si);
+        if (rc) return pt_seterr(err, rc, "%s", e);
         if (s->test.n == 0)
             return pt_seterr(err, PT_ERR_INVAL, "dataset '%s' has no held-out examples",
                              o->dataset);
@@ -960,8 +989,8 @@ static int setup(srv *s, char *err)
     so.on_leave = on_leave;
     if ((rc = pnet_server_new(&s->net, &so, e))) return pt_seterr(err, rc, "%s", e);
     if (o->port_file) {
-        FILE *f = fopen(o->port_file, "w");
-        if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s", o->port_file);
+        FILE *f = pt_fopen_write(o->port_file, e);
+        if (!f) return pt_seterr(err, PT_ERR_IO, "--port-file: cannot write %s", e);
         fprintf(f, "%d\n", pnet_server_port(s->net));
         fclose(f);
     }
@@ -975,6 +1004,7 @@ static void teardown(srv *s)
     pnn_model_free(s->model);
     pd_dataset_free(&s->test);
     pd_dataset_free(&s->train);
+    pt_contract_free(&s->contract);
     pt_params_free(&s->global);
     pt_params_free(&s->scratch);
     held_drop(s);
@@ -1039,6 +1069,7 @@ static void write_checkpoint(srv *s, double last_central_loss)
     double t0 = pt_now();
     int rc = pt_ckpt_save(s->ckpt_dir, &c, s->st, e);
     if (rc) {
+        s->ckpt_failures++;
         PT_RERROR(s->res, "round %d: no checkpoint written (a resume would start from the "
                           "previous one): %s", s->round, e);
         pt_results_failure(s->res, s->round, NULL, "checkpoint", e);
@@ -1056,6 +1087,13 @@ static int resume_from(srv *s, int *next_round, double *last_central_loss, char 
     char e[PT_ERRLEN];
     int rc = pt_ckpt_load(s->o->resume, &s->global, &c, e);
     if (rc) return pt_seterr(err, rc, "--resume: %s", e);
+    if (c.round >= s->o->rounds) {
+        rc = pt_seterr(err, PT_ERR_INVAL,
+                       "--resume: the checkpoint in %s is of round %d and --rounds is %d: nothing "
+                       "is left to run (--rounds is the total; give more than %d to continue)",
+                       s->o->resume, c.round, s->o->rounds, c.round);
+        goto out;
+    }
     if (strcmp(c.strategy, pst_name(s->st))) {
         rc = pt_seterr(err, PT_ERR_MISMATCH,
                        "--resume: the checkpoint was written by strategy %s, this server runs %s",
@@ -1102,14 +1140,38 @@ out:
     return rc;
 }
 
-static void save_weights(srv *s)
+static int save_weights(srv *s, char *why)
 {
     char e[PNN_ERRLEN];
-    if (!s->o->save_weights || !s->model) return;
+    if (!s->o->save_weights || !s->model) return PT_OK;
     int rc = pnn_set_weights_flat(s->model, s->global.buf, s->global.total, e);
     if (!rc) rc = pnn_save_weights(s->model, s->o->save_weights, e);
-    if (rc) PT_RERROR(s->res, "--save-weights %s: %s", s->o->save_weights, e);
-    else SLOG(s, "global model weights saved to %s", s->o->save_weights);
+    if (rc) {
+        pt_seterr(why, PT_ERR_IO, "--save-weights %s: %s", s->o->save_weights, e);
+        PT_RERROR(s->res, "%s", why);
+        return PT_ERR_IO;
+    }
+    SLOG(s, "global model weights saved to %s", s->o->save_weights);
+    return PT_OK;
+}
+
+/* Success means the work was done: a run whose rounds never produced a new
+ * global model, or whose requested outputs were not written, ends with an
+ * error saying so. */
+static int run_verdict(srv *s, int rounds_run, int weights_rc, const char *weights_why,
+                       char *err)
+{
+    if (weights_rc) return pt_seterr(err, weights_rc, "%s", weights_why);
+    if (s->ckpt_failures)
+        return pt_seterr(err, PT_ERR_IO, "%d of the %d checkpoints could not be written (see "
+                         "the log): a resume would start from an older round",
+                         s->ckpt_failures, rounds_run);
+    if (rounds_run > 0 && s->rounds_updated == 0)
+        return pt_seterr(err, PT_ERR_STATE,
+                         "none of the %d rounds produced new parameters (every fit failed or "
+                         "was rejected): the global model is the initial one",
+                         rounds_run);
+    return PT_OK;
 }
 
 int pt_server_run(const pt_server_opts *o, char *err)
@@ -1166,6 +1228,7 @@ int pt_server_run(const pt_server_opts *o, char *err)
     }
     s->t_start = pt_now();
     s->ckpt_dir = checkpoint_dir(s);
+    if ((rc = send_contract(s, &base, err))) goto fail;
     double last_central_loss = NAN;
     int first_round = 1;
     if (o->resume) {
@@ -1233,6 +1296,7 @@ fl_start:
         if (!updated && sampled)
             SWARN(s, "fit_round %d: no new parameters (%d results, %d failures)", s->round,
                   rs.results, rs.failures);
+        s->rounds_updated += updated != 0;
         /* centralised evaluation */
         if (s->have_test) {
             double loss, acc;
@@ -1316,7 +1380,17 @@ fl_start:
         pt_config_free(&mc);
     }
     disconnect_all(s);
-    save_weights(s);
+    {
+        char why[PT_ERRLEN] = "";
+        int wrc = save_weights(s, why);
+        if ((rc = run_verdict(s, rounds_done - (first_round - 1), wrc, why, err))) {
+            PT_RERROR(s->res, "%s", err);
+            pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done, "error", err);
+            pt_config_free(&base);
+            teardown(s);
+            return rc;
+        }
+    }
     pt_results_run_end(s->res, pt_now() - s->t_start, rounds_done, "ok", NULL);
     pt_config_free(&base);
     teardown(s);
@@ -1325,7 +1399,8 @@ fail:
     PT_RERROR(s->res, "%s", err && *err ? err : pt_strerror(rc));
     disconnect_all(s);
     if (rounds_done > 0) { /* the results so far */
-        save_weights(s);
+        char why[PT_ERRLEN];
+        save_weights(s, why);
         if (s->ckpt_dir)
             SLOG(s, "the run can continue from round %d with: petal server --resume %s ...",
                  rounds_done + 1, s->ckpt_dir);

@@ -35,7 +35,23 @@ void pd_dataset_free(pd_dataset *d)
     }
     free(d->x);
     free(d->y);
+    free(d->keys);
     memset(d, 0, sizeof *d);
+}
+
+uint64_t pd_key(const char *rel)
+{
+    /* FNV-1a over the bytes, then splitmix64's finaliser to spread the bits */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)rel; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 size_t pd_example_floats(const pd_dataset *d)
@@ -100,9 +116,14 @@ int pd_subset(pd_dataset *out, const pd_dataset *src, const size_t *idx, size_t 
                              idx[i], src->n);
     if ((rc = pd_dataset_alloc(out, count, src->h, src->w, src->c, err))) return rc;
     size_t per = pd_example_floats(src);
+    if (src->keys && !(out->keys = malloc((count ? count : 1) * sizeof *out->keys))) {
+        pd_dataset_free(out);
+        return pt_seterr(err, PT_ERR_NOMEM, "out of memory for %zu keys", count);
+    }
     for (size_t i = 0; i < count; i++) {
         memcpy(out->x + i * per, src->x + idx[i] * per, per * sizeof(float));
         out->y[i] = src->y[idx[i]];
+        if (out->keys) out->keys[i] = src->keys[idx[i]];
     }
     out->nclasses = src->nclasses;
     if (src->class_names &&
@@ -116,23 +137,31 @@ int pd_subset(pd_dataset *out, const pd_dataset *src, const size_t *idx, size_t 
 
 /* ---- resizing ------------------------------------------------------------------ */
 
-typedef struct lerp_w {
-    int lo, hi;
-    float t;
-} lerp_w;
-
 /* tf.image.resize bilinear, half_pixel_centers: in = (o + 0.5) * scale - 0.5,
  * lo = max(floor(in), 0), hi = min(ceil(in), size - 1), t = in - floor(in). */
-static lerp_w lerp_weight(int o, int out, int in)
+void pd_lerp_weight(int o, int out, int in, int *lo, int *hi, float *t)
 {
     double v = ((double)o + 0.5) * ((double)in / (double)out) - 0.5;
     double f = floor(v);
-    int lo = (int)f, hi = (int)ceil(v);
-    lerp_w w;
-    w.t = (float)(v - f);
-    w.lo = lo < 0 ? 0 : lo > in - 1 ? in - 1 : lo;
-    w.hi = hi < 0 ? 0 : hi > in - 1 ? in - 1 : hi;
-    return w;
+    int l = (int)f, h = (int)ceil(v);
+    *t = (float)(v - f);
+    *lo = l < 0 ? 0 : l > in - 1 ? in - 1 : l;
+    *hi = h < 0 ? 0 : h > in - 1 ? in - 1 : h;
+}
+
+void pd_resize_row(const float *r0, const float *r1, float ty, int sw, float *out, int dw, int c)
+{
+    for (int ox = 0; ox < dw; ox++) {
+        int lo, hi;
+        float tx;
+        pd_lerp_weight(ox, dw, sw, &lo, &hi, &tx);
+        size_t a = (size_t)lo * (size_t)c, b = (size_t)hi * (size_t)c;
+        for (int k = 0; k < c; k++) {
+            float top = r0[a + k] + (r0[b + k] - r0[a + k]) * tx;
+            float bot = r1[a + k] + (r1[b + k] - r1[a + k]) * tx;
+            out[(size_t)ox * (size_t)c + k] = top + (bot - top) * ty;
+        }
+    }
 }
 
 void pd_resize_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw, int c)
@@ -143,20 +172,11 @@ void pd_resize_bilinear(const float *src, int sh, int sw, float *dst, int dh, in
     }
     size_t row = (size_t)sw * (size_t)c;
     for (int oy = 0; oy < dh; oy++) {
-        lerp_w wy = lerp_weight(oy, dh, sh);
-        const float *r0 = src + (size_t)wy.lo * row, *r1 = src + (size_t)wy.hi * row;
-        float ty = wy.t;
-        float *out = dst + (size_t)oy * (size_t)dw * (size_t)c;
-        for (int ox = 0; ox < dw; ox++) {
-            lerp_w wx = lerp_weight(ox, dw, sw);
-            size_t a = (size_t)wx.lo * (size_t)c, b = (size_t)wx.hi * (size_t)c;
-            float tx = wx.t;
-            for (int k = 0; k < c; k++) {
-                float top = r0[a + k] + (r0[b + k] - r0[a + k]) * tx;
-                float bot = r1[a + k] + (r1[b + k] - r1[a + k]) * tx;
-                out[(size_t)ox * (size_t)c + k] = top + (bot - top) * ty;
-            }
-        }
+        int lo, hi;
+        float ty;
+        pd_lerp_weight(oy, dh, sh, &lo, &hi, &ty);
+        pd_resize_row(src + (size_t)lo * row, src + (size_t)hi * row, ty, sw,
+                      dst + (size_t)oy * (size_t)dw * (size_t)c, dw, c);
     }
 }
 
@@ -223,18 +243,18 @@ int pd_reshape(pd_dataset *d, int h, int w, int c, char *err)
     return PT_OK;
 }
 
-void pd_keep_random(pd_dataset *d, size_t keep, uint64_t seed)
+int pd_random_rows(size_t n, size_t keep, uint64_t seed, size_t **rows, size_t *nrows)
 {
-    if (keep >= d->n) return;
-    size_t n = d->n;
-    unsigned char *mark = calloc(n, 1);
-    size_t *perm = malloc(n * sizeof *perm);
-    if (!mark || !perm) { /* fall back to the first rows: still deterministic */
-        free(mark);
+    size_t *perm = malloc((n ? n : 1) * sizeof *perm);
+    unsigned char *mark = calloc(n ? n : 1, 1);
+    *rows = NULL;
+    *nrows = 0;
+    if (!perm || !mark) {
         free(perm);
-        d->n = keep;
-        return;
+        free(mark);
+        return PT_ERR_NOMEM;
     }
+    if (keep > n) keep = n;
     pd_rng r;
     pd_rng_seed(&r, seed ^ 0x6b6565702d726e64ULL);
     for (size_t i = 0; i < n; i++) perm[i] = i;
@@ -246,16 +266,11 @@ void pd_keep_random(pd_dataset *d, size_t keep, uint64_t seed)
         perm[j] = t;
         mark[perm[i]] = 1;
     }
-    size_t per = pd_example_floats(d), o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!mark[i]) continue;
-        if (o != i) {
-            memmove(d->x + o * per, d->x + i * per, per * sizeof(float));
-            d->y[o] = d->y[i];
-        }
-        o++;
-    }
-    d->n = keep;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) /* in original order */
+        if (mark[i]) perm[o++] = i;
     free(mark);
-    free(perm);
+    *rows = perm;
+    *nrows = keep;
+    return PT_OK;
 }

@@ -1,11 +1,12 @@
 /* idx.c - IDX files (MNIST, Fashion-MNIST), gzip-compressed or raw, via zlib. */
-#include "data_int.h"
+#include "image_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IDX_MAGIC_IMAGES 0x00000803U
@@ -28,19 +29,20 @@ static int idx_open(idx_file *f, const char *path, char *err)
     memset(f, 0, sizeof *f);
     f->path = path;
     f->name = pd_basename(path);
-    if (stat(path, &st) != 0)
-        return pt_seterr(err, errno == ENOENT ? PT_ERR_NOTFOUND : PT_ERR_IO, "%s: %s", path,
-                         strerror(errno));
-    if (!S_ISREG(st.st_mode)) return pt_seterr(err, PT_ERR_IO, "%s: not a regular file", path);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return pt_seterr(err, PT_ERR_IO, "%s: %s", path, strerror(errno));
+    int fd = pt_open_read(path, err); /* a regular file, never a FIFO waited on */
+    if (fd < 0) return fd == PT_ERR_INVAL ? PT_ERR_IO : fd;
     unsigned char sig[2] = {0, 0};
-    size_t got = fread(sig, 1, 2, fp);
-    fclose(fp);
+    ssize_t got = pread(fd, sig, 2, 0);
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return pt_seterr(err, PT_ERR_IO, "%s: %s", path, strerror(errno));
+    }
     int gzip = got == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
     f->max_bytes = gzip ? (uint64_t)st.st_size * 1032u : (uint64_t)st.st_size;
-    if (!(f->gz = gzopen(path, "rb")))
-        return pt_seterr(err, PT_ERR_IO, "%s: %s", path, errno ? strerror(errno) : "gzopen failed");
+    if (!(f->gz = gzdopen(fd, "rb"))) { /* takes the descriptor */
+        close(fd);
+        return pt_seterr(err, PT_ERR_IO, "%s: gzdopen failed", path);
+    }
     gzbuffer(f->gz, CHUNK);
     return PT_OK;
 }
@@ -160,34 +162,27 @@ static int load_labels(idx_file *f, int32_t **out, size_t *n, int *maxlab, char 
     return PT_OK;
 }
 
-int pd_load_idx(pd_dataset *out, const char *images_path, const char *labels_path, char *err)
+/* The image file's rows `rows` (ascending; NULL = all ny) converted to the
+ * target shape (o: NULL = native) into out; labels are the caller's. */
+static int load_rows(pd_dataset *out, const char *images_path, size_t ny, const size_t *rows,
+                     size_t nrows, const pd_open_opts *o, char *err)
 {
-    idx_file fi, fl;
-    int32_t *y = NULL;
-    size_t ny = 0;
-    int maxlab = 0, rc;
+    idx_file fi;
     unsigned char *buf = NULL;
-
-    if (!out || !images_path || !labels_path)
-        return pt_seterr(err, PT_ERR_INVAL, "pd_load_idx: NULL argument");
-    memset(out, 0, sizeof *out);
-
-    if ((rc = idx_open(&fl, labels_path, err))) return rc;
-    rc = load_labels(&fl, &y, &ny, &maxlab, err);
-    idx_close(&fl);
-    if (rc) return rc;
-
-    if ((rc = idx_open(&fi, images_path, err))) goto fail_labels;
+    float *scratch = NULL;
+    size_t scap = 0;
     uint32_t dims[3];
+    int rc, th, tw, tc;
+    if ((rc = idx_open(&fi, images_path, err))) return rc;
     if ((rc = read_header(&fi, IDX_MAGIC_IMAGES, 3, dims, err))) goto fail_images;
     if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[1] > 16384 || dims[2] > 16384) {
-        rc = pt_seterr(err, PT_ERR_FORMAT, "%s: invalid dimensions %u x %u x %u", images_path,
-                       dims[0], dims[1], dims[2]);
+        rc = pt_seterr(err, PT_ERR_FORMAT, "%s: invalid dimensions %u x %u x %u (each 1 to 16384)",
+                       images_path, dims[0], dims[1], dims[2]);
         goto fail_images;
     }
     if (dims[0] != ny) {
-        rc = pt_seterr(err, PT_ERR_MISMATCH, "%s holds %u images but %s holds %zu labels",
-                       images_path, dims[0], labels_path, ny);
+        rc = pt_seterr(err, PT_ERR_MISMATCH, "%s holds %u images but its label file holds %zu "
+                       "labels", images_path, dims[0], ny);
         goto fail_images;
     }
     size_t per = (size_t)dims[1] * dims[2];
@@ -199,10 +194,16 @@ int pd_load_idx(pd_dataset *out, const char *images_path, const char *labels_pat
                        images_path, dims[0], dims[1], dims[2], (unsigned long long)payload);
         goto fail_images;
     }
-    if ((rc = pd_dataset_alloc(out, ny, (int)dims[1], (int)dims[2], 1, err))) goto fail_images;
+    if (!rows) nrows = ny;
+    if ((rc = pd_target_shape(o, (int)dims[1], (int)dims[2], 1, nrows, images_path, &th, &tw,
+                              &tc, err)))
+        goto fail_images;
+    if ((rc = pd_dataset_alloc(out, nrows, th, tw, tc, err))) goto fail_images;
+    int native = th == (int)dims[1] && tw == (int)dims[2] && tc == 1;
+    size_t tper = (size_t)th * (size_t)tw * (size_t)tc;
 
-    /* decode in chunks of whole images straight into the float buffer */
-    size_t per_chunk = per >= CHUNK ? 1 : CHUNK / per;
+    /* stream the file in chunks of whole images; keep the selected rows */
+    size_t per_chunk = per >= CHUNK ? 1 : CHUNK / per, next = 0, m = 0;
     if (!(buf = malloc(per_chunk * per))) {
         rc = pt_seterr(err, PT_ERR_NOMEM, "%s: out of memory", images_path);
         goto fail_out;
@@ -211,25 +212,57 @@ int pd_load_idx(pd_dataset *out, const char *images_path, const char *labels_pat
     for (size_t i = 0; i < ny; i += per_chunk) {
         size_t k = ny - i < per_chunk ? ny - i : per_chunk;
         if ((rc = idx_read(&fi, buf, k * per, "images", per, i, ny, err))) goto fail_out;
-        float *dst = out->x + i * per;
-        for (size_t j = 0; j < k * per; j++) dst[j] = lut[buf[j]];
+        for (size_t j = 0; j < k; j++) {
+            if (rows && (next >= nrows || rows[next] != i + j)) continue;
+            next++;
+            float *dst = out->x + m++ * tper;
+            if (native) {
+                for (size_t q = 0; q < per; q++) dst[q] = lut[buf[j * per + q]];
+            } else {
+                pd_img view = {buf + j * per, per, (int)dims[2], (int)dims[1], 1, NULL, 0, 0};
+                if (pd_img_to_float(&view, dst, th, tw, tc, &scratch, &scap)) {
+                    rc = pt_seterr(err, PT_ERR_NOMEM, "%s: out of memory", images_path);
+                    goto fail_out;
+                }
+            }
+        }
     }
     if ((rc = idx_check_end(&fi, err))) goto fail_out;
     free(buf);
+    free(scratch);
     idx_close(&fi);
-    memcpy(out->y, y, ny * sizeof *y);
-    free(y);
-    out->nclasses = maxlab + 1;
     return PT_OK;
 
 fail_out:
     free(buf);
+    free(scratch);
     pd_dataset_free(out);
 fail_images:
     idx_close(&fi);
-fail_labels:
-    free(y);
     return rc;
+}
+
+int pd_load_idx(pd_dataset *out, const char *images_path, const char *labels_path, char *err)
+{
+    idx_file fl;
+    int32_t *y = NULL;
+    size_t ny = 0;
+    int maxlab = 0, rc;
+    if (!out || !images_path || !labels_path)
+        return pt_seterr(err, PT_ERR_INVAL, "pd_load_idx: NULL argument");
+    memset(out, 0, sizeof *out);
+    if ((rc = idx_open(&fl, labels_path, err))) return rc;
+    rc = load_labels(&fl, &y, &ny, &maxlab, err);
+    idx_close(&fl);
+    if (rc) return rc;
+    if ((rc = load_rows(out, images_path, ny, NULL, 0, NULL, err))) {
+        free(y);
+        return rc;
+    }
+    memcpy(out->y, y, ny * sizeof *y);
+    free(y);
+    out->nclasses = maxlab + 1;
+    return PT_OK;
 }
 
 /* ---- directories ----------------------------------------------------------------- */
@@ -245,46 +278,85 @@ static int find_file(char *path, size_t len, const char *dir, const char *name, 
     return pt_seterr(err, PT_ERR_NOTFOUND, "%s/%s[.gz]: no such file", dir, name);
 }
 
-static int load_split(pd_dataset *d, const char *dir, const char *prefix, char *err)
+/* One split of an IDX directory: its files and its labels. */
+typedef struct split {
+    char ip[4096], lp[4096];
+    int32_t *y;
+    size_t n;
+    int maxlab;
+} split;
+
+static int split_labels(split *sp, const char *dir, const char *prefix, char *err)
 {
-    char ip[4096], lp[4096], n1[64], n2[64];
+    char n1[64], n2[64];
+    idx_file fl;
     int rc;
     snprintf(n1, sizeof n1, "%s-images-idx3-ubyte", prefix);
     snprintf(n2, sizeof n2, "%s-labels-idx1-ubyte", prefix);
-    if ((rc = find_file(ip, sizeof ip, dir, n1, err)) || (rc = find_file(lp, sizeof lp, dir, n2, err)))
+    if ((rc = find_file(sp->ip, sizeof sp->ip, dir, n1, err)) ||
+        (rc = find_file(sp->lp, sizeof sp->lp, dir, n2, err)))
         return rc;
-    return pd_load_idx(d, ip, lp, err);
+    if ((rc = idx_open(&fl, sp->lp, err))) return rc;
+    rc = load_labels(&fl, &sp->y, &sp->n, &sp->maxlab, err);
+    idx_close(&fl);
+    return rc;
 }
 
-static int load_dir(pd_dataset *train, pd_dataset *test, const char *dir, int nclasses,
-                    const char *const *names, char *err)
+/* Decode the split's selected rows into d. */
+static int split_load(pd_dataset *d, split *sp, int nclasses, const char *const *names,
+                      const pd_open_opts *o, int test, char *err)
 {
-    pd_dataset tr = {0}, te = {0};
+    size_t *rows = NULL, nrows = 0;
     int rc;
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return pt_seterr(err, PT_ERR_NOTFOUND, "%s: no such directory", dir);
-    if (train && (rc = load_split(&tr, dir, "train", err))) return rc;
-    if (test && (rc = load_split(&te, dir, "t10k", err))) goto fail;
-    if (nclasses == 0) nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
-    pd_dataset *ds[2] = {&tr, &te};
-    for (int k = 0; k < 2; k++) {
-        pd_dataset *d = ds[k];
-        if (!d->n) continue;
-        if (d->nclasses > nclasses) {
-            rc = pt_seterr(err, PT_ERR_FORMAT, "%s/%s labels: label %d out of range (%d classes)",
-                           dir, k ? "t10k" : "train", d->nclasses - 1, nclasses);
-            goto fail;
-        }
+    if (o && (rc = pd_select_rows(sp->y, sp->n, nclasses, o, test, &rows, &nrows, err)))
+        return rc;
+    rc = load_rows(d, sp->ip, sp->n, o ? rows : NULL, nrows, o, err);
+    if (!rc) {
+        for (size_t i = 0; i < d->n; i++) d->y[i] = sp->y[rows ? rows[i] : i];
         d->nclasses = nclasses;
-        if (names && (rc = pd_set_class_names(d, names, nclasses, err))) goto fail;
+        if (names && (rc = pd_set_class_names(d, names, nclasses, err))) pd_dataset_free(d);
     }
-    if (train) *train = tr;
-    if (test) *test = te;
-    return PT_OK;
-fail:
-    pd_dataset_free(&tr);
-    pd_dataset_free(&te);
+    free(rows);
+    return rc;
+}
+
+int pd_idx_dir_open(pd_dataset *train, pd_dataset *test, const char *dir, int nclasses,
+                    const char *const *names, const pd_open_opts *o, char *err)
+{
+    split sp[2];
+    pd_dataset *out[2] = {train, test};
+    static const char *const prefix[2] = {"train", "t10k"};
+    int rc = PT_OK;
+    struct stat st;
+    memset(sp, 0, sizeof sp);
+    if (train) memset(train, 0, sizeof *train);
+    if (test) memset(test, 0, sizeof *test);
+    if (!dir) return pt_seterr(err, PT_ERR_INVAL, "IDX dataset: NULL directory");
+    if (stat(dir, &st) != 0)
+        return pt_seterr(err, PT_ERR_NOTFOUND, "%s: no such directory", dir);
+    if (!S_ISDIR(st.st_mode))
+        return pt_seterr(err, PT_ERR_INVAL, "%s: %s, not a directory", dir,
+                         pt_file_kind(st.st_mode));
+    /* labels first: the rows to keep are chosen from them, then only those
+     * images are converted (memory follows the partition and the limits) */
+    int fixed = nclasses;
+    for (int k = 0; k < 2 && !rc; k++)
+        if (out[k]) rc = split_labels(&sp[k], dir, prefix[k], err);
+    if (!fixed)
+        for (int k = 0; k < 2; k++)
+            if (out[k] && sp[k].maxlab + 1 > nclasses) nclasses = sp[k].maxlab + 1;
+    for (int k = 0; k < 2 && !rc; k++)
+        if (out[k] && sp[k].maxlab >= nclasses)
+            rc = pt_seterr(err, PT_ERR_FORMAT, "%s/%s labels: label %d out of range (%d classes)",
+                           dir, prefix[k], sp[k].maxlab, nclasses);
+    for (int k = 0; k < 2 && !rc; k++)
+        if (out[k]) rc = split_load(out[k], &sp[k], nclasses, names, o, k, err);
+    free(sp[0].y);
+    free(sp[1].y);
+    if (rc) {
+        if (train) pd_dataset_free(train);
+        if (test) pd_dataset_free(test);
+    }
     return rc;
 }
 
@@ -292,17 +364,19 @@ static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser", "Pullover
                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
                                              "Bag",         "Ankle boot"};
 
+int pd_fashion_mnist_open(pd_dataset *train, pd_dataset *test, const char *dir,
+                          const pd_open_opts *o, char *err)
+{
+    return pd_idx_dir_open(train, test, dir ? dir : PD_FASHION_MNIST_DIR, 10, fmnist_names, o,
+                           err);
+}
+
 int pd_load_fashion_mnist(pd_dataset *train, pd_dataset *test, const char *dir, char *err)
 {
-    if (train) memset(train, 0, sizeof *train);
-    if (test) memset(test, 0, sizeof *test);
-    return load_dir(train, test, dir ? dir : PD_FASHION_MNIST_DIR, 10, fmnist_names, err);
+    return pd_fashion_mnist_open(train, test, dir, NULL, err);
 }
 
 int pd_load_idx_dir(pd_dataset *train, pd_dataset *test, const char *dir, char *err)
 {
-    if (train) memset(train, 0, sizeof *train);
-    if (test) memset(test, 0, sizeof *test);
-    if (!dir) return pt_seterr(err, PT_ERR_INVAL, "pd_load_idx_dir: NULL directory");
-    return load_dir(train, test, dir, 0, NULL, err);
+    return pd_idx_dir_open(train, test, dir, 0, NULL, NULL, err);
 }

@@ -13,7 +13,7 @@ $(DATA_LIB): $(DATA_OBJS)
 	$(AR) rcs $@ $^
 
 data_TESTS := $(BUILD)/tests/test_data
-data_TEST_PREREQS := $(DATA_LIB) $(CORE_LIB)
+data_TEST_PREREQS := $(DATA_LIB) $(CORE_LIB) $(BUILD)/pdata-info
 test_data_LIBS := $(DATA_LIB) $(CORE_LIB)
 test_data_LDLIBS := $(DATA_LDLIBS)
 $(BUILD)/tests/test_data: $(DATA_LIB) $(CORE_LIB)

@@ -13,60 +13,86 @@ pd_open_opts pd_open_opts_default(void)
     memset(&o, 0, sizeof o);
     o.val_split = 0.25;
     o.seed = 1337;
+    o.max_pixels = PD_MAX_PIXELS_DEFAULT;
+    o.max_scans = PD_MAX_SCANS_DEFAULT;
     return o;
 }
 
-/* Keep only rows whose owner is `part` (in place, order kept). */
-static void keep_part(pd_dataset *d, const int *owner, int part)
+void pd_split_info_free(pd_split_info *si)
 {
-    size_t per = pd_example_floats(d), m = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        if (owner[i] != part) continue;
-        if (m != i) {
-            memmove(d->x + m * per, d->x + i * per, per * sizeof(float));
-            d->y[m] = d->y[i];
-        }
-        m++;
-    }
-    d->n = m;
+    if (!si) return;
+    free(si->heldout_keys);
+    memset(si, 0, sizeof *si);
 }
 
-/* Keep only part o->part of d under `scheme` (partitioned by its labels). */
-static int keep_share(pd_dataset *d, const char *scheme, const pd_open_opts *o, char *err)
+int pd_select_rows(const int32_t *y, size_t n, int nclasses, const pd_open_opts *o, int test,
+                   size_t **rows, size_t *nrows, char *err)
 {
-    int *owner = malloc((d->n ? d->n : 1) * sizeof *owner);
-    if (!owner) return pt_seterr(err, PT_ERR_NOMEM, "out of memory partitioning");
-    int rc = pd_partition_labels(d->y, d->n, d->nclasses, scheme, o->num_parts, o->seed, owner,
-                                 err);
-    if (!rc) keep_part(d, owner, o->part);
-    free(owner);
-    return rc;
-}
-
-/* limit, partition and reshape for formats with their own test set; either
- * split may be NULL */
-static int post_load(pd_dataset *tr, pd_dataset *te, const pd_open_opts *o, char *err)
-{
+    size_t lim = test ? o->test_limit : o->limit, m;
+    size_t *v;
     int rc;
-    if (tr && o->limit) pd_keep_random(tr, o->limit, o->seed);
-    if (te && o->test_limit) pd_keep_random(te, o->test_limit, o->seed + 1);
-    if (te && o->test_share) {
-        if (o->num_parts < 1 || o->part < 0 || o->part >= o->num_parts)
+    *rows = NULL;
+    *nrows = 0;
+    if (pd_random_rows(n, lim ? lim : n, test ? o->seed + 1 : o->seed, &v, &m))
+        return pt_seterr(err, PT_ERR_NOMEM, "out of memory selecting rows");
+    const char *scheme = NULL;
+    if (test && o->test_share) {
+        if (o->num_parts < 1 || o->part < 0 || o->part >= o->num_parts) {
+            free(v);
             return pt_seterr(err, PT_ERR_INVAL, "test share: part %d out of range (0..%d)",
                              o->part, o->num_parts - 1);
-        if (te->n < (size_t)o->num_parts) te->n = 0; /* too small to share: no validation */
-        else if ((rc = keep_share(te, "iid", o, err))) return rc;
-    }
-    if (tr && o->partition && *o->partition) {
-        if (o->num_parts >= 1 && (o->part < 0 || o->part >= o->num_parts))
+        }
+        if (m < (size_t)o->num_parts) m = 0; /* too small to share: no validation */
+        else scheme = "iid";
+    } else if (!test && o->partition && *o->partition) {
+        if (o->num_parts >= 1 && (o->part < 0 || o->part >= o->num_parts)) {
+            free(v);
             return pt_seterr(err, PT_ERR_INVAL, "partition %s: part %d out of range (0..%d)",
                              o->partition, o->part, o->num_parts - 1);
-        if ((rc = keep_share(tr, o->partition, o, err))) return rc;
+        }
+        scheme = o->partition;
     }
-    const pd_dataset *ref = tr ? tr : te;
-    int h = o->h ? o->h : ref->h, w = o->w ? o->w : ref->w, c = o->c ? o->c : ref->c;
-    if ((tr && (rc = pd_reshape(tr, h, w, c, err))) || (te && (rc = pd_reshape(te, h, w, c, err))))
-        return rc;
+    if (scheme && m) { /* partition the kept rows by their labels, keep this part's */
+        int32_t *lab = malloc(m * sizeof *lab);
+        int *owner = malloc(m * sizeof *owner);
+        if (!lab || !owner) {
+            free(lab);
+            free(owner);
+            free(v);
+            return pt_seterr(err, PT_ERR_NOMEM, "out of memory partitioning");
+        }
+        for (size_t i = 0; i < m; i++) lab[i] = y[v[i]];
+        rc = pd_partition_labels(lab, m, nclasses, scheme, o->num_parts, o->seed, owner, err);
+        size_t k = 0;
+        for (size_t i = 0; !rc && i < m; i++)
+            if (owner[i] == o->part) v[k++] = v[i];
+        free(lab);
+        free(owner);
+        if (rc) {
+            free(v);
+            return rc;
+        }
+        m = k;
+    }
+    *rows = v;
+    *nrows = m;
+    return PT_OK;
+}
+
+int pd_target_shape(const pd_open_opts *o, int nh, int nw, int nc, size_t n, const char *what,
+                    int *th, int *tw, int *tc, char *err)
+{
+    *th = o && o->h ? o->h : nh;
+    *tw = o && o->w ? o->w : nw;
+    *tc = o && o->c ? o->c : nc;
+    if (*th > nh || *tw > nw) {
+        double gib = (double)n * (double)*th * (double)*tw * (double)*tc * 4.0 / 1073741824.0;
+        return pt_seterr(err, PT_ERR_UNSUPPORTED,
+                         "%s holds %dx%d images and the model takes %dx%d: Petal does not "
+                         "upsample a dataset up front (these %zu examples would take %.1f GiB); "
+                         "use a model whose input is at most %dx%d",
+                         what, nh, nw, *th, *tw, n, gib, nh, nw);
+    }
     return PT_OK;
 }
 
@@ -104,11 +130,11 @@ int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open
                          spec);
 
     if (!strcmp(spec, "fashion-mnist") || (sl && known(spec, sl, "fashion-mnist"))) {
-        rc = pd_load_fashion_mnist(train, test, arg, err);
+        rc = pd_fashion_mnist_open(train, test, arg, &o, err);
     } else if (sl && (known(spec, sl, "mnist") || known(spec, sl, "idx"))) {
-        rc = pd_load_idx_dir(train, test, arg, err);
+        rc = pd_idx_dir_open(train, test, arg, 0, NULL, &o, err);
     } else if (sl && (known(spec, sl, "cifar10") || known(spec, sl, "cifar-10"))) {
-        rc = pd_load_cifar10(train, test, arg, err);
+        rc = pd_cifar10_open(train, test, arg, &o, err);
     } else if (sl && known(spec, sl, "folder")) {
         return pd_load_folder(train, test, arg, &o, err);
     } else {
@@ -125,11 +151,9 @@ int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open
                              spec);
         return pd_load_folder(train, test, spec, &o, err); /* reports the missing folder */
     }
-    if (rc) return rc;
-    if ((rc = post_load(train, test, &o, err))) {
-        if (train) pd_dataset_free(train);
-        if (test) pd_dataset_free(test);
-        return rc;
+    if (!rc && o.split_info) {
+        memset(o.split_info, 0, sizeof *o.split_info);
+        o.split_info->own_test_set = 1;
     }
-    return PT_OK;
+    return rc;
 }

@@ -43,10 +43,22 @@ typedef struct pd_dataset {
     int32_t *y;         /* n labels; owned */
     char **class_names; /* nclasses owned strings, or NULL when the format has none */
     size_t skipped;     /* files that could not be decoded (image folders) */
+    uint64_t *keys;     /* image folders: n identities, pd_key() of each example's path
+                         * relative to the dataset folder ("class/sub/name.png"); owned;
+                         * NULL for formats without files per example */
 } pd_dataset;
+
+/* Identity of a file of an image folder: a 64-bit hash of its path relative
+ * to the dataset folder. Two machines holding the same file at the same
+ * place in their copies of a dataset compute the same key. */
+uint64_t pd_key(const char *rel_path);
 
 /* Release everything a dataset owns and zero it (NULL-safe, idempotent). */
 void pd_dataset_free(pd_dataset *d);
+
+/* Replace d's class names with copies of names[0..n) and set nclasses = n
+ * (labels are not touched). Returns PT_OK or PT_ERR_NOMEM (d unchanged). */
+int pd_set_class_names(pd_dataset *d, const char *const *names, int n, char *err);
 
 /* Floats in one example (h*w*c). */
 size_t pd_example_floats(const pd_dataset *d);
@@ -114,31 +126,83 @@ typedef struct pd_open_opts {
      * select it (empty when the split has fewer than num_parts examples):
      * a client's local validation share. Image folders decode only those files. */
     int test_share;
+    /* Decoder caps (image folders): a file is skipped, and named, when its
+     * header declares more than max_pixels pixels (checked before the
+     * decoder allocates anything), when a progressive JPEG has more than
+     * max_scans scans, or when libjpeg would need more than
+     * PD_DECODE_MEMORY(max_pixels) bytes. 0 = the defaults below. */
+    uint64_t max_pixels;
+    int max_scans;
+    /* Optional output: what the split is (see pd_split_info); NULL = not
+     * wanted. Filled on success; release with pd_split_info_free(). */
+    struct pd_split_info *split_info;
 } pd_open_opts;
 
+#define PD_MAX_PIXELS_DEFAULT ((uint64_t)64 << 20) /* 64 Mpixels (8192 x 8192) */
+#define PD_MAX_SCANS_DEFAULT 100 /* as libjpeg-turbo's own fuzzers (TJPARAM_SCANLIMIT) */
+/* libjpeg's memory limit (max_memory_to_use) for a pixel cap: 4 bytes per
+ * pixel (a progressive 4:4:4 colour image holds 2 bytes of coefficients per
+ * pixel and component) plus 16 MiB of tables and buffers. */
+#define PD_DECODE_MEMORY(max_pixels) ((uint64_t)(max_pixels) * 4 + ((uint64_t)16 << 20))
+
+/* What a federation's members must agree on about a dataset's split: filled
+ * by pd_open (o->split_info) for the split it loaded. */
+typedef struct pd_split_info {
+    int own_test_set;       /* 1: the format has its own test set (IDX, CIFAR-10); 0: an
+                             * image folder whose held-out split is cut from its files */
+    size_t files;           /* image folders: files in the (checked) file list */
+    size_t heldout;         /* image folders: files in the whole held-out split */
+    double val_split;       /* image folders: the held-out fraction used */
+    uint32_t seed;          /* image folders: the shuffle seed used (RandomState(seed)) */
+    uint64_t list_hash;     /* image folders: hash of the file list (paths, labels, order) */
+    uint64_t *heldout_keys; /* image folders: pd_key() of every held-out file (heldout
+                             * entries, whatever test_limit decoded); owned */
+} pd_split_info;
+
+void pd_split_info_free(pd_split_info *si);
+
 /* Defaults: native size and channels, val_split 0.25, seed 1337, no limits,
- * one thread, no partition. */
+ * one thread, no partition, PD_MAX_PIXELS_DEFAULT, PD_MAX_SCANS_DEFAULT. */
 pd_open_opts pd_open_opts_default(void);
 
-/* Load a folder of images the way Keras' image_dataset_from_directory does:
- * one subfolder per class (class names = subfolder names sorted bytewise,
- * label = index), files in each class sorted bytewise, the whole file list
- * shuffled with the seed (numpy RandomState(seed).shuffle, as Keras) and the
- * last floor(val_split * nfiles) files taken as the validation (test) split.
- * Files starting with '.' are ignored; every other regular file is decoded
- * by content as JPEG (libjpeg) or PNG (libpng), grayscale/RGB/RGBA converted
- * to o->c channels, and resized bilinearly (half-pixel centres, no
- * antialiasing, as tf.image.resize) to o->h x o->w. JPEGs at least twice the
- * target size are decoded with libjpeg's DCT scaling first (never below the
- * target). A file that fails to decode is skipped with a PT_WARN and counted
- * in `skipped` of the split it belonged to.
+/* Load a folder of images the way Keras' image_dataset_from_directory reads
+ * it (keras/src/utils/dataset_utils.py, index_directory with the defaults):
+ *  - classes: the entries of dir that are folders (symbolic links followed)
+ *    and do not start with '.', sorted bytewise; label = index. A class
+ *    folder without images still takes its label. Other entries of dir are
+ *    ignored (and named).
+ *  - files: every file under a class folder, in nested folders too (hidden
+ *    ones included, as os.walk lists them), whose name ends with .bmp, .gif,
+ *    .jpeg, .jpg or .png (any case); sorted by folder path, then name.
+ *    Symbolic links to files count; links to folders are not followed
+ *    (follow_links=False), so a link back up cannot loop. Other names are
+ *    ignored and named.
+ * Where Keras would silently make one image two examples, Petal does not:
+ * two class folders that are the same folder are an error (PT_ERR_FORMAT);
+ * the same file (device and inode) reached twice through links is kept once
+ * when the paths are in one class and dropped when they are in different
+ * classes (its label would be a guess); both are named. Folders nested more
+ * than PD_FOLDER_MAX_DEPTH deep are not read, and named.
+ * The list is then shuffled with the seed (numpy RandomState(seed).shuffle,
+ * as Keras; the seed's low 32 bits) and the last floor(val_split * nfiles)
+ * files taken as the validation (test) split. Each file is decoded by content
+ * as JPEG (libjpeg) or PNG (libpng), grayscale/RGB/RGBA converted to o->c
+ * channels, and resized bilinearly (half-pixel centres, no antialiasing, as
+ * tf.image.resize) to o->h x o->w; JPEGs at least twice the target size are
+ * decoded with libjpeg's DCT scaling first (never below the target). A file
+ * that cannot be decoded (BMP and GIF, which Keras reads, included) or that
+ * breaks a decoder cap (o->max_pixels, o->max_scans) is skipped and counted
+ * in `skipped` of its split. Skipped and ignored files are reported in one
+ * warning per kind: the first few names with the reason, then the count.
  * train or test may be NULL to decode only the other split (the split is the
  * same). With test != NULL val_split must be > 0. With o->limit /
  * o->test_limit only the first files of each split (after the shuffle) are
- * decoded; with o->partition only this part's training files.
+ * decoded; with o->partition only this part's training files. Examples carry
+ * their file's pd_key() in keys.
  * Returns PT_OK, PT_ERR_NOTFOUND (missing folder), PT_ERR_FORMAT (no class
- * subfolders, no files, no decodable image in a split), PT_ERR_INVAL (bad
- * options), PT_ERR_IO or PT_ERR_NOMEM. */
+ * subfolders, no files, a class folder twice, no decodable image in a split),
+ * PT_ERR_INVAL (bad options), PT_ERR_IO or PT_ERR_NOMEM. */
+#define PD_FOLDER_MAX_DEPTH 64
 int pd_load_folder(pd_dataset *train, pd_dataset *test, const char *dir,
                    const pd_open_opts *o, char *err);
 
@@ -158,8 +222,14 @@ int pd_load_image(const char *path, int h, int w, int c, float *out, char *err);
  * o may be NULL (defaults). Resizing (o->h/o->w) and channel conversion
  * (o->c) apply to every format; `limit`/`test_limit` keep a seeded random
  * subset (in original order) of formats with their own test set.
+ * Memory follows the selection: for IDX and CIFAR-10 the labels are read
+ * first, the rows to keep (limit, partition, test share) chosen from them,
+ * and only those images converted, straight to the target shape; a target
+ * larger than such a format's native size is PT_ERR_UNSUPPORTED (no
+ * upsampling of a whole split up front; the message gives its cost).
  * Either output may be NULL to load only the other split (a server needs only
  * the test set, a client only its training share); the selection is the same.
+ * With o->split_info, what the split is (pd_split_info) is filled too.
  * Returns PT_OK or the loaders' errors; PT_ERR_INVAL for an unknown scheme or
  * empty spec. */
 int pd_open(pd_dataset *train, pd_dataset *test, const char *spec, const pd_open_opts *o,

@@ -307,7 +307,7 @@ void pl_aws_parse_error(const char *body, size_t n, pl_awserr *ae)
         if (e) snprintf(ae->request_id, sizeof ae->request_id, "%s", pl_str_c(&e->text));
         pl_xml_free(doc);
     } else if (i < n && body[i] == '{') {
-        cJSON *j = cJSON_ParseWithLength(body, n);
+        cJSON *j = pt_json_parse(body, n, NULL);
         if (!j) return;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "__type");
         if (!cJSON_IsString(t)) t = cJSON_GetObjectItemCaseSensitive(j, "code");

@@ -239,6 +239,38 @@ enum {
     O_COLLECT, O_HB, O_CWAIT, O_BUILD
 };
 
+/* A local path given where a kind of file is expected, checked before any
+ * work (and in a dry run): what exists must be that kind (never a FIFO that
+ * would block a read hours later); "need" paths must exist. */
+static int local_path(const char *opt, const char *path, int want_dir, int need)
+{
+    struct stat st;
+    if (!path || !*path) return 0; /* "" = none (--env-file "") */
+    if (stat(path, &st) != 0) {
+        if (!need) return 0;
+        fprintf(stderr, "petal launch: %s %s: %s\n", opt, path, strerror(errno));
+        return -1;
+    }
+    if (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) return 0;
+    fprintf(stderr, "petal launch: %s %s: %s, not a %s\n", opt, path, pt_file_kind(st.st_mode),
+            want_dir ? "directory" : "regular file");
+    return -1;
+}
+
+static int check_paths(const pl_launch_opts *o)
+{
+    /* --dataset and --model are names on the instances unless they exist
+     * here (then they are uploaded): a dataset folder, a model JSON file */
+    struct stat st;
+    int ds_dir = o->dataset && stat(o->dataset, &st) == 0 && S_ISDIR(st.st_mode);
+    return local_path("--env-file", o->env_file, 0, 1) ||
+           local_path("--dist-tarball", o->dist_tarball, 0, 1) ||
+           local_path("--model", o->model, 0, 0) ||
+           (!ds_dir && local_path("--dataset", o->dataset, 1, 0)) ||
+           local_path("--out", o->out_dir, 1, 0) || local_path("--state-dir", o->state_dir, 1, 0) ||
+           local_path("--agent-binary", o->agent_binary, 0, 0);
+}
+
 int pt_cmd_launch(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -420,6 +452,7 @@ int pt_cmd_launch(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (check_paths(&o)) return 2;
     char dist[1024], bin[1024];
     if (!o.dry_run && !o.dist_tarball) {
         if (run_make("dist")) return 1;

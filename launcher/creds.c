@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct kv {
     char *key;   /* one allocation: key, NUL, value, NUL */
@@ -92,10 +93,13 @@ static void kv_free(kvlist *l)
 /* Read a .env file (KEY=value, optional "export ", quotes). PT_ERR_NOTFOUND if absent. */
 static int read_env_file(const char *path, kvlist *out, char *err)
 {
-    FILE *f = fopen(path, "r");
+    char e2[PT_ERRLEN];
+    int fd = pt_open_read(path, e2); /* a FIFO is refused, never waited on */
+    if (fd == PT_ERR_NOTFOUND) return PT_ERR_NOTFOUND;
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (!f) {
-        if (errno == ENOENT) return PT_ERR_NOTFOUND;
-        return pt_seterr(err, PT_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return pt_seterr(err, PT_ERR_IO, "cannot read %s", e2);
     }
     char *line = NULL;
     size_t cap = 0;
@@ -135,10 +139,13 @@ static int read_env_file(const char *path, kvlist *out, char *err)
 /* Read section [want] (or [profile want] when alt) of an ini file. */
 static int read_ini(const char *path, const char *want, int config, kvlist *out, char *err)
 {
-    FILE *f = fopen(path, "r");
+    char e2[PT_ERRLEN];
+    int fd = pt_open_read(path, e2); /* a FIFO is refused, never waited on */
+    if (fd == PT_ERR_NOTFOUND) return PT_ERR_NOTFOUND;
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (!f) {
-        if (errno == ENOENT) return PT_ERR_NOTFOUND;
-        return pt_seterr(err, PT_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return pt_seterr(err, PT_ERR_IO, "cannot read %s", e2);
     }
     char *line = NULL;
     size_t cap = 0;

@@ -587,7 +587,7 @@ int pl_ssm_get_parameter(pl_aws *a, const char *name, char *value, size_t cap, c
     int rc = pl_aws_call(a, &c, &r, NULL, err);
     free(body);
     if (!rc) {
-        cJSON *j = cJSON_ParseWithLength(r.body.data ? r.body.data : "", r.body.len);
+        cJSON *j = pt_json_parse(r.body.data ? r.body.data : "", r.body.len, NULL);
         const cJSON *p = j ? cJSON_GetObjectItemCaseSensitive(j, "Parameter") : NULL;
         const cJSON *v = p ? cJSON_GetObjectItemCaseSensitive(p, "Value") : NULL;
         const cJSON *nm = p ? cJSON_GetObjectItemCaseSensitive(p, "Name") : NULL;

@@ -86,7 +86,7 @@ int pl_imds_role_credentials(const char *endpoint, pl_creds *c, time_t *expires,
     snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/%s", endpoint,
              role.data);
     if ((rc = imds_req(url, "GET", hdr, &js, err))) goto done;
-    cJSON *j = cJSON_ParseWithLength(pl_str_c(&js), js.len);
+    cJSON *j = pt_json_parse(pl_str_c(&js), js.len, NULL);
     const cJSON *ak = cJSON_GetObjectItemCaseSensitive(j, "AccessKeyId");
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(j, "SecretAccessKey");
     const cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "Token");

@@ -51,7 +51,7 @@ static int write_events(const evbuf *e, char *err)
     for (const char *p = s; *p;) {
         size_t l = strcspn(p, "\n");
         if (l) {
-            cJSON *j = cJSON_ParseWithLength(p, l);
+            cJSON *j = pt_json_parse(p, l, NULL);
             const cJSON *ts = j ? cJSON_GetObjectItemCaseSensitive(j, "ts") : NULL;
             double t = cJSON_IsNumber(ts) ? ts->valuedouble : last;
             last = t;
@@ -195,7 +195,7 @@ static int json_str(const cJSON *o, const char *name, char *dst, size_t cap)
 int pl_agent_parse_status(pl_agent_view *v, const char *run_id, const char *body, size_t n,
                           char *err)
 {
-    cJSON *j = cJSON_ParseWithLength(body, n);
+    cJSON *j = pt_json_parse(body, n, NULL);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return pt_seterr(err, PT_ERR_FORMAT, "not a JSON object");
@@ -275,7 +275,7 @@ static double round1_time(const run *r)
     if (pl_file_read(path, &ev, (size_t)64 << 20, e2)) return -1;
     for (const char *p = pl_str_c(&ev); *p && t1 < 0;) {
         size_t l = strcspn(p, "\n");
-        cJSON *j = cJSON_ParseWithLength(p, l);
+        cJSON *j = pt_json_parse(p, l, NULL);
         const cJSON *src = cJSON_GetObjectItemCaseSensitive(j, "source");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "event");
         const cJSON *rd = cJSON_GetObjectItemCaseSensitive(j, "round");

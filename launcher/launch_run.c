@@ -164,7 +164,7 @@ static int check_run_id_free(run *r, char *err)
     char e2[PT_ERRLEN];
     int rc = PT_OK;
     if (!pl_file_read(r->state_path, &js, 1 << 20, e2)) {
-        cJSON *j = cJSON_ParseWithLength(pl_str_c(&js), js.len);
+        cJSON *j = pt_json_parse(pl_str_c(&js), js.len, NULL);
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
         if (!cJSON_IsString(st) || strcmp(st->valuestring, "cleaned"))
             rc = pt_seterr(err, PT_ERR_STATE,

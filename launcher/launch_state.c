@@ -97,8 +97,9 @@ int pl_run_add_ids(run *r, const pl_instance *v, size_t n)
 /* ---- helpers ---- */
 int pl_file_read(const char *path, pl_str *out, size_t max, char *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_read(path, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
     char buf[65536];
     size_t n;
     int rc = PT_OK;
@@ -127,8 +128,9 @@ int pl_file_write(const char *path, const void *data, size_t n, char *err)
         if (dir[0] && pl_mkdirs(dir))
             return pt_seterr(err, PT_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     }
-    FILE *f = fopen(path, "wb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_write(path, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot write %s", e2);
     int bad = n && fwrite(data, 1, n, f) != n;
     if (fclose(f) || bad) return pt_seterr(err, PT_ERR_IO, "cannot write %s", path);
     return PT_OK;
@@ -422,7 +424,7 @@ void pl_state_load(run *r, pl_launch_opts *o)
     pl_str js = {0};
     char e2[PT_ERRLEN];
     if (pl_file_read(r->state_path, &js, 1 << 20, e2)) return;
-    cJSON *j = cJSON_ParseWithLength(pl_str_c(&js), js.len);
+    cJSON *j = pt_json_parse(pl_str_c(&js), js.len, NULL);
     const cJSON *reg = cJSON_GetObjectItemCaseSensitive(j, "region");
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bucket");
     if (cJSON_IsString(reg) && !o->region && pl_valid_name(reg->valuestring, 31)) {

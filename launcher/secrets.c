@@ -242,14 +242,15 @@ int pl_check_artifact(const char *path, const char *what, const pl_creds *c, int
     }
     s.win = malloc(CHUNK + s.keep + 1);
     unsigned char *in = malloc(CHUNK), *out = malloc(CHUNK);
-    FILE *f = fopen(path, "rb");
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_read(path, e2);
     int rc = PT_OK;
     if (!s.win || !in || !out) {
         rc = pt_seterr(err, PT_ERR_NOMEM, "out of memory");
         goto done;
     }
     if (!f) {
-        rc = pt_seterr(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        rc = pt_seterr(err, PT_ERR_IO, "cannot open %s", e2);
         goto done;
     }
     size_t n = fread(in, 1, CHUNK, f);

@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const unsigned char alpn_h2[] = {2, 'h', '2'};
 
@@ -60,9 +61,25 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err)
     return ctx;
 }
 
+/* OpenSSL opens files with fopen: a FIFO given as a certificate would block
+ * it forever. Only regular files are handed to it. */
+static int regular_files(char *err, const char *a, const char *b)
+{
+    char e[PT_ERRLEN];
+    const char *p[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        if (!p[i]) continue;
+        int fd = pt_open_read(p[i], e);
+        if (fd < 0) return pt_seterr(err, fd, "TLS file %s", e);
+        close(fd);
+    }
+    return PT_OK;
+}
+
 SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err)
 {
     char e[256];
+    if (regular_files(err, cert, key)) return NULL;
     SSL_CTX *ctx = ctx_new(TLS_server_method(), err);
     if (!ctx) return NULL;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
@@ -88,6 +105,8 @@ fail:
 int tls_server_require_client(SSL_CTX *ctx, const char *ca, char *err)
 {
     char e[256];
+    int rc = regular_files(err, ca, NULL);
+    if (rc) return rc;
     if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
         return pt_seterr(err, PT_ERR_TLS, "cannot load the client CA '%s': %s", ca,
                          tls_errstr(e, sizeof e));
@@ -108,6 +127,7 @@ int tls_server_require_client(SSL_CTX *ctx, const char *ca, char *err)
 SSL_CTX *tls_client_ctx(const char *ca, const char *cert, const char *key, char *err)
 {
     char e[256];
+    if (regular_files(err, ca, cert) || regular_files(err, key, NULL)) return NULL;
     SSL_CTX *ctx = ctx_new(TLS_client_method(), err);
     if (!ctx) return NULL;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);

@@ -44,9 +44,9 @@ int pnet_auth_token_load(const char *path, char *out, size_t cap, char *err)
     if (!out || cap < PNET_TOKEN_MAX + 1)
         return pt_seterr(err, PT_ERR_RANGE, "token buffer too small");
     out[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot read token file '%s': %s", path,
-                             strerror(errno));
+    char eo[PT_ERRLEN];
+    FILE *f = pt_fopen_read(path, eo); /* a FIFO is refused, never waited on */
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot read token file %s", eo);
     char buf[PNET_TOKEN_MAX + 3];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     int bad = ferror(f);
@@ -188,16 +188,16 @@ static int load_ca(const char *ca_cert, const char *ca_key, X509 **cert, EVP_PKE
     char e[200];
     *cert = NULL;
     *key = NULL;
-    FILE *f = fopen(ca_cert, "r");
-    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot read CA certificate '%s': %s", ca_cert,
-                             strerror(errno));
+    char e2[PT_ERRLEN];
+    FILE *f = pt_fopen_read(ca_cert, e2);
+    if (!f) return pt_seterr(err, PT_ERR_IO, "cannot read CA certificate %s", e2);
     *cert = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     if (!*cert) return pt_seterr(err, PT_ERR_TLS, "no PEM certificate in '%s': %s", ca_cert,
                                  tls_errstr(e, sizeof e));
-    if (!(f = fopen(ca_key, "r"))) {
+    if (!(f = pt_fopen_read(ca_key, e2))) {
         X509_free(*cert), *cert = NULL;
-        return pt_seterr(err, PT_ERR_IO, "cannot read CA key '%s': %s", ca_key, strerror(errno));
+        return pt_seterr(err, PT_ERR_IO, "cannot read CA key %s", e2);
     }
     *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -40,6 +43,44 @@ int pnn__seterr(char *err, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
+}
+
+static const char *kind_of(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+FILE *pnn__fopen(const char *path, int write, int *rc, char *err)
+{
+    struct stat st;
+    *rc = PNN_ERR_IO;
+    if (write && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s, not a regular file", path, kind_of(st.st_mode));
+        return NULL;
+    }
+    /* O_NONBLOCK: opening a FIFO must not wait for the other end */
+    int fd = open(path, (write ? O_WRONLY | O_CREAT : O_RDONLY) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+                  0644);
+    if (fd < 0) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s", path,
+                    errno == ENXIO ? "a FIFO, not a regular file" : strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s, not a regular file", path, kind_of(st.st_mode));
+        close(fd);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = NULL;
+    if ((write && ftruncate(fd, 0) != 0) || !(f = fdopen(fd, write ? "wb" : "rb"))) {
+        pnn__seterr(err, PNN_ERR_IO, "%.200s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    *rc = PNN_OK;
+    return f;
 }
 
 int pnn_backend_parse(const char *name, pnn_backend *out)
@@ -470,6 +511,34 @@ static int build_layers(pnn_model *m, const cJSON *arr, int first, char *err)
     return PNN_OK;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first key repeated in one object of the tree, or NULL. Python's json
+ * and Keras keep the last value, cJSON the first: a model file with a
+ * repeated key is refused rather than read differently from Keras. */
+static const char *repeated_key(const cJSON *o)
+{
+    if (!cJSON_IsObject(o) && !cJSON_IsArray(o)) return NULL;
+    size_t n = 0;
+    for (const cJSON *c = o->child; c; c = c->next, n++) {
+        const char *k = repeated_key(c);
+        if (k) return k;
+    }
+    if (!cJSON_IsObject(o) || n < 2) return NULL;
+    const char **keys = malloc(n * sizeof *keys), *dup = NULL;
+    if (!keys) return "(out of memory)";
+    n = 0;
+    for (const cJSON *c = o->child; c; c = c->next) keys[n++] = c->string ? c->string : "";
+    qsort(keys, n, sizeof *keys, cmp_key);
+    for (size_t i = 1; i < n && !dup; i++)
+        if (!strcmp(keys[i], keys[i - 1])) dup = keys[i];
+    free(keys);
+    return dup;
+}
+
 static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
 {
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -477,6 +546,15 @@ static int parse_model(pnn_model *m, const char *json, size_t len, char *err)
         const char *ep = cJSON_GetErrorPtr();
         long at = ep && ep >= json && ep <= json + len ? (long)(ep - json) : -1;
         return pnn__seterr(err, PNN_ERR_JSON, "model JSON: syntax error near byte %ld", at);
+    }
+    const char *dup = repeated_key(root);
+    if (dup) {
+        int rc = pnn__seterr(err, PNN_ERR_JSON, "model JSON: the key \"%.100s\" appears twice in "
+                                                "one object (Keras would keep the last value; "
+                                                "Petal refuses the file)",
+                             dup);
+        cJSON_Delete(root);
+        return rc;
     }
     int rc;
     if (cJSON_IsObject(root)) {
@@ -618,11 +696,13 @@ int pnn_model_new(pnn_model **out, const char *spec, const pnn_opts *o, char *er
     const char *p = spec;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     if (*p == '{' || *p == '[') return pnn_model_new_json(out, spec, strlen(spec), o, err);
-    FILE *f = fopen(spec, "rb");
+    char why[PNN_ERRLEN];
+    int orc;
+    FILE *f = pnn__fopen(spec, 0, &orc, why);
     if (!f)
-        return pnn__seterr(err, PNN_ERR_IO, "model \"%.100s\": not a preset (seed-cnn, "
-                                          "fmnist-cnn) and cannot open as a file: %s",
-                         spec, strerror(errno));
+        return pnn__seterr(err, orc, "model \"%.100s\": not a preset (seed-cnn, fmnist-cnn) and "
+                                     "cannot open as a file: %.200s",
+                         spec, why);
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = PNN_OK;

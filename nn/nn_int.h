@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Vector-width clones of a hot elementwise function, picked at load time
@@ -120,6 +121,12 @@ int pnn__seterr(char *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Open a user's file: for reading an existing regular file, for writing a
+ * regular file (created or truncated). Never blocks on a FIFO and refuses
+ * anything but a regular file (err: "PATH: a FIFO, not a regular file").
+ * NULL with err set on failure (code in *rc). */
+FILE *pnn__fopen(const char *path, int write, int *rc, char *err);
 
 /* Large zero-filled allocation tracked by the model (hugepage-advised). */
 void *pnn__big_alloc(pnn_model *m, size_t bytes);

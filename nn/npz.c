@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 
 static uint32_t crc_table[256];
 static int crc_ready;
@@ -80,8 +83,13 @@ int pnn_save_weights(const pnn_model *m, const char *path, char *err)
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return pnn__seterr(err, PNN_ERR_INVAL, "save: path too long");
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return pnn__seterr(err, PNN_ERR_IO, "save %.200s: %s", tmp, strerror(errno));
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* rename would replace it */
+        return pnn__seterr(err, PNN_ERR_IO, "save %.200s: not a regular file", path);
+    char why[PNN_ERRLEN];
+    int orc;
+    FILE *f = pnn__fopen(tmp, 1, &orc, why);
+    if (!f) return pnn__seterr(err, orc, "save %.300s", why);
     size_t n = m->nw;
     uint32_t *crc = calloc(n ? n : 1, sizeof *crc), *off = calloc(n ? n : 1, sizeof *off);
     uint32_t *sz = calloc(n ? n : 1, sizeof *sz);
@@ -246,8 +254,10 @@ static int cmp_ent(const void *a, const void *b)
 int pnn_load_weights(pnn_model *m, const char *path, char *err)
 {
     if (!m || !path) return pnn__seterr(err, PNN_ERR_INVAL, "load: NULL argument");
-    FILE *f = fopen(path, "rb");
-    if (!f) return pnn__seterr(err, PNN_ERR_IO, "load %.200s: %s", path, strerror(errno));
+    char why[PNN_ERRLEN];
+    int orc;
+    FILE *f = pnn__fopen(path, 0, &orc, why);
+    if (!f) return pnn__seterr(err, orc, "load %.300s", why);
     unsigned char *buf = NULL;
     zent *ents = NULL;
     float *staging = NULL;

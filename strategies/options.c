@@ -410,6 +410,9 @@ int pst__resolve_options(pst_kind k, int dp, pst_options *e, char *err)
         BAD("%s: fraction_evaluate=%g must be in [0, 1]", canon[k], e->fraction_evaluate);
     if (e->min_fit_clients < 0 || e->min_evaluate_clients < 0 || e->min_available_clients < 0)
         BAD("%s: min_*_clients must be >= 0", canon[k]);
+    if (e->fraction_fit == 0 && e->min_fit_clients == 0)
+        BAD("%s: fraction_fit=0 with min_fit_clients=0 samples no client to train: every round "
+            "would do nothing (raise one of them)", canon[k]);
     if (e->accept_failures != 0 && e->accept_failures != 1)
         BAD("%s: accept_failures must be 0 or 1", canon[k]);
     if (e->threads < 0 || e->threads > 64) BAD("threads=%d must be in [0, 64]", e->threads);

@@ -36,6 +36,8 @@ static void t_log_file(void)
     PT_DEBUG("hidden %d", 1);
     PT_INFO("hello %d", 42);
     PT_WARN("careful");
+    /* a name with a newline cannot forge a second record */
+    PT_WARN("skipping %s", "evil.png\nINFO petal 2026-01-01T00:00:00.000Z | x.c:1 | forged");
     pt_log_set_file(NULL);
     pt_log_set_stderr(1);
     FILE *f = fopen(path, "r");
@@ -48,12 +50,25 @@ static void t_log_file(void)
     ASSERT(line[15] == '-' && line[18] == '-' && line[21] == 'T' && line[34] == 'Z');
     ASSERT(fgets(line, sizeof line, f));
     ASSERT_CONTAINS(line, "WARNING petal");
+    ASSERT(fgets(line, sizeof line, f));
+    ASSERT_CONTAINS(line, "| skipping evil.png\\nINFO petal 2026");
     ASSERT(!fgets(line, sizeof line, f));
     fclose(f);
     unlink(path);
     ASSERT_EQ_INT(pt_log_set_file("/nonexistent-dir/x.log"), PT_ERR_IO);
     ASSERT_EQ_INT(pt_log_level_parse("Warning"), PT_LOG_WARN);
     ASSERT_EQ_INT(pt_log_level_parse("loud"), -1);
+}
+
+static void t_escape_ctrl(void)
+{
+    char b[64];
+    ASSERT_EQ_INT(pt_escape_ctrl(b, sizeof b, "a\nb\rc\td\x01" "e\x7f\xc3\xa9\\"), 22);
+    ASSERT_STR_EQ(b, "a\\nb\\rc\\td\\x01e\\x7f\xc3\xa9\\");
+    /* truncation never splits an escape */
+    ASSERT_EQ_INT(pt_escape_ctrl(b, 4, "ab\n"), 2);
+    ASSERT_STR_EQ(b, "ab");
+    ASSERT_EQ_INT(pt_escape_ctrl(b, sizeof b, NULL), 0);
 }
 
 static void t_timing(void)
@@ -244,4 +259,4 @@ static void t_escape(void)
 }
 
 TEST_MAIN(TEST(t_config), TEST(t_config_many), TEST(t_config_growth), TEST(t_strerror),
-          TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params), TEST(t_escape))
+          TEST(t_seterr), TEST(t_log_file), TEST(t_timing), TEST(t_params), TEST(t_escape), TEST(t_escape_ctrl))

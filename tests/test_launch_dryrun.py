@@ -156,10 +156,14 @@ def main():
         check("user_data_%s_sh_syntax" % role,
               subprocess.run(["sh", "-n", f.name]).returncode == 0)
         os.unlink(f.name)
-    # limits are checked before any call: 9 clients + 1 server
+    # limits are checked before any call: 9 clients + 1 server (an empty
+    # placeholder tarball: a device such as /dev/null is refused as a path)
+    with tempfile.NamedTemporaryFile(suffix=".tar.gz", delete=False) as f:
+        placeholder = f.name
     p = subprocess.run([PETAL, "launch", "--n-client-instances", "9", "--endpoint-url",
-                        "http://127.0.0.1:1", "--dist-tarball", "/dev/null"],
+                        "http://127.0.0.1:1", "--dist-tarball", placeholder],
                        env=env, capture_output=True, text=True, timeout=60)
+    os.unlink(placeholder)
     check("learner_lab_limit", p.returncode == 2 and "at most 9" in p.stderr, p.stderr[-300:])
     p = subprocess.run([PETAL, "launch", "--num-rounds", "3"], env=env, capture_output=True,
                        text=True, timeout=60)

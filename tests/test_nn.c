@@ -453,6 +453,11 @@ static void t_bad_json(void)
         const char *json, *want;
     } cases[] = {
         {"{", "syntax error"},
+        /* a repeated key: Keras keeps the last, cJSON the first; refused */
+        {"{\"input_shape\":[4,4,1],\"layers\":[{\"type\":\"Dense\",\"units\":2,\"units\":3}]}",
+         "the key \"units\" appears twice in one object"},
+        {"{\"input_shape\":[4,4,1],\"input_shape\":[8,8,1],\"layers\":[{\"type\":\"Flatten\"}]}",
+         "the key \"input_shape\" appears twice"},
         {"", "cannot open"},
         {"{\"input_shape\":[28,28,1]}", "\"layers\" must be an array"},
         {"{\"layers\":[]}", "missing \"input_shape\""},

@@ -495,7 +495,62 @@ static void t_rss(void)
     ASSERT_EQ_INT(pt_cpu_since(NULL, NULL, NULL), PT_ERR_INVAL);
 }
 
-TEST_MAIN(TEST(t_server_events), TEST(t_reader_runs_and_rounds),
-          TEST(t_round_line_within_reader_limit), TEST(t_client_events_and_generic), TEST(t_concurrent_appends),
+/* A key repeated in one object is refused wherever Petal reads JSON; an
+ * event line with one is malformed (counted, not read). */
+static void t_repeated_keys(void)
+{
+    char err[PT_ERRLEN];
+    cJSON *j = pt_json_parse("{\"a\":1,\"b\":{\"c\":[{\"d\":1,\"d\":2}]}}", 33, err);
+    ASSERT(j == NULL);
+    ASSERT_CONTAINS(err, "the key 'd' appears twice in one object");
+    j = pt_json_parse("{\"a\":1,\"b\":[{\"a\":2},{\"a\":3}]}", 29, err);
+    ASSERT(j != NULL); /* the same key in different objects is fine */
+    cJSON_Delete(j);
+    char dir[] = "/tmp/petal-rk-XXXXXX", path[64];
+    ASSERT(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"ts\":1,\"source\":\"server\",\"event\":\"run_start\",\"strategy\":\"FedAvg\"}\n"
+          "{\"ts\":2,\"source\":\"server\",\"event\":\"round\",\"round\":1,"
+          "\"accuracy_centralized\":0.5,\"accuracy_centralized\":0.9}\n"
+          "{\"ts\":3,\"source\":\"server\",\"event\":\"round\",\"round\":2,"
+          "\"accuracy_centralized\":0.6}\n",
+          f);
+    fclose(f);
+    pt_runset set = {0};
+    ASSERT_OK(pt_runset_load(&set, dir, err));
+    ASSERT_EQ_INT(set.bad_lines, 1);
+    ASSERT_EQ_INT(set.runs[0].n_rounds, 1);
+    ASSERT_EQ_INT(set.runs[0].rounds[0].round, 2);
+    pt_runset_free(&set);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Rounds in any order, some twice: sorted, the last record of a round wins. */
+static void t_rounds_out_of_order(void)
+{
+    char err[PT_ERRLEN], dir[] = "/tmp/petal-ro-XXXXXX", path[64];
+    ASSERT(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    int order[6] = {5, 3, 1, 4, 3, 2};
+    for (int i = 0; i < 6; i++)
+        fprintf(f, "{\"ts\":%d,\"source\":\"server\",\"event\":\"round\",\"round\":%d,"
+                   "\"round_time\":%d}\n", i + 1, order[i], 10 * (i + 1));
+    fclose(f);
+    pt_runset set = {0};
+    ASSERT_OK(pt_runset_load(&set, dir, err));
+    ASSERT_EQ_INT(set.runs[0].n_rounds, 5);
+    for (int k = 0; k < 5; k++) ASSERT_EQ_INT(set.runs[0].rounds[k].round, k + 1);
+    ASSERT_NEAR(set.runs[0].rounds[2].round_time, 50, 0); /* round 3: the second record */
+    pt_runset_free(&set);
+    unlink(path);
+    rmdir(dir);
+}
+
+TEST_MAIN(TEST(t_repeated_keys), TEST(t_rounds_out_of_order), TEST(t_server_events),
+          TEST(t_reader_runs_and_rounds), TEST(t_round_line_within_reader_limit),
+          TEST(t_client_events_and_generic), TEST(t_concurrent_appends),
           TEST(t_open_errors), TEST(t_cpu_busy), TEST(t_cpu_sleep), TEST(t_cpu_two_threads),
           TEST(t_rss))

@@ -1,6 +1,7 @@
 /* pdata_info.c - load a dataset spec, print its shape and the load time.
  *
- *   build/pdata-info [-s H,W,C] [-v VAL_SPLIT] [-t THREADS] [-l LIMIT] SPEC
+ *   build/pdata-info [-s H,W,C] [-v VAL_SPLIT] [-t THREADS] [-l LIMIT] [-p SCHEME [-n N]]
+ *                    [-o train|test] SPEC
  *
  * Used by `make bench-data` (timing the houseware folder) and handy to check
  * a folder before a run. */
@@ -28,8 +29,8 @@ static void describe(const char *what, const pd_dataset *d)
 int main(int argc, char **argv)
 {
     pd_open_opts o = pd_open_opts_default();
-    int opt;
-    while ((opt = getopt(argc, argv, "s:v:t:l:p:")) != -1) {
+    int opt, want_train = 1, want_test = 1;
+    while ((opt = getopt(argc, argv, "s:v:t:l:p:n:o:")) != -1) {
         switch (opt) {
         case 's':
             if (sscanf(optarg, "%d,%d,%d", &o.h, &o.w, &o.c) != 3) {
@@ -40,10 +41,15 @@ int main(int argc, char **argv)
         case 'v': o.val_split = atof(optarg); break;
         case 't': o.threads = atoi(optarg); break;
         case 'l': o.limit = (size_t)atol(optarg); break;
-        case 'p': o.partition = optarg; o.num_parts = 2; o.part = 0; break;
+        case 'p': o.partition = optarg; o.num_parts = o.num_parts ? o.num_parts : 2; break;
+        case 'n': o.num_parts = atoi(optarg); break;
+        case 'o':
+            want_train = !strcmp(optarg, "train");
+            want_test = !strcmp(optarg, "test");
+            break;
         default:
             fprintf(stderr, "usage: %s [-s H,W,C] [-v VAL_SPLIT] [-t THREADS] [-l LIMIT] "
-                            "[-p SCHEME (part 0 of 2)] SPEC\n", argv[0]);
+                            "[-p SCHEME (part 0) [-n PARTS (default 2)]] [-o train|test] SPEC\n", argv[0]);
             return 2;
         }
     }
@@ -51,19 +57,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [options] SPEC\n", argv[0]);
         return 2;
     }
-    pd_dataset tr, te;
+    pd_dataset tr = {0}, te = {0};
     char err[PT_ERRLEN];
     double t0 = pt_now();
-    int rc = pd_open(&tr, &te, argv[optind], &o, err);
+    int rc = pd_open(want_train ? &tr : NULL, want_test ? &te : NULL, argv[optind], &o, err);
     double dt = pt_now() - t0;
     if (rc) {
         fprintf(stderr, "error: %s (%s)\n", err, pt_strerror(rc));
         return 1;
     }
-    printf("loaded %s in %.3f s (%d thread%s)\n", argv[optind], dt, o.threads > 1 ? o.threads : 1,
-           o.threads > 1 ? "s" : "");
-    describe("train", &tr);
-    describe("test", &te);
+    printf("loaded %s in %.3f s (%d thread%s), peak RSS %lld KiB\n", argv[optind], dt,
+           o.threads > 1 ? o.threads : 1, o.threads > 1 ? "s" : "",
+           (long long)(pt_peak_rss_bytes() / 1024));
+    if (want_train) describe("train", &tr);
+    if (want_test) describe("test", &te);
     pd_dataset_free(&tr);
     pd_dataset_free(&te);
     return 0;

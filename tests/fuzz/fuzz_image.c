@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     float out[33 * 33 * 4];
     float *scratch = NULL;
     size_t scap = 0;
-    int rc = pd_decode_image(&im, data, size, hint ? tw : 0, hint ? th : 0, why);
+    int rc = pd_decode_image(&im, data, size, hint ? tw : 0, hint ? th : 0, NULL, NULL, why);
     if (rc == PT_OK) {
         FZ_CHECK(im.w > 0 && im.h > 0 && im.c >= 1 && im.c <= 4);
         if (pd_img_to_float(&im, out, th, tw, tc, &scratch, &scap) == PT_OK)
